@@ -1,0 +1,150 @@
+"""The exceptions mlnode raises, mapped to exit codes at the CLI boundary.
+
+    MlnodeError                     exit 1 unless a subclass says otherwise
+    ├── UsageError                  exit 2: an option is missing, malformed or contradicts another
+    │   └── VersionError            exit 2: a version string we cannot parse or do not know
+    ├── InputError                  exit 2: a file we cannot use; carries path and line
+    ├── RuntimeError_               exit 3: the container runtime
+    │   ├── RuntimeUnavailable      socket missing, connection refused, runtime down
+    │   ├── RuntimePermissionDenied socket exists but we may not talk to it
+    │   ├── ImageNotFound           the runtime or registry does not know the image
+    │   └── RuntimeCallFailed       any other gRPC failure, with the status code
+    ├── RegistryError               exit 4: the registry answered with an error or not at all
+    │   └── DigestMismatch          bytes received do not hash to the digest asked for
+    ├── InsufficientSpace           exit 5: the image cannot fit, even after GC
+    ├── PullStalled                 exit 6: no new byte within the stall deadline
+    └── ApplyError                  exit 7: applying settings to a node failed (files restored)
+        ├── LockHeld                another apply holds the node lock
+        └── VerificationFailed      the services did not come back healthy with the new values
+
+Every exception renders as one line (``str(exc)``) that names the file:line, option
+or endpoint involved, so the CLI can print it as-is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "ApplyError",
+    "DigestMismatch",
+    "ImageNotFound",
+    "InputError",
+    "InsufficientSpace",
+    "LockHeld",
+    "MlnodeError",
+    "PullStalled",
+    "RegistryError",
+    "RuntimeCallFailed",
+    "RuntimeError_",
+    "RuntimePermissionDenied",
+    "RuntimeUnavailable",
+    "UsageError",
+    "VerificationFailed",
+    "VersionError",
+]
+
+
+class MlnodeError(Exception):
+    """Base of every error mlnode reports to a person."""
+
+    exit_code: int = 1
+
+
+class UsageError(MlnodeError):
+    """An option is missing, malformed, or contradicts another one."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        self.option = option
+        super().__init__(f"{option}: {message}" if option else message)
+
+
+class VersionError(UsageError):
+    """A version string that cannot be parsed or is outside what mlnode knows."""
+
+
+class InputError(MlnodeError):
+    """A file that cannot be used: unreadable, unparseable or holding an impossible value."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: Path | str | None = None, line: int | None = None):
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+
+
+class RuntimeError_(MlnodeError):  # noqa: N801 - avoids shadowing the builtin RuntimeError
+    """The container runtime could not do what was asked."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint}: {message}" if endpoint else message)
+
+
+class RuntimeUnavailable(RuntimeError_):
+    """Socket missing, connection refused, or the runtime is not serving."""
+
+
+class RuntimePermissionDenied(RuntimeError_):
+    """The socket exists but this user may not connect to it."""
+
+
+class ImageNotFound(RuntimeError_):
+    """The runtime (or the registry behind it) does not know this image."""
+
+
+class RuntimeCallFailed(RuntimeError_):
+    """Any other failed runtime call; ``code`` is the gRPC status code name."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None, code: str = "UNKNOWN"):
+        self.code = code
+        super().__init__(f"{message} ({code})", endpoint=endpoint)
+
+
+class RegistryError(MlnodeError):
+    """The registry answered with an error, or did not answer."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None):
+        self.url = url
+        self.status = status
+        super().__init__(f"{url}: {message}" if url else message)
+
+
+class DigestMismatch(RegistryError):
+    """The bytes received do not hash to the digest that was asked for."""
+
+
+class InsufficientSpace(MlnodeError):
+    """The image cannot fit on the image filesystem, even after garbage collection."""
+
+    exit_code = 5
+
+
+class PullStalled(MlnodeError):
+    """No new byte arrived within the stall deadline."""
+
+    exit_code = 6
+
+
+class ApplyError(MlnodeError):
+    """Applying settings to a node failed; every file touched was restored."""
+
+    exit_code = 7
+
+
+class LockHeld(ApplyError):
+    """Another mlnode apply holds the node lock."""
+
+
+class VerificationFailed(ApplyError):
+    """After the restart the services were unhealthy or did not show the new values."""

@@ -1,0 +1,93 @@
+"""What every reader produces: values with positions, independent of the file format."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlnode.knowledge.model import Origin
+
+__all__ = [
+    "DocumentKind",
+    "EnvAssignment",
+    "FieldOccurrence",
+    "FlagOccurrence",
+    "ParsedDocument",
+    "RuntimeValueOccurrence",
+    "VarOccurrence",
+]
+
+
+class DocumentKind(enum.StrEnum):
+    ENV_FILE = "env"  # systemd EnvironmentFile: KUBELET_EXTRA_ARGS, KUBELET_KUBEADM_ARGS, ...
+    KUBELET_CONFIG = "kubelet-config"  # the file given to --config
+    KUBELET_DROPIN = "kubelet-dropin"  # a *.conf file in --config-dir
+    KUBEADM = "kubeadm"  # kubeadm config documents (Init/Join/ClusterConfiguration, ...)
+    KUBESPRAY = "kubespray"  # kubespray group_vars
+    CONTAINERD = "containerd"  # /etc/containerd/config.toml and its imports
+    CRIO = "crio"  # /etc/crio/crio.conf and crio.conf.d/*.conf
+    SYSTEMD_UNIT = "systemd-unit"  # kubelet.service and its drop-ins (10-kubeadm.conf)
+
+
+@dataclass(frozen=True)
+class FlagOccurrence:
+    """A kubelet command-line flag as written in an env file, unit or kubeadm document."""
+
+    name: str  # without the leading dashes: "image-gc-high-threshold"
+    value: str | None  # None for a bare flag ("--serialize-image-pulls")
+    origin: Origin  # detail: the variable or key that carried it
+    text: str  # as written, e.g. "--image-gc-high-threshold=80"
+
+
+@dataclass(frozen=True)
+class FieldOccurrence:
+    """A top-level KubeletConfiguration field."""
+
+    field: str  # camelCase, e.g. "imageGCHighThresholdPercent"
+    value: Any  # as decoded from YAML (int, str, bool, dict, list, None)
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class RuntimeValueOccurrence:
+    """A key in a runtime's TOML config."""
+
+    table: tuple[str, ...]  # e.g. ("plugins", "io.containerd.grpc.v1.cri") or ("crio", "image")
+    name: str  # e.g. "image_pull_progress_timeout"
+    value: Any  # as decoded from TOML
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class VarOccurrence:
+    """An Ansible variable in kubespray group_vars."""
+
+    name: str
+    value: Any
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class EnvAssignment:
+    """A variable assignment in an environment file (after systemd's unquoting)."""
+
+    name: str
+    value: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    """Everything a reader found in one file (or one YAML document of a multi-document file)."""
+
+    kind: DocumentKind
+    path: str
+    flags: tuple[FlagOccurrence, ...] = ()
+    fields: tuple[FieldOccurrence, ...] = ()
+    runtime_values: tuple[RuntimeValueOccurrence, ...] = ()
+    variables: tuple[VarOccurrence, ...] = ()
+    env: tuple[EnvAssignment, ...] = ()
+    # Format-specific facts the linter cares about, e.g. {"api_version": "...",
+    # "kubeadm_managed": True, "containerd_config_version": 2, "imports": [...]}.
+    facts: dict[str, Any] = field(default_factory=dict)
