@@ -68,10 +68,12 @@ def format_go_duration(seconds: float) -> str:
     sign = "-" if seconds < 0 else ""
     rem = abs(seconds)
     if rem < 1:
-        ms = rem * 1000
-        if ms >= 1:
-            return f"{sign}{_trim(ms)}ms"
-        return f"{sign}{_trim(rem * 1e6)}µs"
+        ns = round(rem * 1e9)
+        if ns < 1000:
+            return f"{sign}{ns}ns"
+        if ns < 1_000_000:
+            return f"{sign}{_trim(ns / 1e3)}µs"
+        return f"{sign}{_trim(ns / 1e6)}ms"
     hours = int(rem // 3600)
     rem -= hours * 3600
     minutes = int(rem // 60)

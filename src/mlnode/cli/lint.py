@@ -1,9 +1,152 @@
-"""`mlnode lint` (being written)."""
+"""``mlnode lint``: what a node's files will do to the kubelet and runtime, before they do it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from mlnode.cli._common import OutputFormat, emit_json, run, stdout
+from mlnode.cli._inputs import read_documents
+from mlnode.errors import UsageError
+from mlnode.knowledge.model import Layer
+from mlnode.lint.engine import LintContext, LintReport, lint_documents
+from mlnode.lint.findings import Severity
+from mlnode.units import format_go_duration, parse_bytes
+from mlnode.versions import parse_kubernetes_version, parse_runtime
+
+__all__ = ["register"]
+
+_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def _size(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise UsageError(str(e), option=option) from None
+
+
+def _node_files(root: Path) -> list[Path]:
+    from mlnode.formats.node_paths import discover_node_files
+
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory", option="--root")
+    return list(discover_node_files(root).all_paths())
+
+
+def report_json(report: LintReport, ctx: LintContext, files: list[str]) -> dict[str, Any]:
+    effective: dict[str, Any] = {}
+    for key, sv in {**report.effective.kubelet, **report.effective.runtime}.items():
+        effective[key] = {
+            "value": sv.value,
+            "layer": sv.layer.name.lower().replace("_", "-"),
+            "source": str(sv.origin) if sv.origin else None,
+        }
+    return {
+        "schema": "mlnode.lint/v1",
+        "kubernetes_version": str(ctx.kubernetes_version),
+        "runtime": str(ctx.runtime),
+        "files": files,
+        "findings": [f.to_json() for f in report.findings],
+        "summary": report.counts(),
+        "effective": effective,
+        "feature_gates": dict(report.effective.feature_gates),
+    }
+
+
+def _print_human(report: LintReport, files: list[str]) -> None:
+    for f in report.findings:
+        where = ""
+        if f.origin is not None:
+            where = f.origin.path + (f":{f.origin.line}" if f.origin.line else "") + ": "
+        stdout.print(
+            f"{where}[{_STYLE[f.severity]}]{f.severity.value} {f.code}[/]: {f.message}",
+            markup=True,
+            highlight=False,
+        )
+        stdout.print(f"    on the node: {f.consequence}", markup=False)
+        if f.fix:
+            stdout.print(f"    fix: {f.fix}", markup=False)
+    set_values = [
+        (k, sv) for k, sv in report.effective.kubelet.items() if sv.layer is not Layer.DEFAULT
+    ] + list(report.effective.runtime.items())
+    if set_values:
+        stdout.print("effective settings (not defaults):", markup=False)
+        for key, sv in set_values:
+            value = sv.value
+            if key.endswith("_seconds") and isinstance(value, int | float):
+                value = format_go_duration(value)
+            stdout.print(f"    {key} = {value}  ({sv.origin})", markup=False)
+    c = report.counts()
+    stdout.print(
+        f"{len(files)} file(s): {c['error']} error(s), {c['warning']} warning(s), {c['info']} info",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    @app.command("lint")
+    def lint(
+        files: Annotated[
+            list[Path] | None,
+            typer.Argument(help="Files to lint; their kind is detected from their content."),
+        ] = None,
+        root: Annotated[
+            Path | None,
+            typer.Option("--root", help="Lint the node's standard paths under this directory."),
+        ] = None,
+        kubernetes_version: Annotated[
+            str, typer.Option("--kubernetes-version", help="Kubelet version X.Y[.Z].")
+        ] = "",
+        runtime: Annotated[
+            str,
+            typer.Option(
+                "--runtime", help="containerd@X.Y.Z | crio@X.Y.Z | cri-dockerd@X.Y.Z | docker."
+            ),
+        ] = "",
+        image_disk: Annotated[
+            str | None, typer.Option("--image-disk", help="Image filesystem capacity, e.g. 1TiB.")
+        ] = None,
+        largest_image: Annotated[
+            str | None,
+            typer.Option("--largest-image", help="Largest image on disk (content + unpacked)."),
+        ] = None,
+        output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.HUMAN,
+    ) -> None:
+        """Find settings that stop the kubelet or runtime, or that do not do what they seem.
+
+        Exit 0: no error (warnings allowed). 1: an error was found. 2: an input is unusable.
+        """
+
+        def body() -> int:
+            if not kubernetes_version:
+                raise UsageError("required", option="--kubernetes-version")
+            if not runtime:
+                raise UsageError("required", option="--runtime")
+            ctx = LintContext(
+                kubernetes_version=parse_kubernetes_version(kubernetes_version),
+                runtime=parse_runtime(runtime),
+                image_disk_bytes=_size(image_disk, "--image-disk"),
+                largest_image_bytes=_size(largest_image, "--largest-image"),
+                whole_node=root is not None and not files,
+            )
+            paths = list(files or [])
+            if root is not None:
+                paths += _node_files(root)
+            if not paths:
+                raise UsageError("give files to lint, or --root DIR")
+            docs = read_documents(paths)
+            report = lint_documents(docs, ctx)
+            names = [str(p) for p in paths]
+            if output is OutputFormat.JSON:
+                emit_json(report_json(report, ctx, names))
+            else:
+                _print_human(report, names)
+            return 1 if report.has_errors else 0
+
+        code = run(body)
+        raise typer.Exit(code)

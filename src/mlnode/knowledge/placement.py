@@ -22,6 +22,7 @@ from mlnode.knowledge.table import (
     KubeletSetting,
     RuntimeSetting,
     ValueKind,
+    eviction_hard_defaults,
     runtime_settings_for,
 )
 from mlnode.units import format_go_duration
@@ -40,9 +41,6 @@ __all__ = [
 # Settings that the kubelet itself only ever honoured with dockershim; with any other
 # runtime their home is the runtime's config.
 _DOCKERSHIM_ONLY = frozenset({"image_pull_progress_deadline_seconds"})
-_DEFAULT_EVICTION_SIGNALS = frozenset(
-    {"memory.available", "nodefs.available", "nodefs.inodesFree", "imagefs.available"}
-)
 
 
 @dataclass(frozen=True)
@@ -169,8 +167,8 @@ def place(settings: ImageSettings, k8s: Version, runtime: RuntimeSpec) -> Placem
             continue
         match = [r for r in rows_here if r.key == key]
         if match:
-            row = match[0]
-            runtime_values.append(PlacedRuntimeValue(row, file_value(row.kind, wanted[key])))
+            rrow = match[0]
+            runtime_values.append(PlacedRuntimeValue(rrow, file_value(rrow.kind, wanted[key])))
             continue
         existing = [r for r in RUNTIME_SETTINGS if r.key == key and r.runtime is runtime.kind]
         if existing:
@@ -190,7 +188,7 @@ def place(settings: ImageSettings, k8s: Version, runtime: RuntimeSpec) -> Placem
 
     eviction = wanted.get("eviction_hard")
     if eviction is not None and not wanted.get("merge_default_eviction_settings"):
-        missing = sorted(_DEFAULT_EVICTION_SIGNALS - set(eviction))
+        missing = sorted(set(eviction_hard_defaults(k8s)) - set(eviction))
         if missing:
             warnings.append(
                 "evictionHard sets only "
@@ -198,7 +196,11 @@ def place(settings: ImageSettings, k8s: Version, runtime: RuntimeSpec) -> Placem
                 + "; the kubelet then sets "
                 + ", ".join(missing)
                 + " to 0 (no eviction for them) unless they are listed too"
-                + (" or mergeDefaultEvictionSettings is true" if k8s.at_least(Version(1, 33)) else "")
+                + (
+                    " or mergeDefaultEvictionSettings is true"
+                    if k8s.at_least(Version(1, 33))
+                    else ""
+                )
             )
 
     return Placement(

@@ -17,17 +17,24 @@ from mlnode.versions import RuntimeKind, Version
 
 __all__ = [
     "CONFIG_DIR_SUPPORT",
+    "EVICTION_HARD_DEFAULTS",
     "FEATURE_GATES",
     "KUBELET_SETTINGS",
+    "REMOVED_FLAGS",
     "RUNTIME_SETTINGS",
     "ConfigDirSupport",
+    "EvictionDefaults",
     "FeatureGateStage",
     "KubeletSetting",
+    "RemovedFlag",
     "RuntimeSetting",
     "ValueKind",
+    "config_dir_support",
+    "eviction_hard_defaults",
     "kubelet_setting",
     "kubelet_setting_by_field",
     "kubelet_setting_by_flag",
+    "removed_flag",
     "runtime_settings_for",
 ]
 
@@ -189,7 +196,8 @@ KUBELET_SETTINGS: tuple[KubeletSetting, ...] = (
         flag_span=Span(),
         flag_deprecated_since=_CONFIG_FLAG_DEPRECATED,
         feature_gate=None,
-        summary="burst of the pull token bucket (used only when registryPullQPS > 0)",
+        summary="burst of the pull token bucket (used only when registryPullQPS > 0);"
+        " 0 is replaced by the default 10",
         source="[1.28] v1beta1/defaults.go",
     ),
     KubeletSetting(
@@ -209,7 +217,8 @@ KUBELET_SETTINGS: tuple[KubeletSetting, ...] = (
         flag_deprecated_since=_CONFIG_FLAG_DEPRECATED,
         feature_gate=None,
         summary="hard eviction thresholds; setting any key zeroes the unset default keys"
-        " unless mergeDefaultEvictionSettings is true (1.33+)",
+        " unless mergeDefaultEvictionSettings is true (1.33+); defaults per version in"
+        " EVICTION_HARD_DEFAULTS",
         source="[1.28] v1beta1/defaults.go; [api] mergeDefaultEvictionSettings",
     ),
     KubeletSetting(
@@ -399,35 +408,149 @@ FEATURE_GATES: tuple[FeatureGateStage, ...] = (
         "ImageMaximumGCAge", Version(1, 30), "beta", True, False, "pkg/features/kube_features.go"
     ),
     FeatureGateStage(
-        "ImageMaximumGCAge", Version(1, 35), "GA", True, False, "KEP-4210 kep.yaml (unverified)"
+        "ImageMaximumGCAge",
+        Version(1, 35),
+        "GA",
+        True,
+        False,
+        "KEP-4210 stage/stable, kubernetes/website#52820 (1.35 docs); source unverified",
     ),
 )
 
 
 @dataclass(frozen=True)
 class ConfigDirSupport:
-    """Whether the kubelet's ``--config-dir`` drop-in directory works in a version span."""
+    """Whether and how the kubelet's ``--config-dir`` drop-in directory works."""
 
     span: Span
     supported: bool
     env_required: str | None
+    merge: str  # "mergo" (maps merged, later wins) or "json-merge-patch" (RFC 7386)
+    requires_type_meta: bool  # each drop-in must carry apiVersion and kind
     source: str
 
 
 CONFIG_DIR_SUPPORT: tuple[ConfigDirSupport, ...] = (
     ConfigDirSupport(
-        Span(until=v("1.28")), False, None, "KEP-3983: --config-dir added in v1.28 (alpha)"
+        Span(until=v("1.28")),
+        False,
+        None,
+        "",
+        False,
+        "KEP-3983: --config-dir added in v1.28 (alpha); options.go 1.28.6",
     ),
     ConfigDirSupport(
-        Span(since=v("1.28"), until=v("1.30")),
+        Span(since=v("1.28"), until=v("1.29")),
         True,
         "KUBELET_CONFIG_DROPIN_DIR_ALPHA",
-        "[1.28] cmd/kubelet/app/server.go; kubernetes.io kubelet-config-file (v1.28 to v1.29)",
+        "mergo",
+        False,
+        "[1.28] cmd/kubelet/app/server.go mergeKubeletConfigurations (mergo.WithOverride)",
     ),
     ConfigDirSupport(
-        Span(since=v("1.30")), True, None, "kubernetes/website 4c7f663: beta in v1.30, no env"
+        Span(since=v("1.29"), until=v("1.30")),
+        True,
+        "KUBELET_CONFIG_DROPIN_DIR_ALPHA",
+        "json-merge-patch",
+        False,
+        "1.29.6 server.go (jsonpatch.MergePatch); kubernetes.io kubelet-config-file (1.28-1.29)",
+    ),
+    ConfigDirSupport(
+        Span(since=v("1.30"), until=v("1.32")),
+        True,
+        None,
+        "json-merge-patch",
+        False,
+        "1.30.7 options.go help text has no env note; kubernetes/website 4c7f663 (beta 1.30)",
+    ),
+    ConfigDirSupport(
+        Span(since=v("1.32")),
+        True,
+        None,
+        "json-merge-patch",
+        True,
+        "1.32.10 server.go: 'failed to load kubelet dropin file, path: %s, no apiVersion/kind'",
     ),
 )
+
+
+def config_dir_support(version: Version) -> ConfigDirSupport:
+    return next(row for row in CONFIG_DIR_SUPPORT if row.span.contains(version))
+
+
+@dataclass(frozen=True)
+class EvictionDefaults:
+    span: Span
+    signals: dict[str, str]
+    source: str
+
+
+# Linux defaults. The kubelet zeroes every signal an operator's evictionHard leaves out,
+# unless mergeDefaultEvictionSettings (1.33+) is true.
+EVICTION_HARD_DEFAULTS: tuple[EvictionDefaults, ...] = (
+    EvictionDefaults(
+        Span(until=v("1.30")),
+        {
+            "memory.available": "100Mi",
+            "nodefs.available": "10%",
+            "nodefs.inodesFree": "5%",
+            "imagefs.available": "15%",
+        },
+        "[1.28] pkg/kubelet/eviction/defaults_linux.go",
+    ),
+    EvictionDefaults(
+        Span(since=v("1.30")),
+        {
+            "memory.available": "100Mi",
+            "nodefs.available": "10%",
+            "nodefs.inodesFree": "5%",
+            "imagefs.available": "15%",
+            "imagefs.inodesFree": "5%",
+        },
+        "1.30.7 pkg/kubelet/eviction/defaults_linux.go (imagefs.inodesFree added)",
+    ),
+)
+
+
+def eviction_hard_defaults(version: Version) -> dict[str, str]:
+    return dict(next(r for r in EVICTION_HARD_DEFAULTS if r.span.contains(version)).signals)
+
+
+@dataclass(frozen=True)
+class RemovedFlag:
+    """A kubelet flag that no longer exists: passing it stops the kubelet from starting."""
+
+    flag: str
+    removed_in: Version
+    why: str
+    fix: str
+    source: str
+
+
+REMOVED_FLAGS: tuple[RemovedFlag, ...] = (
+    RemovedFlag(
+        "image-pull-progress-deadline",
+        Version(1, 24),
+        "removed with dockershim",
+        "set the deadline in the runtime: containerd >= 1.7 image_pull_progress_timeout, "
+        "CRI-O pull_progress_timeout, or cri-dockerd --image-pull-progress-deadline",
+        "kubernetes#106907; pkg/kubelet/config/flags.go present in 1.23.15, absent in 1.24.14",
+    ),
+    RemovedFlag(
+        "container-runtime",
+        Version(1, 27),
+        "the only valid value was 'remote'",
+        "drop the flag; keep --container-runtime-endpoint",
+        "kubernetes#114017; present in 1.26.7 ('will be removed in 1.27'), absent in 1.27.7",
+    ),
+)
+
+
+def removed_flag(flag: str, version: Version) -> RemovedFlag | None:
+    name = flag.lstrip("-")
+    return next(
+        (r for r in REMOVED_FLAGS if r.flag == name and version.at_least(r.removed_in)), None
+    )
 
 
 def kubelet_setting(key: str) -> KubeletSetting:

@@ -1,0 +1,86 @@
+"""Turning a value as written (flag text or decoded YAML) into a setting's typed value.
+
+Flags follow pflag's parsing (``strconv.ParseBool``, ``ParseInt``, Go durations,
+``mapStringString`` with ``<`` for eviction signals); config fields follow the kubelet's
+JSON decoding of the v1beta1 types (int32 fields must be numbers, durations strings).
+Errors are ValueError with a message ready to sit behind "file:line: ".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlnode.knowledge.table import KubeletSetting, ValueKind
+from mlnode.units import parse_go_duration
+
+__all__ = ["parse_field_value", "parse_flag_value"]
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def _go_int(text: str) -> int:
+    t = text.strip()
+    if not t or not (t.lstrip("+-").isdigit()):
+        raise ValueError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+    return int(t)
+
+
+def parse_flag_value(row: KubeletSetting, text: str | None) -> Any:
+    """The typed value of ``--flag=text`` (``text`` None for a bare flag)."""
+    flag = f"--{row.flag}"
+    if row.kind is ValueKind.BOOL:
+        if text is None:
+            return True
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError(f'invalid argument "{text}" for "{flag}": invalid boolean')
+    if text is None:
+        raise ValueError(f"flag needs an argument: {flag}")
+    try:
+        if row.kind in (ValueKind.PERCENT, ValueKind.INT):
+            return _go_int(text)
+        if row.kind is ValueKind.DURATION:
+            return parse_go_duration(text)
+        if row.kind is ValueKind.SIGNAL_MAP:
+            return _parse_signal_map(text)
+    except ValueError as e:
+        raise ValueError(f'invalid argument "{text}" for "{flag}" flag: {e}') from None
+    raise AssertionError(row.kind)
+
+
+def _parse_signal_map(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        signal, sep, quantity = part.partition("<")
+        if not sep or not signal or not quantity:
+            raise ValueError(f"malformed pair {part!r}, expected SIGNAL<QUANTITY")
+        out[signal.strip()] = quantity.strip()
+    return out
+
+
+def parse_field_value(row: KubeletSetting, value: Any) -> Any:
+    """The typed value of a KubeletConfiguration field as decoded from YAML."""
+    name = row.field
+    if row.kind is ValueKind.BOOL:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    if row.kind in (ValueKind.PERCENT, ValueKind.INT):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected a whole number, got {value!r}")
+        return value
+    if row.kind is ValueKind.DURATION:
+        if not isinstance(value, str):
+            raise ValueError(f'{name}: expected a duration string such as "2m0s", got {value!r}')
+        try:
+            return parse_go_duration(value)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+    if row.kind is ValueKind.SIGNAL_MAP:
+        if not isinstance(value, dict):
+            raise ValueError(f"{name}: expected a mapping of signal to threshold, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    raise AssertionError(row.kind)

@@ -1,0 +1,223 @@
+"""A node's effective image settings, computed with the kubelet's precedence.
+
+defaults < the --config file < --config-dir drop-ins (sorted by file name) < flags.
+Flags are ordered as the kubelet's ExecStart line expands its environment variables
+(kubeadm: KUBELET_KUBEADM_ARGS before KUBELET_EXTRA_ARGS); a repeated flag's last value
+wins, as with pflag. Runtime settings are resolved separately: later files win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlnode.formats.base import DocumentKind, FlagOccurrence, ParsedDocument
+from mlnode.knowledge.model import Layer, Origin, SettingValue
+from mlnode.knowledge.placement import feature_gate_default
+from mlnode.knowledge.table import (
+    KUBELET_SETTINGS,
+    RUNTIME_SETTINGS,
+    RuntimeSetting,
+    kubelet_setting_by_field,
+    kubelet_setting_by_flag,
+)
+from mlnode.knowledge.values import parse_field_value, parse_flag_value
+from mlnode.units import parse_go_duration
+from mlnode.versions import RuntimeKind, RuntimeSpec, Version
+
+__all__ = [
+    "ARGS_VARIABLE_ORDER",
+    "EffectiveSettings",
+    "ValueProblem",
+    "compute_effective",
+    "ordered_flags",
+    "runtime_row_for",
+]
+
+CONTAINERD_V2_CRI_TABLE = ("plugins", "io.containerd.grpc.v1.cri")
+
+# The order in which kubelet unit files put these variables on the ExecStart line.
+ARGS_VARIABLE_ORDER = (
+    "KUBELET_KUBECONFIG_ARGS",
+    "KUBELET_CONFIG_ARGS",
+    "KUBELET_KUBEADM_ARGS",
+    "KUBELET_ARGS",
+    "KUBELET_EXTRA_ARGS",
+)
+
+
+@dataclass(frozen=True)
+class ValueProblem:
+    """A value the kubelet or runtime cannot decode (it refuses to start)."""
+
+    key: str
+    origin: Origin
+    message: str
+
+
+@dataclass(frozen=True)
+class EffectiveSettings:
+    kubelet: Mapping[str, SettingValue]  # ImageSettings key -> winning value (defaults too)
+    runtime: Mapping[str, SettingValue]  # ImageSettings key -> value from the runtime config
+    feature_gates: Mapping[str, bool]  # effective: version defaults + configured
+    history: Mapping[str, tuple[SettingValue, ...]]  # every value seen, low to high precedence
+    problems: tuple[ValueProblem, ...] = field(default=())
+
+    def value(self, key: str) -> Any:
+        sv = self.kubelet.get(key) or self.runtime.get(key)
+        return None if sv is None else sv.value
+
+
+def runtime_row_for(
+    name: str, table: tuple[str, ...], runtime: RuntimeSpec, config_version: Any = None
+) -> RuntimeSetting | None:
+    """The runtime row this key is read as, or None when this runtime version ignores it.
+
+    containerd 2.x migrates a version-2 file, so there the 1.x CRI table is read too.
+    """
+    if runtime.version is None:
+        return None
+    for row in RUNTIME_SETTINGS:
+        if row.runtime is not runtime.kind or row.name != name:
+            continue
+        if not row.span.contains(runtime.version):
+            continue
+        if row.table == table:
+            return row
+        migrated = (
+            runtime.kind is RuntimeKind.CONTAINERD
+            and isinstance(config_version, int)
+            and config_version < (row.config_version or 0)
+            and table == CONTAINERD_V2_CRI_TABLE
+        )
+        if migrated:
+            return row
+    return None
+
+
+def _flag_rank(flag: FlagOccurrence, doc_index: int) -> tuple[int, int, int]:
+    var = flag.origin.detail
+    try:
+        var_rank = ARGS_VARIABLE_ORDER.index(var)
+    except ValueError:
+        var_rank = ARGS_VARIABLE_ORDER.index("KUBELET_ARGS")
+    return (var_rank, doc_index, flag.origin.line or 0)
+
+
+def ordered_flags(docs: Sequence[ParsedDocument]) -> list[FlagOccurrence]:
+    """Every kubelet flag in ExecStart order (stable for ties)."""
+    indexed = [(_flag_rank(f, i), f) for i, d in enumerate(docs) for f in d.flags]
+    indexed.sort(key=lambda item: item[0])
+    return [f for _, f in indexed]
+
+
+def _config_layer(doc: ParsedDocument) -> Layer | None:
+    if doc.kind is DocumentKind.KUBELET_DROPIN:
+        return Layer.DROP_IN
+    if doc.kind in (DocumentKind.KUBELET_CONFIG, DocumentKind.KUBEADM, DocumentKind.KUBESPRAY):
+        return Layer.CONFIG_FILE
+    return None
+
+
+def _parse_feature_gates(text: str) -> dict[str, bool]:
+    gates: dict[str, bool] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        gates[name.strip()] = value.strip().lower() in ("true", "1", "t")
+    return gates
+
+
+def compute_effective(
+    docs: Iterable[ParsedDocument], version: Version, runtime: RuntimeSpec
+) -> EffectiveSettings:
+    docs = list(docs)
+    history: dict[str, list[SettingValue]] = {}
+    problems: list[ValueProblem] = []
+    configured_gates: dict[str, bool] = {}
+
+    for row in KUBELET_SETTINGS:
+        history.setdefault(row.key, []).append(
+            SettingValue(row.key, row.default, Layer.DEFAULT, None, None)
+        )
+
+    config_docs = [d for d in docs if _config_layer(d) is Layer.CONFIG_FILE]
+    dropins = sorted(
+        (d for d in docs if _config_layer(d) is Layer.DROP_IN), key=lambda d: d.path.rsplit("/")[-1]
+    )
+    for doc in [*config_docs, *dropins]:
+        layer = _config_layer(doc)
+        assert layer is not None
+        for occ in doc.fields:
+            if occ.field == "featureGates" and isinstance(occ.value, dict):
+                configured_gates.update({str(k): bool(v) for k, v in occ.value.items()})
+                continue
+            frow = kubelet_setting_by_field(occ.field)
+            if frow is None:
+                continue
+            try:
+                value = parse_field_value(frow, occ.value)
+            except ValueError as e:
+                problems.append(ValueProblem(frow.key, occ.origin, str(e)))
+                continue
+            history[frow.key].append(SettingValue(frow.key, value, layer, occ.origin, None))
+
+    for flag in ordered_flags(docs):
+        if flag.name == "feature-gates" and flag.value:
+            configured_gates.update(_parse_feature_gates(flag.value))
+            continue
+        grow = kubelet_setting_by_flag(flag.name)
+        if grow is None:
+            continue
+        try:
+            value = parse_flag_value(grow, flag.value)
+        except ValueError as e:
+            problems.append(ValueProblem(grow.key, flag.origin, str(e)))
+            continue
+        history[grow.key].append(SettingValue(grow.key, value, Layer.FLAG, flag.origin, flag.text))
+
+    kubelet: dict[str, SettingValue] = {}
+    for key, values in history.items():
+        winner = values[-1]
+        later = tuple(v.origin for v in values[values.index(winner) + 1 :] if v.origin)
+        kubelet[key] = (
+            winner
+            if not later
+            else SettingValue(
+                winner.key, winner.value, winner.layer, winner.origin, winner.raw, later
+            )
+        )
+
+    runtime_values: dict[str, SettingValue] = {}
+    for doc in docs:
+        for rv in doc.runtime_values:
+            # Only keys this runtime version reads; the rules report the ignored ones.
+            rrow = runtime_row_for(rv.name, rv.table, runtime, doc.facts.get("config_version"))
+            if rrow is None:
+                continue
+            rvalue: Any = rv.value
+            if rrow.kind.value == "duration":
+                try:
+                    rvalue = parse_go_duration(str(rv.value))
+                except ValueError as e:
+                    problems.append(ValueProblem(rrow.key, rv.origin, f"{rv.name}: {e}"))
+                    continue
+            sv = SettingValue(rrow.key, rvalue, Layer.RUNTIME_CONFIG, rv.origin, str(rv.value))
+            history.setdefault(rrow.key, []).append(sv)
+            runtime_values[rrow.key] = sv
+
+    gates: dict[str, bool] = {}
+    for row in KUBELET_SETTINGS:
+        if row.feature_gate:
+            default = feature_gate_default(row.feature_gate, version)
+            if default is not None:
+                gates[row.feature_gate] = default
+    gates.update(configured_gates)
+
+    return EffectiveSettings(
+        kubelet=kubelet,
+        runtime=runtime_values,
+        feature_gates=gates,
+        history={k: tuple(v) for k, v in history.items()},
+        problems=tuple(problems),
+    )
