@@ -73,7 +73,7 @@ def _print_human(report: LintReport, files: list[str]) -> None:
             stdout.print(f"    fix: {f.fix}", markup=False)
     set_values = [
         (k, sv) for k, sv in report.effective.kubelet.items() if sv.layer is not Layer.DEFAULT
-    ] + list(report.effective.runtime.items())
+    ] + [(k, sv) for k, sv in report.effective.runtime.items() if sv.layer is not Layer.DEFAULT]
     if set_values:
         stdout.print("effective settings (not defaults):", markup=False)
         for key, sv in set_values:

@@ -32,7 +32,7 @@ from mlnode.knowledge.table import (
 from mlnode.knowledge.validation import startup_failure_message, validate_kubelet
 from mlnode.versions import RuntimeKind
 
-__all__ = ["RenderFormat", "register", "removable_flags", "render_text"]
+__all__ = ["RenderFormat", "carries", "register", "removable_flags", "render_text"]
 
 
 class RenderFormat(enum.StrEnum):
@@ -150,6 +150,20 @@ def _check_applicable(fmt: RenderFormat, placement: Placement) -> None:
             )
 
 
+def carries(fmt: RenderFormat, placement: Placement) -> bool:
+    """Whether this format has anything to hold for this placement."""
+    fields = bool(placement.kubelet_fields or placement.feature_gates)
+    if fmt is RenderFormat.ENV:
+        return bool(placement.kubelet_flags)
+    if fmt in (RenderFormat.KUBELET_CONFIG, RenderFormat.KUBELET_DROPIN):
+        return fields
+    if fmt is RenderFormat.KUBEADM:
+        return fields or bool(placement.kubelet_flags)
+    if fmt in (RenderFormat.CONTAINERD, RenderFormat.CRIO):
+        return bool(placement.runtime_values)
+    return fields or bool(placement.kubelet_flags or placement.runtime_values)
+
+
 def render_text(fmt: RenderFormat, placement: Placement) -> str:
     _check_applicable(fmt, placement)
     return _renderer(fmt)(placement)
@@ -200,6 +214,42 @@ def placement_json(placement: Placement) -> dict[str, Any]:
             for pv in placement.runtime_values
         ],
     }
+
+
+def _elsewhere(fmt: RenderFormat, placement: Placement) -> list[str]:
+    """Settings this format does not carry because their home is another file."""
+    kubelet_formats = {
+        RenderFormat.KUBELET_CONFIG,
+        RenderFormat.KUBELET_DROPIN,
+        RenderFormat.KUBEADM,
+        RenderFormat.KUBESPRAY,
+    }
+    runtime_format = {
+        RuntimeKind.CONTAINERD: RenderFormat.CONTAINERD,
+        RuntimeKind.CRIO: RenderFormat.CRIO,
+    }.get(placement.runtime.kind)
+    notes = []
+    if fmt is not runtime_format and fmt is not RenderFormat.KUBESPRAY:
+        for pv in placement.runtime_values:
+            where = (
+                f"--format {runtime_format.value}"
+                if runtime_format
+                else f"{placement.runtime.kind.value}'s --{pv.row.name} flag"
+            )
+            notes.append(f"{pv.row.key} belongs in {placement.runtime} config: see {where}")
+    if fmt not in kubelet_formats and placement.kubelet_fields:
+        notes.append(
+            "kubelet settings ("
+            + ", ".join(placement.kubelet_fields)
+            + ") belong in the KubeletConfiguration: see --format kubelet-config or kubelet-dropin"
+        )
+    if fmt is not RenderFormat.ENV and fmt is not RenderFormat.KUBEADM and placement.kubelet_flags:
+        notes.append(
+            "flags ("
+            + " ".join(f"--{k}" for k in placement.kubelet_flags)
+            + ") go on the kubelet command line: see --format env"
+        )
+    return notes
 
 
 def _validate_or_refuse(si: SettingsInput) -> None:
@@ -305,6 +355,9 @@ def register(app: typer.Typer) -> None:
                     else [format]
                 )
                 for f in wanted:
+                    if format is RenderFormat.ALL and not carries(f, placement):
+                        skipped.append((f.value, "nothing to write in this format"))
+                        continue
                     try:
                         rendered.append(Rendered(f, FILE_NAMES[f], render_text(f, placement)))
                     except NotApplicable as e:
@@ -323,6 +376,9 @@ def register(app: typer.Typer) -> None:
                         written.append(Rendered(r.format, r.name, r.content, str(path)))
                     rendered = written
 
+            if merge is None and format is not RenderFormat.ALL:
+                for note in _elsewhere(format, placement):
+                    stderr.print(f"mlnode: note: {note}", markup=False)
             for refusal in placement.refusals:
                 stderr.print(f"mlnode: not written: {refusal.key}: {refusal.reason}", markup=False)
             for warning in placement.warnings:

@@ -19,8 +19,10 @@ from mlnode.knowledge.table import (
     KUBELET_SETTINGS,
     RUNTIME_SETTINGS,
     RuntimeSetting,
+    eviction_hard_defaults,
     kubelet_setting_by_field,
     kubelet_setting_by_flag,
+    runtime_settings_for,
 )
 from mlnode.knowledge.values import parse_field_value, parse_flag_value
 from mlnode.units import parse_go_duration
@@ -137,8 +139,18 @@ def compute_effective(
     configured_gates: dict[str, bool] = {}
 
     for row in KUBELET_SETTINGS:
+        if row.key == "image_pull_progress_deadline_seconds" and (
+            runtime.kind is not RuntimeKind.DOCKER or not row.flag_span.contains(version)
+        ):
+            continue  # the runtime owns this deadline; its default is added below
+        exists = (row.field is not None and row.field_span.contains(version)) or (
+            row.flag is not None and row.flag_span.contains(version)
+        )
+        if not exists:
+            continue
+        default = eviction_hard_defaults(version) if row.key == "eviction_hard" else row.default
         history.setdefault(row.key, []).append(
-            SettingValue(row.key, row.default, Layer.DEFAULT, None, None)
+            SettingValue(row.key, default, Layer.DEFAULT, None, None)
         )
 
     config_docs = [d for d in docs if _config_layer(d) is Layer.CONFIG_FILE]
@@ -153,8 +165,8 @@ def compute_effective(
                 configured_gates.update({str(k): bool(v) for k, v in occ.value.items()})
                 continue
             frow = kubelet_setting_by_field(occ.field)
-            if frow is None:
-                continue
+            if frow is None or not frow.field_span.contains(version):
+                continue  # lenient decoding drops a field this version lacks (lint W211)
             try:
                 value = parse_field_value(frow, occ.value)
             except ValueError as e:
@@ -167,8 +179,12 @@ def compute_effective(
             configured_gates.update(_parse_feature_gates(flag.value))
             continue
         grow = kubelet_setting_by_flag(flag.name)
-        if grow is None:
-            continue
+        if grow is None or not grow.flag_span.contains(version):
+            continue  # a removed flag has no value: the kubelet refuses it (lint E101)
+        if grow.key == "image_pull_progress_deadline_seconds" and (
+            runtime.kind is not RuntimeKind.DOCKER
+        ):
+            continue  # dockershim only; with a CRI runtime the flag does nothing (lint W202)
         try:
             value = parse_flag_value(grow, flag.value)
         except ValueError as e:
@@ -192,7 +208,20 @@ def compute_effective(
     for doc in docs:
         for rv in doc.runtime_values:
             # Only keys this runtime version reads; the rules report the ignored ones.
-            rrow = runtime_row_for(rv.name, rv.table, runtime, doc.facts.get("config_version"))
+            if doc.kind is DocumentKind.KUBESPRAY:
+                # kubespray's variable is table-agnostic: its template picks the table.
+                rrow = next(
+                    (
+                        r
+                        for r in runtime_settings_for(runtime.kind, runtime.version)
+                        if r.name == rv.name
+                    ),
+                    None,
+                )
+            else:
+                rrow = runtime_row_for(
+                    rv.name, rv.table, runtime, doc.facts.get("config_version")
+                )
             if rrow is None:
                 continue
             rvalue: Any = rv.value
@@ -205,6 +234,16 @@ def compute_effective(
             sv = SettingValue(rrow.key, rvalue, Layer.RUNTIME_CONFIG, rv.origin, str(rv.value))
             history.setdefault(rrow.key, []).append(sv)
             runtime_values[rrow.key] = sv
+
+    for rrow in runtime_settings_for(runtime.kind, runtime.version):
+        if rrow.key not in runtime_values:
+            runtime_values[rrow.key] = SettingValue(rrow.key, rrow.default, Layer.DEFAULT)
+            history.setdefault(rrow.key, []).insert(0, runtime_values[rrow.key])
+
+    for rrow in runtime_settings_for(runtime.kind, runtime.version):
+        if rrow.key not in runtime_values:
+            runtime_values[rrow.key] = SettingValue(rrow.key, rrow.default, Layer.DEFAULT)
+            history.setdefault(rrow.key, []).insert(0, runtime_values[rrow.key])
 
     gates: dict[str, bool] = {}
     for row in KUBELET_SETTINGS:

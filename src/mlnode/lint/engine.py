@@ -507,6 +507,8 @@ def _deadline_info(
     if not rows:
         return
     sv = eff.runtime.get("image_pull_progress_deadline_seconds")
+    if sv is not None and sv.layer is Layer.DEFAULT:
+        sv = None
     seconds = sv.value if sv is not None else rows[0].default
     where = f"set at {sv.origin}" if sv is not None else f"{ctx.runtime}'s default"
     meaning = (
