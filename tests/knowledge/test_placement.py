@@ -69,14 +69,24 @@ def test_partial_eviction_warns() -> None:
 @given(
     high=st.integers(0, 100),
     minor=st.integers(20, 35),
-    runtime=st.sampled_from(["containerd@1.6.20", "containerd@1.7.13", "containerd@2.1.0",
-                             "crio@1.31.3", "cri-dockerd@0.3.9", "docker"]),
+    runtime=st.sampled_from(
+        [
+            "containerd@1.6.20",
+            "containerd@1.7.13",
+            "containerd@2.1.0",
+            "crio@1.31.3",
+            "cri-dockerd@0.3.9",
+            "docker",
+        ]
+    ),
     deadline=st.one_of(st.none(), st.integers(0, 7200)),
 )
-def test_every_setting_is_placed_or_refused_once(high: int, minor: int, runtime: str,
-                                                 deadline: int | None) -> None:
-    s = ImageSettings(image_gc_high_threshold_percent=high,
-                      image_pull_progress_deadline_seconds=deadline)
+def test_every_setting_is_placed_or_refused_once(
+    high: int, minor: int, runtime: str, deadline: int | None
+) -> None:
+    s = ImageSettings(
+        image_gc_high_threshold_percent=high, image_pull_progress_deadline_seconds=deadline
+    )
     p = place(s, Version(1, minor), parse_runtime(runtime))
     homes = (
         [k for k in p.kubelet_fields if k == "imageGCHighThresholdPercent"]

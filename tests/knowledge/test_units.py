@@ -9,8 +9,18 @@ from mlnode.units import format_go_duration, parse_bytes, parse_go_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30m", 1800), ("1h30m", 5400), ("2m0s", 120), ("0", 0), ("0s", 0), ("1.5h", 5400),
-     ("300ms", 0.3), ("-5s", -5), ("1h0m0s", 3600), ("1ns", 1e-9)],
+    [
+        ("30m", 1800),
+        ("1h30m", 5400),
+        ("2m0s", 120),
+        ("0", 0),
+        ("0s", 0),
+        ("1.5h", 5400),
+        ("300ms", 0.3),
+        ("-5s", -5),
+        ("1h0m0s", 3600),
+        ("1ns", 1e-9),
+    ],
 )
 def test_parse_go_duration(text: str, seconds: float) -> None:
     assert parse_go_duration(text) == pytest.approx(seconds)
@@ -18,15 +28,26 @@ def test_parse_go_duration(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0s"), (1800, "30m0s"), (3600, "1h0m0s"), (5400, "1h30m0s"), (90, "1m30s"),
-     (1e-9, "1ns"), (-1e-9, "-1ns"), (0.3, "300ms"), (1.5, "1.5s")],
+    [
+        (0, "0s"),
+        (1800, "30m0s"),
+        (3600, "1h0m0s"),
+        (5400, "1h30m0s"),
+        (90, "1m30s"),
+        (1e-9, "1ns"),
+        (-1e-9, "-1ns"),
+        (0.3, "300ms"),
+        (1.5, "1.5s"),
+    ],
 )
 def test_format_like_go(seconds: float, text: str) -> None:
     assert format_go_duration(seconds) == text
 
 
-@pytest.mark.parametrize(("text", "message"), [("30", "missing unit"), ("abc", "invalid"),
-                                               ("", "invalid"), ("5x", "invalid")])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("30", "missing unit"), ("abc", "invalid"), ("", "invalid"), ("5x", "invalid")],
+)
 def test_go_rejects(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_go_duration(text)

@@ -22,25 +22,41 @@ BASE: dict[str, Any] = {
 }
 
 VECTORS = [
-    ({"image_gc_high_threshold_percent": 101},
-     "imageGCHighThresholdPercent (--image-gc-high-threshold) 101 must be between 0 and 100, inclusive"),
-    ({"image_gc_low_threshold_percent": -1},
-     "imageGCLowThresholdPercent (--image-gc-low-threshold) -1 must be between 0 and 100, inclusive"),
-    ({"image_gc_high_threshold_percent": 0, "image_gc_low_threshold_percent": 0},
-     "imageGCLowThresholdPercent (--image-gc-low-threshold) 0 must be less than "
-     "imageGCHighThresholdPercent (--image-gc-high-threshold) 0"),
-    ({"image_gc_high_threshold_percent": 0, "image_gc_low_threshold_percent": 1},
-     "imageGCLowThresholdPercent (--image-gc-low-threshold) 1 must be less than "
-     "imageGCHighThresholdPercent (--image-gc-high-threshold) 0"),
-    ({"node_status_max_images": -2},
-     "nodeStatusMaxImages (--node-status-max-images) -2 must be -1 or greater"),
+    (
+        {"image_gc_high_threshold_percent": 101},
+        "imageGCHighThresholdPercent (--image-gc-high-threshold) 101 must be between 0 and 100, "
+        "inclusive",
+    ),
+    (
+        {"image_gc_low_threshold_percent": -1},
+        "imageGCLowThresholdPercent (--image-gc-low-threshold) -1 must be between 0 and 100, "
+        "inclusive",
+    ),
+    (
+        {"image_gc_high_threshold_percent": 0, "image_gc_low_threshold_percent": 0},
+        "imageGCLowThresholdPercent (--image-gc-low-threshold) 0 must be less than "
+        "imageGCHighThresholdPercent (--image-gc-high-threshold) 0",
+    ),
+    (
+        {"image_gc_high_threshold_percent": 0, "image_gc_low_threshold_percent": 1},
+        "imageGCLowThresholdPercent (--image-gc-low-threshold) 1 must be less than "
+        "imageGCHighThresholdPercent (--image-gc-high-threshold) 0",
+    ),
+    (
+        {"node_status_max_images": -2},
+        "nodeStatusMaxImages (--node-status-max-images) -2 must be -1 or greater",
+    ),
     ({"registry_burst": -1}, "registryBurst (--registry-burst) -1 must not be a negative number"),
-    ({"registry_pull_qps": -1},
-     "registryPullQPS (--registry-qps) -1 must not be a negative number"),
+    (
+        {"registry_pull_qps": -1},
+        "registryPullQPS (--registry-qps) -1 must not be a negative number",
+    ),
     ({"max_parallel_image_pulls": 0}, "maxParallelImagePulls 0 must be a positive number"),
-    ({"max_parallel_image_pulls": 3, "serialize_image_pulls": True},
-     "maxParallelImagePulls cannot be larger than 1 unless SerializeImagePulls "
-     "(--serialize-image-pulls) is set to false"),
+    (
+        {"max_parallel_image_pulls": 3, "serialize_image_pulls": True},
+        "maxParallelImagePulls cannot be larger than 1 unless SerializeImagePulls "
+        "(--serialize-image-pulls) is set to false",
+    ),
 ]
 
 
@@ -96,7 +112,9 @@ def test_max_gc_age_not_checked_before_1_29() -> None:
 
 
 def test_capitalised_wording_in_1_20() -> None:
-    failures = validate_kubelet({**BASE, "image_gc_high_threshold_percent": 101}, Version(1, 20), {})
+    failures = validate_kubelet(
+        {**BASE, "image_gc_high_threshold_percent": 101}, Version(1, 20), {}
+    )
     assert failures[0].message.startswith("invalid configuration: ImageGCHighThresholdPercent ")
 
 
@@ -109,8 +127,12 @@ def test_node_status_max_images_value_only_from_1_24() -> None:
 
 
 def test_zero_burst_and_zero_min_age_are_defaulted_not_rejected() -> None:
-    settings = {**BASE, "registry_burst": 0, "image_minimum_gc_age_seconds": 0,
-                "image_maximum_gc_age_seconds": 60}
+    settings = {
+        **BASE,
+        "registry_burst": 0,
+        "image_minimum_gc_age_seconds": 0,
+        "image_maximum_gc_age_seconds": 60,
+    }
     failures = validate_kubelet(settings, Version(1, 30), {"ImageMaximumGCAge": True})
     # min age 0 becomes 2m, so a 1m maximum is below it.
     assert [f.rule for f in failures] == ["max-gc-age-above-min"]
@@ -121,5 +143,7 @@ def test_startup_message_aggregates_like_the_kubelet() -> None:
         {**BASE, "image_gc_high_threshold_percent": 101, "registry_burst": -1}, Version(1, 28), {}
     )
     text = startup_failure_message(failures, Version(1, 28))
-    assert text.startswith("failed to validate kubelet configuration, error: [invalid configuration: ")
+    assert text.startswith(
+        "failed to validate kubelet configuration, error: [invalid configuration: "
+    )
     assert text.endswith("must not be a negative number]")

@@ -11,11 +11,11 @@ from mlnode.cli.render import NotApplicable, RenderFormat, carries, render_text
 from mlnode.formats.detect import read_any
 from mlnode.knowledge.model import ImageSettings, Layer
 from mlnode.knowledge.placement import place
+from mlnode.knowledge.table import kubelet_setting_by_field, kubelet_setting_by_flag
 from mlnode.knowledge.validation import validate_kubelet
 from mlnode.lint.effective import compute_effective
 from mlnode.lint.engine import LintContext, lint_documents
 from mlnode.lint.findings import Severity
-from mlnode.knowledge.table import kubelet_setting_by_field, kubelet_setting_by_flag
 from mlnode.versions import RuntimeKind, RuntimeSpec, Version, parse_runtime
 
 RUNTIMES = [
