@@ -1,0 +1,467 @@
+"""``mlnode gc``: plan image garbage collection, and carry it out against the runtime.
+
+With ``--snapshot FILE`` it plans offline from a JSON description of a node and removes
+nothing. Without it, it asks the runtime (CRI, containerd, ``statvfs``), records image
+first-seen/last-used times in the state file, plans, and removes the planned images
+unless ``--dry-run``. Exit codes: 0 target satisfied or nothing to do, 1 target not
+satisfied, 2 bad input, 3 runtime unreachable. See docs/gc.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mlnode.cli._common import OutputFormat, OutputOption, emit_json, run, stdout
+from mlnode.errors import RuntimeError_, UsageError
+from mlnode.ops.gc import (
+    GcImage,
+    GcPlan,
+    GcPolicy,
+    InvalidGcInput,
+    PolicyName,
+    plan,
+    plan_to_json,
+)
+from mlnode.ops.gc_runtime import GcRun, GcRuntime, collect, execute, open_gc_runtime
+from mlnode.ops.gc_snapshot import load_snapshot
+from mlnode.ops.image_state import DEFAULT_STATE_FILE, ImageStateFile
+
+__all__ = ["register"]
+
+
+def _open_live(endpoint: str | None, image_fs: Path | None) -> GcRuntime:
+    return open_gc_runtime(endpoint, image_fs=image_fs)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+#: Opens the live runtime; tests replace it with a fake.
+open_runtime: Callable[[str | None, Path | None], GcRuntime] = _open_live
+#: The clock for live runs; tests replace it.
+clock: Callable[[], datetime] = _now
+
+_FLAG_FOR_FIELD = {
+    "high_threshold_percent": "--high",
+    "low_threshold_percent": "--low",
+    "minimum_age_seconds": "--minimum-age",
+    "maximum_age_seconds": "--maximum-age",
+    "kubelet_uptime_seconds": "--kubelet-uptime",
+    "headroom_bytes": "--headroom-bytes",
+    "largest_image_bytes": "--largest-image",
+}
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?)B?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds from ``120``, ``90s``, ``2m``, ``1h30m`` (Go duration syntax) or ``0``."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if seconds < 0 or seconds != seconds or seconds == float("inf"):
+            raise UsageError(f"must be a duration >= 0, got {text!r}", option=option)
+        return seconds
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(value):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(value) or not value:
+        raise UsageError(
+            f"not a duration: {text!r} (use seconds or Go syntax like 2m, 1h30m)", option=option
+        )
+    return total
+
+
+def parse_size(text: str, option: str) -> int:
+    """Bytes from ``123``, ``30GiB`` (powers of 1024) or ``30GB`` (powers of 1000)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise UsageError(f"not a size: {text!r} (use bytes or e.g. 30GiB, 500MB)", option=option)
+    number, prefix, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
+    power = "KMGTP".index(prefix) + 1 if prefix else 0
+    return int(number * (1024 if binary else 1000) ** power)
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds == 0:
+        return "0s"
+    parts = []
+    rest = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    if rest or not parts:
+        parts.append(f"{rest}s" if seconds == int(seconds) else f"{seconds % 60:g}s")
+    return "".join(parts)
+
+
+def _ago(ts: datetime | None, now: datetime) -> str:
+    if ts is None or ts.year == 1:
+        return "never"
+    delta = (now - ts).total_seconds()
+    return f"{_human_seconds(delta)} ago" if delta >= 0 else f"in {_human_seconds(-delta)}"
+
+
+def _merge_policy(base: GcPolicy, overrides: dict[str, Any]) -> GcPolicy:
+    present = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return dataclasses.replace(base, **present)
+    except InvalidGcInput as e:
+        raise UsageError(e.message, option=_FLAG_FOR_FIELD.get(e.key, e.key)) from e
+
+
+def _render_human(
+    the_plan: GcPlan,
+    images: tuple[GcImage, ...],
+    policy: GcPolicy,
+    now: datetime,
+    *,
+    run_result: GcRun | None,
+    source: str,
+) -> None:
+    cap, avail = the_plan.capacity_bytes, the_plan.available_bytes
+    stdout.print(f"Source: {source}", markup=False)
+    stdout.print(
+        f"Image filesystem: {_human_bytes(cap - avail)} of {_human_bytes(cap)} used "
+        f"({the_plan.usage_percent}%), {_human_bytes(avail)} available",
+        markup=False,
+    )
+    max_age = policy.maximum_age_seconds
+    line = (
+        f"Policy {the_plan.policy}: high {policy.high_threshold_percent}%, "
+        f"low {policy.low_threshold_percent}%, minimum age "
+        f"{_human_seconds(policy.minimum_age_seconds)}, maximum age "
+        f"{_human_seconds(max_age) if max_age else 'off'}"
+    )
+    if the_plan.headroom_bytes is not None:
+        line += f", headroom {_human_bytes(the_plan.headroom_bytes)}"
+    stdout.print(line, markup=False)
+    for text in the_plan.explanations:
+        stdout.print(f"  - {text}", markup=False)
+
+    by_id = {i.id: i for i in images}
+    if run_result is None or run_result.dry_run:
+        title = "Would remove"
+        rows = [(r, "") for r in the_plan.removed]
+    else:
+        title = "Removal"
+        rows = [
+            (o.removal, o.outcome + (f": {o.detail}" if o.detail else ""))
+            for o in run_result.outcomes
+        ]
+    if rows:
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("IMAGE", overflow="fold")
+        table.add_column("SIZE", justify="right")
+        table.add_column("REASON")
+        table.add_column("LAST USED")
+        if run_result is not None and not run_result.dry_run:
+            table.add_column("RESULT", overflow="fold")
+        for removal, result in rows:
+            image = by_id.get(removal.id)
+            cells = [
+                image.display_name if image else removal.id,
+                _human_bytes(removal.size_bytes),
+                removal.reason,
+                _ago(image.last_used if image else None, now),
+            ]
+            if run_result is not None and not run_result.dry_run:
+                cells.append(result)
+            table.add_row(*cells)
+        stdout.print(table)
+    else:
+        stdout.print("Nothing to remove.", markup=False)
+
+    if the_plan.kept:
+        kept = Table(title="Kept", title_justify="left", show_edge=False, pad_edge=False)
+        kept.add_column("IMAGE", overflow="fold")
+        kept.add_column("SIZE", justify="right")
+        kept.add_column("WHY")
+        for k in the_plan.kept:
+            kept.add_row(k.names[0] if k.names else k.id, _human_bytes(k.size_bytes), k.reason)
+        stdout.print(kept)
+
+    freed = run_result.bytes_freed if run_result is not None else the_plan.bytes_freed
+    satisfied = run_result.satisfied if run_result is not None else the_plan.satisfied
+    verb = "Freed" if run_result is not None and not run_result.dry_run else "Would free"
+    if the_plan.bytes_to_free <= 0 and not the_plan.triggered:
+        summary = f"{verb} {_human_bytes(freed)}; no space target is due: satisfied."
+    else:
+        state = "satisfied" if satisfied else "NOT satisfied"
+        summary = (
+            f"{verb} {_human_bytes(freed)} ({freed} bytes) of the "
+            f"{_human_bytes(the_plan.bytes_to_free)} ({the_plan.bytes_to_free} bytes) "
+            f"needed: target {state}."
+        )
+    stdout.print(summary, markup=False)
+    if run_result is not None and run_result.available_after_bytes is not None:
+        stdout.print(
+            f"Available now (measured): {_human_bytes(run_result.available_after_bytes)}",
+            markup=False,
+        )
+
+
+def _run_json(run_result: GcRun) -> dict[str, Any]:
+    """The live (non-dry-run) JSON: the plan's four keys, from what was done, plus
+    ``not_removed`` (documented in docs/gc.md)."""
+    return {
+        "bytes_to_free": run_result.plan.bytes_to_free,
+        "removed": [
+            {"id": r.id, "size_bytes": r.size_bytes, "reason": r.reason} for r in run_result.removed
+        ],
+        "bytes_freed": run_result.bytes_freed,
+        "satisfied": run_result.satisfied,
+        "not_removed": [
+            {
+                "id": o.removal.id,
+                "size_bytes": o.removal.size_bytes,
+                "reason": o.removal.reason,
+                "error": o.detail,
+            }
+            for o in run_result.not_removed
+        ],
+    }
+
+
+@contextlib.contextmanager
+def _opened(endpoint: str | None, image_fs: Path | None) -> Iterator[GcRuntime]:
+    runtime = open_runtime(endpoint, image_fs)
+    try:
+        yield runtime
+    finally:
+        close = getattr(runtime, "close", None)
+        if callable(close):
+            close()
+
+
+def _gc(
+    *,
+    policy_name: PolicyName,
+    dry_run: bool,
+    snapshot: Path | None,
+    output: OutputFormat,
+    overrides: dict[str, Any],
+    runtime_endpoint: str | None,
+    state_file: Path,
+    image_fs: Path | None,
+) -> int:
+    if snapshot is not None:
+        snap = load_snapshot(snapshot)
+        policy = _merge_policy(snap.policy, overrides)
+        the_plan = plan(policy_name, snap.images, snap.filesystem, policy, now=snap.now)
+        if output is OutputFormat.JSON:
+            emit_json(plan_to_json(the_plan))
+        else:
+            _render_human(
+                the_plan,
+                snap.images,
+                policy,
+                snap.now,
+                run_result=None,
+                source=f"snapshot {snapshot} at {snap.now.isoformat()} (nothing is removed)",
+            )
+        return 0 if the_plan.satisfied else 1
+
+    policy = _merge_policy(GcPolicy(), overrides)
+    now = clock()
+    with _opened(runtime_endpoint, image_fs) as runtime:
+        collected = collect(
+            runtime, now=now, state_file=ImageStateFile(state_file), persist=not dry_run
+        )
+        largest = max(policy.largest_image_bytes or 0, collected.state.largest_image_bytes)
+        policy = dataclasses.replace(policy, largest_image_bytes=largest or None)
+        try:
+            the_plan = plan(policy_name, collected.images, collected.filesystem, policy, now=now)
+        except InvalidGcInput as e:
+            raise RuntimeError_(f"image filesystem: {e.message}") from e
+        run_result = execute(runtime, the_plan, dry_run=dry_run)
+    if output is OutputFormat.JSON:
+        emit_json(plan_to_json(the_plan) if dry_run else _run_json(run_result))
+    else:
+        where = getattr(runtime, "image_fs_path", None)
+        _render_human(
+            the_plan,
+            collected.images,
+            policy,
+            now,
+            run_result=run_result,
+            source=(
+                f"live runtime{f' (image filesystem {where})' if where else ''}"
+                f"{', dry run: nothing is removed' if dry_run else ''}"
+            ),
+        )
+    return 0 if run_result.satisfied else 1
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("gc")
+    def gc_command(
+        policy: Annotated[
+            PolicyName,
+            typer.Option(
+                "--policy",
+                help="ml (headroom for the largest image, fewest removals) or kubelet "
+                "(exactly the kubelet's image GC).",
+            ),
+        ] = PolicyName.ML,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
+        ] = False,
+        snapshot: Annotated[
+            Path | None,
+            typer.Option(
+                "--snapshot",
+                help="Plan offline from this JSON snapshot (schema in docs/gc.md); "
+                "removes nothing.",
+                dir_okay=False,
+            ),
+        ] = None,
+        output: OutputFormat = OutputOption,
+        high: Annotated[
+            int | None,
+            typer.Option(
+                "--high", metavar="PERCENT", help="High threshold, percent used (default 85)."
+            ),
+        ] = None,
+        low: Annotated[
+            int | None,
+            typer.Option(
+                "--low", metavar="PERCENT", help="Low threshold, percent used (default 80)."
+            ),
+        ] = None,
+        minimum_age: Annotated[
+            str | None,
+            typer.Option(
+                "--minimum-age", metavar="DURATION", help="Minimum image age, e.g. 2m (default 2m)."
+            ),
+        ] = None,
+        maximum_age: Annotated[
+            str | None,
+            typer.Option(
+                "--maximum-age",
+                metavar="DURATION",
+                help="Remove images unused this long, e.g. 168h (0 = off).",
+            ),
+        ] = None,
+        kubelet_uptime: Annotated[
+            str | None,
+            typer.Option(
+                "--kubelet-uptime",
+                metavar="DURATION",
+                help="kubelet policy: how long the kubelet has run (its maximum-age pass "
+                "waits until uptime exceeds the maximum age). Default: long enough.",
+            ),
+        ] = None,
+        headroom: Annotated[
+            str | None,
+            typer.Option(
+                "--headroom-bytes",
+                metavar="SIZE",
+                help="ml policy: keep at least this much free, e.g. 40GiB "
+                "(default: the largest image seen).",
+            ),
+        ] = None,
+        largest_image: Annotated[
+            str | None,
+            typer.Option(
+                "--largest-image",
+                metavar="SIZE",
+                help="ml policy: size of the largest image you will pull, e.g. 35GiB "
+                "(raises the default headroom).",
+            ),
+        ] = None,
+        keep: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--keep",
+                metavar="GLOB",
+                help="ml policy: never remove images matching this glob (repeatable).",
+            ),
+        ] = None,
+        runtime_endpoint: Annotated[
+            str | None,
+            typer.Option(
+                "--runtime-endpoint",
+                metavar="ENDPOINT",
+                help="CRI socket, e.g. unix:///run/containerd/containerd.sock (default: discover).",
+            ),
+        ] = None,
+        state_file: Annotated[
+            Path,
+            typer.Option(
+                "--state-file",
+                help="Where mlnode records when images were first seen and last used.",
+                dir_okay=False,
+            ),
+        ] = DEFAULT_STATE_FILE,
+        image_fs: Annotated[
+            Path | None,
+            typer.Option(
+                "--image-fs",
+                help="A directory on the filesystem holding the images "
+                "(default: the runtime's root).",
+            ),
+        ] = None,
+    ) -> None:
+        """Free image-filesystem space: plan (and, live, remove) unused images."""
+
+        def body() -> int:
+            overrides: dict[str, Any] = {
+                "high_threshold_percent": high,
+                "low_threshold_percent": low,
+                "minimum_age_seconds": (
+                    parse_duration(minimum_age, "--minimum-age") if minimum_age else None
+                ),
+                "maximum_age_seconds": (
+                    parse_duration(maximum_age, "--maximum-age") if maximum_age else None
+                ),
+                "kubelet_uptime_seconds": (
+                    parse_duration(kubelet_uptime, "--kubelet-uptime") if kubelet_uptime else None
+                ),
+                "headroom_bytes": parse_size(headroom, "--headroom-bytes") if headroom else None,
+                "largest_image_bytes": (
+                    parse_size(largest_image, "--largest-image") if largest_image else None
+                ),
+                "keep_patterns": tuple(keep) if keep else None,
+            }
+            return _gc(
+                policy_name=policy,
+                dry_run=dry_run,
+                snapshot=snapshot,
+                output=output,
+                overrides=overrides,
+                runtime_endpoint=runtime_endpoint,
+                state_file=state_file,
+                image_fs=image_fs,
+            )
+
+        code = run(body)
+        raise typer.Exit(code)
