@@ -79,7 +79,7 @@ class InputError(MlnodeError):
         super().__init__(f"{where}{message}")
 
 
-class RuntimeError_(MlnodeError):  # noqa: N801 - avoids shadowing the builtin RuntimeError
+class RuntimeError_(MlnodeError):
     """The container runtime could not do what was asked."""
 
     exit_code = 3

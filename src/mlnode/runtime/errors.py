@@ -1,0 +1,72 @@
+"""Translate gRPC failures into mlnode's runtime exceptions (see :mod:`mlnode.errors`).
+
+    grpc.RpcError / socket probe            raised as
+    ────────────────────────────────────    ─────────────────────────────────────────
+    socket file missing, ECONNREFUSED,      RuntimeUnavailable  (names the socket path)
+      UNAVAILABLE, connect timeout
+    EACCES on the socket, PERMISSION_DENIED RuntimePermissionDenied
+    NOT_FOUND on an image call              ImageNotFound
+    NOT_FOUND on a content/lease call       ContentNotFound     (a RuntimeCallFailed)
+    ALREADY_EXISTS                          AlreadyExists       (a RuntimeCallFailed)
+    anything else                           RuntimeCallFailed(code=<StatusCode name>)
+
+Every message is one line and names the endpoint (``unix:///…``) and the RPC.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from mlnode.errors import (
+    ImageNotFound,
+    RuntimeCallFailed,
+    RuntimeError_,
+    RuntimePermissionDenied,
+    RuntimeUnavailable,
+)
+
+__all__ = ["AlreadyExists", "ContentNotFound", "one_line", "translate_rpc_error"]
+
+_MAX_DETAIL_CHARS = 300
+
+
+class AlreadyExists(RuntimeCallFailed):
+    """The object exists already, e.g. a blob whose digest is already in the content store."""
+
+
+class ContentNotFound(RuntimeCallFailed):
+    """No blob, ingest, lease or image record by that name in the namespace."""
+
+
+def one_line(text: str | None, limit: int = _MAX_DETAIL_CHARS) -> str:
+    """Collapse whitespace and cut ``text`` so an error message stays one readable line."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def translate_rpc_error(
+    err: grpc.RpcError,
+    *,
+    endpoint: str,
+    method: str,
+    not_found: type[RuntimeError_] = ImageNotFound,
+) -> RuntimeError_:
+    """Map a failed call to our exception; the caller raises it ``from err``."""
+    code = err.code() if callable(getattr(err, "code", None)) else grpc.StatusCode.UNKNOWN
+    details = one_line(err.details() if callable(getattr(err, "details", None)) else str(err))
+    code_name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return RuntimeUnavailable(f"{method}: runtime unavailable: {details}", endpoint=endpoint)
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return RuntimePermissionDenied(f"{method}: permission denied: {details}", endpoint=endpoint)
+    if code is grpc.StatusCode.NOT_FOUND:
+        if issubclass(not_found, RuntimeCallFailed):
+            return not_found(f"{method}: not found: {details}", endpoint=endpoint, code=code_name)
+        return not_found(f"{method}: not found: {details}", endpoint=endpoint)
+    if code is grpc.StatusCode.ALREADY_EXISTS:
+        return AlreadyExists(
+            f"{method}: already exists: {details}", endpoint=endpoint, code=code_name
+        )
+    return RuntimeCallFailed(
+        f"{method}: {details or 'call failed'}", endpoint=endpoint, code=code_name
+    )

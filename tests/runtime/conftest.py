@@ -1,0 +1,99 @@
+"""Session fixtures: a real docker-registry and containerd on loopback (root only).
+
+Fixtures: ``registry`` (:class:`testbed.Registry`), ``containerd`` (:class:`testbed.Containerd`,
+trusting the registry over plain HTTP), ``cri`` / ``ctrd`` (fresh clients per test),
+``proxy`` (a :class:`testbed.ThrottleProxy` put in front of the registry as its mirror for
+one test), ``small_image`` (a pushed 2-layer ~3 MB image), ``unique_repo`` (a repo name
+no other test uses). Without root or the binaries every test that needs them is skipped
+with the reason (shown by ``-ra``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import testbed  # tests/runtime is on sys.path (rootdir-relative, no __init__.py)
+
+from mlnode.runtime.containerd import ContainerdClient
+from mlnode.runtime.cri import CriClient
+
+
+@pytest.fixture(scope="session")
+def runtime_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runtime")
+
+
+@pytest.fixture(scope="session")
+def registry(runtime_workdir: Path) -> Iterator[testbed.Registry]:
+    reason = testbed.missing_prerequisites()
+    if reason:
+        pytest.skip(reason)
+    reg = testbed.Registry(runtime_workdir / "registry")
+    try:
+        reg.start()
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def containerd(registry: testbed.Registry, runtime_workdir: Path) -> Iterator[testbed.Containerd]:
+    ctr = testbed.Containerd(
+        runtime_workdir / "containerd", sandbox_image=f"{registry.host}/mlnode/pause:test"
+    )
+    ctr.write_config()
+    ctr.trust_registry(registry.host)
+    try:
+        ctr.start()
+        yield ctr
+    finally:
+        ctr.stop()
+
+
+@pytest.fixture
+def cri(containerd: testbed.Containerd) -> Iterator[CriClient]:
+    with CriClient(containerd.socket) as client:
+        yield client
+
+
+@pytest.fixture
+def ctrd(containerd: testbed.Containerd) -> Iterator[ContainerdClient]:
+    with ContainerdClient(containerd.socket, namespace="k8s.io") as client:
+        yield client
+
+
+@pytest.fixture
+def proxy(
+    registry: testbed.Registry, containerd: testbed.Containerd
+) -> Iterator[testbed.ThrottleProxy]:
+    """The registry behind a shaping proxy, set as containerd's mirror for this test only."""
+    p = testbed.ThrottleProxy("127.0.0.1", registry.port)
+    containerd.trust_registry(registry.host, mirror_url=p.url)
+    try:
+        yield p
+    finally:
+        containerd.trust_registry(registry.host)
+        p.stop()
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def unique_repo(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``unique_repo("big")`` → ``mlnode/<test name>-big-<n>``: no two tests share images."""
+    test = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40]
+
+    def make(suffix: str = "img") -> str:
+        return f"mlnode/{test.strip('-')}-{suffix}-{next(_counter)}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def small_image(registry: testbed.Registry) -> testbed.PushedImage:
+    image = testbed.build_image([2 * 1024 * 1024, 1024 * 1024], seed=1)
+    return testbed.PushedImage(registry.push(image, "mlnode/small", "1"), image)

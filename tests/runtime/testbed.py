@@ -1,0 +1,570 @@
+"""A real registry and containerd on loopback for tests, plus OCI image and proxy helpers.
+
+Nothing here touches the machine's own runtime: every path (root, state, sockets, config,
+certs.d, CNI) lives in a directory the caller owns, processes are stopped by pid, and the
+registry listens on 127.0.0.1 on a free port. See docs/runtime.md and runtime-testbed.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+REQUIRED_BINARIES = ("containerd", "runc", "docker-registry")
+
+
+def missing_prerequisites() -> str | None:
+    """Why the real-runtime tests cannot run here, or None if they can."""
+    if os.geteuid() != 0:
+        return "runtime tests need root (containerd with its own root dir, overlayfs)"
+    missing = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
+    if missing:
+        return f"runtime tests need {', '.join(missing)} (apt: see .ci/apt-packages.txt)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, term_timeout_seconds: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after the timeout; only ever this process id."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=term_timeout_seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _wait_until(predicate: Callable[[], bool], *, timeout_seconds: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready within {timeout_seconds}s")
+
+
+# ---------------------------------------------------------------------------------------------
+# OCI images built in Python
+
+
+@dataclass(frozen=True)
+class Blob:
+    media_type: str
+    data: bytes = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.data)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def descriptor(self) -> dict[str, object]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+@dataclass(frozen=True)
+class OciImage:
+    config: Blob
+    layers: tuple[Blob, ...]
+    manifest: bytes = field(repr=False)
+
+    @property
+    def manifest_digest(self) -> str:
+        return sha256_digest(self.manifest)
+
+    @property
+    def image_id(self) -> str:
+        """What containerd's CRI reports as the image id: the config digest."""
+        return self.config.digest
+
+    @property
+    def compressed_size(self) -> int:
+        """Manifest + config + layers: what containerd's CRI reports as ``size``."""
+        return len(self.manifest) + self.config.size + sum(b.size for b in self.layers)
+
+
+def _layer(size: int, rnd: random.Random, index: int) -> tuple[bytes, bytes]:
+    """A gzip'd tar holding one file of ``size`` random bytes; returns (blob, diff_id data)."""
+    payload = rnd.randbytes(size)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(f"data/layer{index}.bin")
+        info.size = size
+        info.mtime = 0
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(payload))
+    raw = buf.getvalue()
+    return gzip.compress(raw, compresslevel=1, mtime=0), raw
+
+
+def build_image(
+    layer_sizes: Sequence[int], *, seed: int = 0, extra_file: bytes | None = None
+) -> OciImage:
+    """An OCI image with one random file per layer; same sizes + seed → same digests.
+
+    ``extra_file`` adds a last small layer with an executable ``/bin/sh`` of those bytes
+    (e.g. a busybox-static binary for a sandbox image).
+    """
+    rnd = random.Random(seed)
+    blobs: list[Blob] = []
+    diff_ids: list[str] = []
+    for i, size in enumerate(layer_sizes):
+        blob, raw = _layer(size, rnd, i)
+        blobs.append(Blob(OCI_LAYER_GZIP, blob))
+        diff_ids.append(sha256_digest(raw))
+    if extra_file is not None:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in ("bin/sh", "pause"):
+                info = tarfile.TarInfo(name)
+                info.size = len(extra_file)
+                info.mode = 0o755
+                tar.addfile(info, io.BytesIO(extra_file))
+        raw = buf.getvalue()
+        blobs.append(Blob(OCI_LAYER_GZIP, gzip.compress(raw, compresslevel=1, mtime=0)))
+        diff_ids.append(sha256_digest(raw))
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {"Entrypoint": ["/bin/sh"], "Cmd": ["-c", "sleep 3600"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": "2024-01-01T00:00:00Z", "comment": f"mlnode test seed {seed}"}],
+    }
+    config_blob = Blob(OCI_CONFIG, json.dumps(config, sort_keys=True).encode())
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config_blob.descriptor(),
+        "layers": [b.descriptor() for b in blobs],
+    }
+    return OciImage(config_blob, tuple(blobs), json.dumps(manifest, sort_keys=True).encode())
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """An image and the reference it was pushed under."""
+
+    ref: str
+    image: OciImage
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    method: str
+    path: str
+    status: int
+    bytes: int
+
+
+_ACCESS_RE = re.compile(r'^\S+ \S+ \S+ \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-)')
+
+
+def parse_access_log(path: Path) -> list[AccessRecord]:
+    """The registry's access log (combined format) as records, oldest first."""
+    out: list[AccessRecord] = []
+    for line in path.read_text(errors="replace").splitlines():
+        m = _ACCESS_RE.match(line)
+        if m:
+            size = 0 if m.group(4) == "-" else int(m.group(4))
+            out.append(AccessRecord(m.group(1), m.group(2), int(m.group(3)), size))
+    return out
+
+
+class Registry:
+    """The Debian ``docker-registry`` (distribution 2.8) serving from a temp dir."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.access_log = workdir / "access.log"
+        self.app_log = workdir / "registry.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+
+    def start(self) -> None:
+        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.workdir / 'data'}\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.host}\n"
+        )
+        with self.access_log.open("ab") as out, self.app_log.open("ab") as err:
+            self.proc = subprocess.Popen(
+                ["docker-registry", "serve", str(config)],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+        def up() -> bool:
+            try:
+                return self.http.get("/v2/").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait_until(up, timeout_seconds=15, what="docker-registry")
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def access_records(self) -> list[AccessRecord]:
+        return parse_access_log(self.access_log)
+
+    def mark(self) -> int:
+        """Position in the access log; pass to :meth:`records_since` to see one step's requests."""
+        return len(self.access_records())
+
+    def records_since(self, mark: int) -> list[AccessRecord]:
+        return self.access_records()[mark:]
+
+    def push_blob(self, repo: str, blob: Blob, *, chunk_bytes: int | None = None) -> None:
+        if self.http.head(f"/v2/{repo}/blobs/{blob.digest}").status_code == 200:
+            return
+        r = self.http.post(f"/v2/{repo}/blobs/uploads/")
+        r.raise_for_status()
+        location = r.headers["Location"]
+        if chunk_bytes:
+            for start in range(0, blob.size, chunk_bytes):
+                chunk = blob.data[start : start + chunk_bytes]
+                r = self.http.patch(
+                    location,
+                    content=chunk,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{start}-{start + len(chunk) - 1}",
+                    },
+                )
+                r.raise_for_status()
+                location = r.headers["Location"]
+            body = b""
+        else:
+            body = blob.data
+        sep = "&" if "?" in location else "?"
+        r = self.http.put(
+            f"{location}{sep}digest={blob.digest}",
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        r.raise_for_status()
+
+    def push(self, image: OciImage, repo: str, tag: str, *, chunk_bytes: int | None = None) -> str:
+        """Push ``image`` as ``repo:tag``; returns the reference ``host/repo:tag``."""
+        for blob in (*image.layers, image.config):
+            self.push_blob(repo, blob, chunk_bytes=chunk_bytes)
+        r = self.http.put(
+            f"/v2/{repo}/manifests/{tag}",
+            content=image.manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        r.raise_for_status()
+        return f"{self.host}/{repo}:{tag}"
+
+
+# ---------------------------------------------------------------------------------------------
+# containerd
+
+
+class Containerd:
+    """A Debian containerd 1.6 with its own root, state, socket and config (version 2)."""
+
+    def __init__(self, workdir: Path, *, sandbox_image: str = "registry.invalid/pause:3.9") -> None:
+        self.workdir = workdir
+        self.root = workdir / "root"
+        self.state = workdir / "state"
+        self.socket = workdir / "containerd.sock"
+        self.certs_d = workdir / "certs.d"
+        self.config = workdir / "config.toml"
+        self.log = workdir / "containerd.log"
+        self.sandbox_image = sandbox_image
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.socket}"
+
+    def write_config(self) -> None:
+        for d in (
+            self.root,
+            self.state,
+            self.certs_d,
+            self.workdir / "opt",
+            self.workdir / "cni-conf",
+            self.workdir / "cni-bin",
+        ):
+            d.mkdir(parents=True, exist_ok=True)
+        cri = 'plugins."io.containerd.grpc.v1.cri"'
+        self.config.write_text(f"""\
+version = 2
+root = "{self.root}"
+state = "{self.state}"
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+]
+
+[grpc]
+  address = "{self.socket}"
+
+[ttrpc]
+  address = "{self.socket}.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{self.workdir / "opt"}"
+
+[{cri}]
+  sandbox_image = "{self.sandbox_image}"
+  disable_apparmor = true
+  disable_cgroup = true
+  restrict_oom_score_adj = true
+  disable_hugetlb_controller = true
+
+[{cri}.containerd]
+  snapshotter = "overlayfs"
+
+[{cri}.registry]
+  config_path = "{self.certs_d}"
+
+[{cri}.cni]
+  conf_dir = "{self.workdir / "cni-conf"}"
+  bin_dir = "{self.workdir / "cni-bin"}"
+""")
+
+    def trust_registry(self, host: str, *, mirror_url: str | None = None) -> None:
+        """Write ``certs.d/<host>/hosts.toml`` for plain-HTTP ``host``; with ``mirror_url``
+        pulls go through that mirror (e.g. a :class:`ThrottleProxy`). containerd re-reads
+        this file on every pull, so tests may switch it at any time."""
+        d = self.certs_d / host
+        d.mkdir(parents=True, exist_ok=True)
+        via = mirror_url or f"http://{host}"
+        (d / "hosts.toml").write_text(
+            f'server = "http://{host}"\n\n'
+            f'[host."{via}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+            "  skip_verify = true\n"
+        )
+
+    def start(self, *, timeout_seconds: float = 30.0) -> None:
+        if not self.config.exists():
+            self.write_config()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                ["containerd", "--config", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.wait_ready(timeout_seconds=timeout_seconds)
+
+    def wait_ready(self, *, timeout_seconds: float = 30.0) -> None:
+        from mlnode.errors import MlnodeError
+        from mlnode.runtime.cri import CriClient
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"containerd exited with {self.proc.returncode}; see {self.log}")
+            if not self.socket.exists():
+                return False
+            try:
+                with CriClient(self.socket, connect_timeout_seconds=1) as cri:
+                    cri.version()
+                    cri.list_images()
+                return True
+            except MlnodeError:
+                return False
+
+        _wait_until(ready, timeout_seconds=timeout_seconds, what="containerd")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if sig is signal.SIGKILL:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(timeout=10)
+        else:
+            stop_process(self.proc)
+        self.proc = None
+
+    def restart(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Stop with ``sig`` (SIGKILL: like a crash) and start again on the same root."""
+        self.stop(sig)
+        self.start()
+
+
+# ---------------------------------------------------------------------------------------------
+# A loopback TCP proxy with throttle, stall and cut
+
+
+class ThrottleProxy:
+    """Forwards 127.0.0.1:<port> to ``upstream``; shapes the upstream → client direction.
+
+    - ``rate_bytes_per_second``: None (unlimited) or a byte rate, changeable at any time;
+    - :meth:`stall`: hold every byte for N seconds (or until :meth:`resume`);
+    - :meth:`cut`: close every live connection at once (mid-body for a download).
+    """
+
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, rate_bytes_per_second: float | None = None
+    ) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.rate_bytes_per_second = rate_bytes_per_second
+        self.bytes_to_client = 0
+        self.connections_total = 0
+        self._stall_until = 0.0
+        self._lock = threading.Lock()
+        self._live: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._accept_loop, daemon=True, name="throttle-proxy"
+        )
+        self._thread.start()
+
+    # controls
+
+    def stall(self, seconds: float = 3600.0) -> None:
+        self._stall_until = time.monotonic() + seconds
+
+    def resume(self) -> None:
+        self._stall_until = 0.0
+
+    def cut(self) -> int:
+        """Close all live connections; returns how many sockets were closed."""
+        with self._lock:
+            socks = list(self._live)
+            self._live.clear()
+        for s in socks:
+            _close_quietly(s)
+        return len(socks)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        _close_quietly(self._listener)
+        self.cut()
+        self._thread.join(timeout=5)
+
+    def live_connections(self) -> int:
+        with self._lock:
+            return len(self._live) // 2
+
+    # internals
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._live.update((client, upstream))
+                self.connections_total += 1
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _alive(self, s: socket.socket) -> bool:
+        with self._lock:
+            return s in self._live
+
+    def _pump(self, src: socket.socket, dst: socket.socket, shaped: bool) -> None:
+        try:
+            while True:
+                rate = self.rate_bytes_per_second if shaped else None
+                want = 65536 if not rate else max(1024, min(65536, int(rate / 20)))
+                data = src.recv(want)
+                if not data:
+                    break
+                if shaped:
+                    while time.monotonic() < self._stall_until and self._alive(dst):
+                        time.sleep(0.02)
+                    if not self._alive(dst):
+                        break
+                dst.sendall(data)
+                if shaped:
+                    with self._lock:
+                        self.bytes_to_client += len(data)
+                    if rate:
+                        time.sleep(len(data) / rate)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                gone = [s for s in (src, dst) if s in self._live]
+                self._live.difference_update(gone)
+            for s in (src, dst):
+                _close_quietly(s)
+
+
+def _close_quietly(s: socket.socket) -> None:
+    """Shut down (which wakes a thread blocked in recv on it), then close."""
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        s.close()
