@@ -1,0 +1,226 @@
+"""Tell what kind of file a text is, from its content, and read it with the right reader.
+
+The rules, tried in this order (the first that matches wins):
+
+1. **systemd unit** — a ``[Unit]``, ``[Service]`` or ``[Install]`` section header line.
+   (Checked before TOML because ``[Service]`` + ``Environment="..."`` also parses as TOML.)
+2. **TOML** that parses:
+   - a ``crio`` table (``[crio]``, ``[crio.image]``, ...) → CRI-O;
+   - a ``plugins`` table, an integer ``version``, or one of containerd's top-level keys
+     (``root``, ``state``, ``imports``, ``grpc``, ``disabled_plugins``, ...) → containerd.
+3. **YAML** that parses to one or more mappings:
+   - any document with ``apiVersion: kubeadm.k8s.io/...`` → kubeadm (a kubeadm config
+     often carries a KubeletConfiguration document too; the kubeadm reader handles it);
+   - any document with ``kind: KubeletConfiguration`` → a kubelet config file, or a
+     ``--config-dir`` drop-in when the file name ends in ``.conf``: the kubelet reads only
+     ``*.conf`` from its config dir, and a ``--config`` file is by convention ``.yaml``;
+   - a mapping with kubespray variables (``kubelet_*``, ``kube_*``, ``container_manager``,
+     ``containerd_*``, ``crio_*``, ``eviction_hard``, ...) → kubespray group_vars.
+4. **Environment file** — every non-blank, non-comment line is ``NAME=VALUE``
+   (``export NAME=VALUE`` too, which systemd ignores; the env reader reports that).
+
+Anything else is an :class:`InputError`. The file name is used only to split kubelet
+config from drop-in; everything else is decided by the content.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from mlnode.errors import InputError
+from mlnode.formats.base import DocumentKind, ParsedDocument
+
+__all__ = ["detect_kind", "read_any"]
+
+_UNIT_SECTION = re.compile(r"^[ \t]*\[(Unit|Service|Install)\][ \t]*$", re.MULTILINE)
+_ENV_LINE = re.compile(r"^[ \t]*(export[ \t]+)?[A-Za-z_][A-Za-z0-9_]*[ \t]*=")
+_CONTAINERD_TOP_KEYS = frozenset(
+    {
+        "root",
+        "state",
+        "temp",
+        "imports",
+        "grpc",
+        "ttrpc",
+        "debug",
+        "metrics",
+        "cgroup",
+        "disabled_plugins",
+        "required_plugins",
+        "plugin_dir",
+        "oom_score",
+        "proxy_plugins",
+        "stream_processors",
+        "timeouts",
+    }
+)
+_KUBESPRAY_PREFIXES = (
+    "kubelet_",
+    "kube_",
+    "kubeadm_",
+    "containerd_",
+    "crio_",
+    "cri_dockerd_",
+    "docker_",
+    "etcd_",
+)
+_KUBESPRAY_KEYS = frozenset(
+    {
+        "container_manager",
+        "eviction_hard",
+        "eviction_hard_control_plane",
+        "cluster_name",
+        "dns_mode",
+        "skip_downloads",
+        "download_run_once",
+    }
+)
+_EXPECTED = (
+    "expected a containerd config.toml, a CRI-O crio.conf, a KubeletConfiguration (file or"
+    " --config-dir drop-in), a kubeadm config, kubespray group_vars, a systemd unit or an"
+    " environment file"
+)
+
+
+def detect_kind(path: str, text: str) -> DocumentKind:
+    """The kind of ``text`` (read from ``path``), decided by its content; see the module doc."""
+    if "\x00" in text:
+        raise InputError(f"cannot tell what kind of file this is (binary); {_EXPECTED}", path=path)
+    if _UNIT_SECTION.search(text):
+        return DocumentKind.SYSTEMD_UNIT
+    toml_kind = _toml_kind(text)
+    if toml_kind is not None:
+        return toml_kind
+    yaml_kind = _yaml_kind(path, text)
+    if yaml_kind is not None:
+        return yaml_kind
+    if _is_env_file(text):
+        return DocumentKind.ENV_FILE
+    raise InputError(f"cannot tell what kind of file this is; {_EXPECTED}", path=path)
+
+
+def _toml_kind(text: str) -> DocumentKind | None:
+    import tomlkit
+
+    try:
+        data = tomlkit.parse(text).unwrap()
+    except Exception:  # any parse failure: not TOML
+        return None
+    if not data:
+        return None
+    if isinstance(data.get("crio"), Mapping):
+        return DocumentKind.CRIO
+    if isinstance(data.get("plugins"), Mapping):
+        return DocumentKind.CONTAINERD
+    version = data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        return DocumentKind.CONTAINERD
+    if _CONTAINERD_TOP_KEYS & set(data):
+        return DocumentKind.CONTAINERD
+    return None
+
+
+def _yaml_docs(text: str) -> list[Any]:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        return [d for d in yaml.load_all(text) if d is not None]
+    except Exception:  # any YAML error (or a construct the safe loader refuses): not YAML
+        return []
+
+
+def _yaml_kind(path: str, text: str) -> DocumentKind | None:
+    docs = [d for d in _yaml_docs(text) if isinstance(d, Mapping)]
+    if not docs:
+        return None
+    for d in docs:
+        api = d.get("apiVersion")
+        if isinstance(api, str) and api.startswith("kubeadm.k8s.io/"):
+            return DocumentKind.KUBEADM
+    for d in docs:
+        if d.get("kind") == "KubeletConfiguration":
+            if path.endswith(".conf"):
+                return DocumentKind.KUBELET_DROPIN
+            return DocumentKind.KUBELET_CONFIG
+    for d in docs:
+        keys = {str(k) for k in d}
+        if keys & _KUBESPRAY_KEYS or any(k.startswith(_KUBESPRAY_PREFIXES) for k in keys):
+            return DocumentKind.KUBESPRAY
+    return None
+
+
+def _is_env_file(text: str) -> bool:
+    seen = False
+    continued = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if continued:  # a backslash-newline continuation of the previous value
+            continued = stripped.endswith("\\")
+            continue
+        if not stripped or stripped[0] in "#;":
+            continue
+        if not _ENV_LINE.match(line):
+            return False
+        seen = True
+        continued = stripped.endswith("\\")
+    return seen
+
+
+def read_any(path: str, text: str) -> tuple[ParsedDocument, ...]:
+    """Detect the kind of ``text`` and read it; one document per file, except YAML files
+    with several documents, which their reader may split."""
+    kind = detect_kind(path, text)
+    if kind is DocumentKind.CONTAINERD:
+        from mlnode.formats.containerd import read_containerd
+
+        return (read_containerd(path, text),)
+    if kind is DocumentKind.CRIO:
+        from mlnode.formats.crio import read_crio
+
+        return (read_crio(path, text),)
+    return _read_other(kind, path, text)
+
+
+def _read_other(kind: DocumentKind, path: str, text: str) -> tuple[ParsedDocument, ...]:
+    # The readers of these formats live in modules written alongside this one; they are
+    # imported here, lazily, so that detection works whichever of them exist.
+    try:
+        if kind is DocumentKind.ENV_FILE:
+            from mlnode.formats.envfile import read_env
+
+            return _as_tuple(read_env(path, text))
+        if kind is DocumentKind.SYSTEMD_UNIT:
+            from mlnode.formats.envfile import read_systemd_unit
+
+            return _as_tuple(read_systemd_unit(path, text))
+        if kind in (DocumentKind.KUBELET_CONFIG, DocumentKind.KUBELET_DROPIN):
+            from mlnode.formats import kubelet_config
+
+            return _as_tuple(kubelet_config.read_kubelet_config(path, text, kind=kind))
+        if kind is DocumentKind.KUBEADM:
+            from mlnode.formats import kubeadm
+
+            return _as_tuple(kubeadm.read_kubeadm(path, text))
+        if kind is DocumentKind.KUBESPRAY:
+            from mlnode.formats.kubespray import read_kubespray
+
+            return _as_tuple(read_kubespray(path, text))
+    except ImportError as e:
+        raise InputError(
+            f"this looks like a {kind.value} file, but there is no reader for it"
+            f" in this build ({e})",
+            path=path,
+        ) from e
+    raise InputError(f"no reader for {kind.value} files", path=path)  # pragma: no cover
+
+
+def _as_tuple(result: Any) -> tuple[ParsedDocument, ...]:
+    if isinstance(result, ParsedDocument):
+        return (result,)
+    docs = tuple(result)
+    if not all(isinstance(d, ParsedDocument) for d in docs):  # pragma: no cover
+        raise TypeError("a reader returned something other than ParsedDocument")
+    return docs
