@@ -372,7 +372,10 @@ def test_merge_idempotent_and_keeps_other_lines(
     wanted: dict[str, str],
     remove: frozenset[str],
 ) -> None:
-    words = [f"--{n}={v}" if eq else f"--{n} {v}" if v else f"--{n}" for n, v, eq in existing]
+    # A bare non-boolean flag takes the next word as its value (pflag), so a file ending in
+    # one is already broken for the kubelet ("flag needs an argument"); not a merge case.
+    existing = [(n, v, eq) for n, v, eq in existing if eq or v]
+    words = [f"--{n}={v}" if eq else f"--{n} {v}" for n, v, eq in existing]
     joiner = " \\\n" if continuation and style != "single" else " "
     body = joiner.join(words)
     rhs = {"double": f'"{body}"', "single": f"'{body}'", "plain": body}[style]

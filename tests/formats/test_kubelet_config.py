@@ -108,14 +108,6 @@ def test_duplicate_keys_last_wins() -> None:
         ("apiVersion: kubelet.config.k8s.io/v1beta1\nmaxPods: 1\n", 1, "kind is missing"),
         ("apiVersion: v1\nkind: KubeletConfiguration\n", 1, "apiVersion 'v1'"),
         (HEAD.replace("KubeletConfiguration", "Pod"), 2, "kind 'Pod'"),
-        (HEAD + "imageGCHighThresholdPercent: eighty\n", 3, "must be an integer"),
-        (HEAD + "imageGCHighThresholdPercent: true\n", 3, "must be an integer"),
-        (HEAD + "imageMinimumGCAge: 120\n", 3, "duration string"),
-        (HEAD + "imageMinimumGCAge: 2\n", 3, "duration string"),
-        (HEAD + "imageMinimumGCAge: 2 minutes\n", 3, "invalid duration"),
-        (HEAD + "serializeImagePulls: 'no'\n", 3, "true or false"),
-        (HEAD + "evictionHard:\n  imagefs.available: 15\n", 3, "quantity strings"),
-        (HEAD + "featureGates:\n  X: 'yes'\n", 3, "featureGates"),
         ("- a\n", 1, "mapping"),
         ("", 1, "empty document"),
         (HEAD + "---\n" + HEAD, 4, "more than one"),
@@ -279,3 +271,30 @@ def test_merge_idempotent_keeps_unrelated(p: Placement, sample: str) -> None:
 def test_read_never_crashes(text: str) -> None:
     with contextlib.suppress(InputError):
         read_kubelet_config("c", text)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (HEAD + "imageGCHighThresholdPercent: eighty\n", 3, "whole number"),
+        (HEAD + "imageGCHighThresholdPercent: true\n", 3, "whole number"),
+        (HEAD + "imageMinimumGCAge: 120\n", 3, "duration string"),
+        (HEAD + "imageMinimumGCAge: 2\n", 3, "duration string"),
+        (HEAD + "imageMinimumGCAge: 2 minutes\n", 3, "invalid duration"),
+        (HEAD + "serializeImagePulls: 'no'\n", 3, "true or false"),
+        (HEAD + "evictionHard:\n  imagefs.available: 15\n", 3, "quantity strings"),
+        (HEAD + "featureGates:\n  X: 'yes'\n", 3, "featureGates"),
+    ],
+)
+def test_values_the_kubelet_cannot_decode_are_lint_errors(
+    text: str, line: int, message: str
+) -> None:
+    # The file itself is usable; the kubelet refuses the value, which lint reports (E103).
+    from mlnode.lint.engine import LintContext, lint_documents
+    from mlnode.versions import Version, parse_runtime
+
+    doc = read_kubelet_config("c", text)
+    ctx = LintContext(Version(1, 30), parse_runtime("containerd@1.7.13"))
+    [finding] = [f for f in lint_documents([doc], ctx).findings if f.code == "E103"]
+    assert finding.origin is not None and finding.origin.line == line
+    assert message in finding.message

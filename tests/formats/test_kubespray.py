@@ -117,8 +117,6 @@ def test_templated_and_string_flags() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        ("kubelet_image_gc_high_threshold: high\n", 1, "must be an integer"),
-        ("x: 1\nkubelet_config_extra_args:\n  imageMinimumGCAge: 5\n", 3, "duration string"),
         ("kubelet_config_extra_args: [1]\n", 1, "mapping of KubeletConfiguration fields"),
         ("kubelet_custom_flags:\n  - 3\n", 2, "entries must be strings"),
         ("kubelet_feature_gates: [Foo]\n", 1, "Gate=true"),
@@ -243,3 +241,20 @@ def test_merge_idempotent_keeps_unrelated(p: Placement) -> None:
 def test_read_never_crashes(text: str) -> None:
     with contextlib.suppress(InputError):
         read_kubespray("g", text)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("kubelet_image_gc_high_threshold: high\n", 1),
+        ("x: 1\nkubelet_config_extra_args:\n  imageMinimumGCAge: 5\n", 3),
+    ],
+)
+def test_undecodable_values_are_lint_errors(text: str, line: int) -> None:
+    from mlnode.lint.engine import LintContext, lint_documents
+    from mlnode.versions import Version, parse_runtime
+
+    doc = read_kubespray("g.yml", text)
+    ctx = LintContext(Version(1, 30), parse_runtime("containerd@1.7.13"))
+    [finding] = [f for f in lint_documents([doc], ctx).findings if f.code == "E103"]
+    assert finding.origin is not None and finding.origin.line == line

@@ -55,7 +55,6 @@ from mlnode.formats.kubelet_config import (
     _rt_yaml,
     _to_yaml,
     _yaml_error,
-    check_field_value,
 )
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
@@ -317,7 +316,6 @@ def read_kubespray(path: str, text: str) -> ParsedDocument:
         if row.target is Target.FIELD:
             if value is None or (row.variable.startswith("eviction_hard") and value == {}):
                 continue
-            check_field_value(path, line, row.setting, value)
             fields.append(FieldOccurrence(row.setting, value, origin))
         elif row.target is Target.FIELDS:
             if value is None:
@@ -328,7 +326,6 @@ def read_kubespray(path: str, text: str) -> ParsedDocument:
                 )
             for fld, fkn, fvn in _pairs(path, vn):
                 fval = _plain(_construct(path, fvn))
-                check_field_value(path, _line(fkn), fld, fval)
                 fields.append(FieldOccurrence(fld, fval, Origin(path, _line(fkn), name)))
         elif row.target is Target.FLAGS:
             flags.extend(_read_flag_list(path, name, vn, facts))

@@ -80,7 +80,10 @@ def parse_field_value(row: KubeletSetting, value: Any) -> Any:
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
     if row.kind is ValueKind.SIGNAL_MAP:
-        if not isinstance(value, dict):
-            raise ValueError(f"{name}: expected a mapping of signal to threshold, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError(
+                f"{name}: expected a mapping of signal to quantity strings "
+                f'(imagefs.available: "15%"), got {value!r}'
+            )
+        return {str(k): v for k, v in value.items()}
     raise AssertionError(row.kind)

@@ -161,8 +161,20 @@ def compute_effective(
         layer = _config_layer(doc)
         assert layer is not None
         for occ in doc.fields:
-            if occ.field == "featureGates" and isinstance(occ.value, dict):
-                configured_gates.update({str(k): bool(v) for k, v in occ.value.items()})
+            if occ.field == "featureGates":
+                if not isinstance(occ.value, dict) or not all(
+                    isinstance(v, bool) for v in occ.value.values()
+                ):
+                    problems.append(
+                        ValueProblem(
+                            "feature_gates",
+                            occ.origin,
+                            f"featureGates: expected gate names mapped to true or false, "
+                            f"got {occ.value!r}",
+                        )
+                    )
+                    continue
+                configured_gates.update({str(k): v for k, v in occ.value.items()})
                 continue
             frow = kubelet_setting_by_field(occ.field)
             if frow is None or not frow.field_span.contains(version):
@@ -219,9 +231,7 @@ def compute_effective(
                     None,
                 )
             else:
-                rrow = runtime_row_for(
-                    rv.name, rv.table, runtime, doc.facts.get("config_version")
-                )
+                rrow = runtime_row_for(rv.name, rv.table, runtime, doc.facts.get("config_version"))
             if rrow is None:
                 continue
             rvalue: Any = rv.value
