@@ -39,6 +39,11 @@ __all__ = [
 
 CONTAINERD_V2_CRI_TABLE = ("plugins", "io.containerd.grpc.v1.cri")
 
+# v1beta1 defaults.go replaces these zero values with the default (kubeadm writes "0s").
+_ZERO_MEANS_DEFAULT = frozenset(
+    {"image_minimum_gc_age_seconds", "runtime_request_timeout_seconds", "registry_burst"}
+)
+
 # The order in which kubelet unit files put these variables on the ExecStart line.
 ARGS_VARIABLE_ORDER = (
     "KUBELET_KUBECONFIG_ARGS",
@@ -184,6 +189,8 @@ def compute_effective(
             except ValueError as e:
                 problems.append(ValueProblem(frow.key, occ.origin, str(e)))
                 continue
+            if value == 0 and frow.key in _ZERO_MEANS_DEFAULT:
+                continue  # defaults.go replaces the zero before anything reads it
             history[frow.key].append(SettingValue(frow.key, value, layer, occ.origin, None))
 
     for flag in ordered_flags(docs):

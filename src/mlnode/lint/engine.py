@@ -483,6 +483,8 @@ def _kubeadm_managed(
             row = kubelet_setting_by_field(occ.field)
             if row is None or row.key not in _KUBEADM_LOSES:
                 continue
+            if occ.value in ("0s", 0) or occ.value == row.default:
+                continue  # what kubeadm itself writes: nothing of the operator's to lose
             yield Finding(
                 "W209",
                 f"{occ.field} is set in {doc.path}, which kubeadm writes",
