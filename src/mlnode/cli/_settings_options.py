@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import shlex
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,7 +355,14 @@ def with_settings_options(func: F) -> F:
     reports errors for) its inputs inside its own error mapping.
     """
     sig = inspect.signature(func)
-    own = [p for p in sig.parameters.values() if p.name != "settings_input"]
+    # The command's module uses postponed annotations; evaluate them in its own namespace,
+    # since Typer would otherwise evaluate them in this module's.
+    hints = typing.get_type_hints(func, include_extras=True)
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in sig.parameters.values()
+        if p.name != "settings_input"
+    ]
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -363,7 +371,7 @@ def with_settings_options(func: F) -> F:
 
     wrapper.__signature__ = sig.replace(parameters=own + _PARAMS)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {
-        **{k: v for k, v in func.__annotations__.items() if k != "settings_input"},
+        **{k: v for k, v in hints.items() if k != "settings_input"},
         **{p.name: p.annotation for p in _PARAMS},
     }
     return wrapper  # type: ignore[return-value]
