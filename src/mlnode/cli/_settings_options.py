@@ -32,6 +32,7 @@ from mlnode.versions import (
 
 __all__ = [
     "SettingsInput",
+    "SettingsRequest",
     "parse_kubelet_args",
     "with_settings_options",
 ]
@@ -305,6 +306,44 @@ _PARAM_NAMES = [p.name for p in _PARAMS]
 _SETTING_PARAM_NAMES = _PARAM_NAMES[4:]
 
 
+class SettingsRequest:
+    """The settings options as given; :meth:`resolve` checks and combines them.
+
+    Resolving is left to the command so that its errors go through the command's own error
+    mapping, and so that a command that knows the node's versions (apply) can supply them
+    as defaults.
+    """
+
+    def __init__(self, given: dict[str, Any]) -> None:
+        self._given = given
+
+    @property
+    def kubernetes_version_option(self) -> str | None:
+        value = self._given.get("kubernetes_version")
+        return str(value) if value is not None else None
+
+    @property
+    def runtime_option(self) -> str | None:
+        value = self._given.get("runtime")
+        return str(value) if value is not None else None
+
+    def resolve(
+        self,
+        *,
+        default_kubernetes_version: Version | None = None,
+        default_runtime: RuntimeSpec | None = None,
+    ) -> SettingsInput:
+        given = dict(self._given)
+        if given.get("kubernetes_version") is None and default_kubernetes_version is not None:
+            given["kubernetes_version"] = str(default_kubernetes_version)
+        if given.get("runtime") is None and default_runtime is not None:
+            given["runtime"] = str(default_runtime)
+        return _resolve(given)
+
+    def __call__(self) -> SettingsInput:
+        return self.resolve()
+
+
 def _resolve(given: dict[str, Any]) -> SettingsInput:
     settings = ImageSettings()
     k8s: Version | None = None
@@ -349,11 +388,8 @@ def _resolve(given: dict[str, Any]) -> SettingsInput:
 
 
 def with_settings_options(func: F) -> F:
-    """Add the shared settings options to a Typer command; it receives ``settings_input``.
-
-    ``settings_input`` is a zero-argument callable so that the command resolves (and
-    reports errors for) its inputs inside its own error mapping.
-    """
+    """Add the shared settings options to a Typer command; it receives ``settings_input``,
+    a :class:`SettingsRequest` (calling it resolves with no defaults)."""
     sig = inspect.signature(func)
     # The command's module uses postponed annotations; evaluate them in its own namespace,
     # since Typer would otherwise evaluate them in this module's.
@@ -367,7 +403,7 @@ def with_settings_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         given = {name: kwargs.pop(name, None) for name in _PARAM_NAMES}
-        return func(*args, settings_input=lambda: _resolve(given), **kwargs)
+        return func(*args, settings_input=SettingsRequest(given), **kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=own + _PARAMS)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {

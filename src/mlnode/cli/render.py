@@ -20,7 +20,7 @@ import typer
 
 from mlnode.cli._common import OutputFormat, emit_json, run, stderr, stdout
 from mlnode.cli._inputs import read_file_text
-from mlnode.cli._settings_options import SettingsInput, with_settings_options
+from mlnode.cli._settings_options import SettingsInput, SettingsRequest, with_settings_options
 from mlnode.errors import InputError, UsageError
 from mlnode.formats.base import DocumentKind
 from mlnode.knowledge.placement import Placement, place
@@ -308,7 +308,7 @@ def register(app: typer.Typer) -> None:
     @app.command("render")
     @with_settings_options
     def render(
-        settings_input: Callable[[], SettingsInput],
+        settings_input: SettingsRequest,
         format: Annotated[
             RenderFormat,
             typer.Option(

@@ -1,0 +1,294 @@
+"""``mlnode apply``: write the settings into the node's files, restart, verify, or restore.
+
+Exit codes: 0 applied, nothing to change, ``--dry-run`` or ``--no-restart`` done;
+2 bad input, or refused because the resulting files would be invalid (nothing written);
+7 the apply failed and every file was restored (also: another apply holds the lock).
+
+JSON (``-o json``), schema ``mlnode.apply/v1``::
+
+    {"schema": "mlnode.apply/v1",
+     "status": "dry-run" | "no-change" | "written" | "applied" | "restored",
+     "root": "/", "layout": {"kind": "kubeadm-deb", "kubernetes_version": "1.30.2",
+                             "runtime": "containerd@1.7.13", "versions_from": {...},
+                             "config_dir": ..., "args_file": ..., ...},
+     "files": [{"path", "change": "created" | "modified", "reason", "unit",
+                "sha256_before" (null: did not exist), "sha256_after", "diff",
+                "result": "created" | "modified" | "restored" | "removed"}],
+     "removed_flags": [{"path", "flag", "reason"}],
+     "actions": [{"action": "daemon-reload" | "restart", "unit", "reason", "command", "done"}],
+     "verification": {"ok", "attempts", "elapsed_seconds", "timeout_seconds",
+                      "checks": [{"check", "ok", "detail"}]} | null,
+     "restore_verification": same | null,
+     "backup": {"id", "path"} | null,
+     "warnings": [...], "notes": [...], "error": null | "..."}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlnode.cli._common import OutputFormat, emit_json, run, stdout
+from mlnode.cli._settings_options import SettingsRequest, with_settings_options
+from mlnode.errors import UsageError
+from mlnode.ops.apply import (
+    ApplyPlan,
+    ApplyRefused,
+    ApplyResult,
+    detect_layout,
+    execute_apply,
+    interrupted_backups,
+    lint_plan,
+    plan_apply,
+)
+from mlnode.ops.fileio import host_path
+from mlnode.ops.services import ServiceManager, SystemdServiceManager
+from mlnode.ops.verify import (
+    DEFAULT_HEALTHZ_URL,
+    ConfigzSource,
+    RuntimeConfigSource,
+    UrlConfigzSource,
+    Verifier,
+    containerd_config_dump,
+    crio_config_dump,
+    kubectl_configz,
+)
+from mlnode.units import parse_go_duration
+from mlnode.versions import RuntimeKind, parse_kubernetes_version, parse_runtime
+
+__all__ = ["register", "service_options"]
+
+
+def parse_timeout(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        seconds = parse_go_duration(text)
+    except ValueError as e:
+        raise UsageError(str(e), option="--timeout") from None
+    if seconds <= 0:
+        raise UsageError("must be positive", option="--timeout")
+    return seconds
+
+
+def service_options(
+    root: Path, no_restart: bool, systemctl: str | None
+) -> tuple[ServiceManager | None, str | None]:
+    """The service manager to use, or None (files only) with the reason."""
+    if no_restart:
+        return None, "--no-restart: files written, nothing restarted"
+    if systemctl is not None:
+        return SystemdServiceManager(systemctl=systemctl), None
+    if root == Path("/"):
+        return SystemdServiceManager(), None
+    return None, (
+        f"--root {root} is not this host's /: nothing restarted "
+        "(give --systemctl to manage the services of that root)"
+    )
+
+
+def _print_plan(plan: ApplyPlan, *, diffs: bool) -> None:
+    lay = plan.layout
+    stdout.print(
+        f"node: {lay.kind.value}, kubelet {lay.kubernetes_version}, {lay.runtime}"
+        f" ({', '.join(f'{k} from {v}' for k, v in lay.versions_from.items())})",
+        markup=False,
+    )
+    if plan.no_changes:
+        stdout.print("no changes: the node already has these settings", markup=False)
+    for e in plan.edits:
+        verb = "create" if e.old_text is None else "modify"
+        stdout.print(f"{verb} {e.path}: {e.reason}", markup=False)
+        if diffs:
+            stdout.print(e.diff().rstrip("\n"), markup=False)
+    for r in plan.removed_flags:
+        stdout.print(f"remove {r.flag} from {r.path}: {r.reason}", markup=False)
+    for a in plan.actions:
+        stdout.print(f"then: {a}  ({a.reason})", markup=False)
+    for w in plan.warnings:
+        stdout.print(f"warning: {w}", markup=False)
+    for n in (*plan.notes, *lay.notes):
+        stdout.print(f"note: {n}", markup=False)
+
+
+def _print_result(result: ApplyResult) -> None:
+    for f in result.files:
+        stdout.print(
+            f"{f.change} {f.path}  sha256 {(f.sha256_before or '-')[:12]} -> "
+            f"{(f.sha256_after or '-')[:12]}",
+            markup=False,
+        )
+    for d in result.actions_done:
+        stdout.print(f"ran: {d}", markup=False)
+    if result.verification is not None:
+        for c in result.verification.checks:
+            mark = "ok  " if c.ok else "FAIL"
+            stdout.print(f"{mark} {c.name}: {c.detail}", markup=False)
+        stdout.print(result.verification.summary(), markup=False)
+    if result.backup is not None:
+        stdout.print(f"backup: {result.backup.id} ({result.backup.directory})", markup=False)
+    stdout.print(f"status: {result.status}", markup=False)
+
+
+def make_verifier(
+    services: ServiceManager,
+    *,
+    healthz_url: str,
+    configz_url: str | None,
+    node_name: str | None,
+    kubectl: str,
+    runtime_kind: RuntimeKind,
+    runtime_binary: str | None,
+) -> Verifier:
+    configz: ConfigzSource | None = None
+    if configz_url:
+        configz = UrlConfigzSource(configz_url)
+    elif node_name:
+        configz = kubectl_configz(node_name, kubectl=kubectl)
+    runtime_config: RuntimeConfigSource | None = None
+    if runtime_kind is RuntimeKind.CONTAINERD:
+        runtime_config = containerd_config_dump(containerd=runtime_binary or "containerd")
+    elif runtime_kind is RuntimeKind.CRIO:
+        runtime_config = crio_config_dump(crio=runtime_binary or "crio")
+    return Verifier(
+        services, healthz_url=healthz_url, configz=configz, runtime_config=runtime_config
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("apply")
+    @with_settings_options
+    def apply(
+        settings_input: SettingsRequest,
+        root: Annotated[
+            Path, typer.Option("--root", help="The node's filesystem root (default /).")
+        ] = Path("/"),
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Print the diffs and actions; change nothing.")
+        ] = False,
+        no_restart: Annotated[
+            bool,
+            typer.Option("--no-restart", help="Write the files only; print what would restart."),
+        ] = False,
+        timeout: Annotated[
+            str, typer.Option("--timeout", help="How long verification may take (2m, 90s).")
+        ] = "2m",
+        systemctl: Annotated[
+            str | None,
+            typer.Option("--systemctl", help="systemctl program to run (default: systemctl)."),
+        ] = None,
+        healthz_url: Annotated[
+            str, typer.Option("--healthz-url", help="The kubelet's healthz endpoint.")
+        ] = DEFAULT_HEALTHZ_URL,
+        configz_url: Annotated[
+            str | None,
+            typer.Option(
+                "--configz-url", help='URL answering {"kubeletconfig": ...} (live values).'
+            ),
+        ] = None,
+        node_name: Annotated[
+            str | None,
+            typer.Option(
+                "--node-name",
+                help="Check live values with kubectl get --raw .../nodes/NODE/proxy/configz.",
+            ),
+        ] = None,
+        kubectl: Annotated[str, typer.Option("--kubectl", help="kubectl program.")] = "kubectl",
+        output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.HUMAN,
+    ) -> None:
+        """Write image settings into the node's files, restart the kubelet (and the runtime
+        when its config changed), verify, and restore everything if that fails.
+
+        Exit 0: applied, nothing to change, --dry-run, or written with --no-restart.
+        2: bad input, or refused because the result would not start (nothing written).
+        7: failed; every file restored byte for byte.
+        """
+
+        def body() -> None:
+            node_root = root.resolve()
+            if not node_root.is_dir():
+                raise UsageError(f"{root} is not a directory", option="--root")
+            seconds = parse_timeout(timeout)
+            k8s_opt = settings_input.kubernetes_version_option
+            rt_opt = settings_input.runtime_option
+            layout = detect_layout(
+                node_root,
+                kubernetes_version=parse_kubernetes_version(k8s_opt) if k8s_opt else None,
+                runtime=parse_runtime(rt_opt) if rt_opt else None,
+            )
+            # Versions default to what the node's binaries report.
+            si = settings_input.resolve(
+                default_kubernetes_version=layout.kubernetes_version,
+                default_runtime=layout.runtime,
+            )
+            plan = plan_apply(layout, si.settings, si.kubernetes_version, si.runtime)
+            errors = lint_plan(plan)
+            if errors:
+                raise ApplyRefused(
+                    "refusing to apply: the files would not pass lint (nothing written): "
+                    + " | ".join(errors)
+                )
+            for b in interrupted_backups(node_root):
+                plan = _with_note(
+                    plan,
+                    f"an earlier apply was interrupted (backup {b.id}); `mlnode rollback "
+                    f"--root {root} --backup {b.id}` restores the files it had backed up",
+                )
+            if dry_run or plan.no_changes:
+                status = "dry-run" if dry_run and not plan.no_changes else "no-change"
+                if output is OutputFormat.JSON:
+                    payload = ApplyResult(plan, status).to_json()
+                    emit_json(payload)
+                else:
+                    _print_plan(plan, diffs=True)
+                    if dry_run:
+                        stdout.print("dry run: nothing written", markup=False)
+                return
+            services, why_not = service_options(node_root, no_restart, systemctl)
+            if services is None:
+                from mlnode.ops.services import RecordingServiceManager
+
+                result = execute_apply(
+                    plan, services=RecordingServiceManager(), restart=False, timeout_seconds=seconds
+                )
+                if why_not:
+                    plan = _with_note(plan, why_not)
+                    result.plan = plan
+            else:
+                verifier = make_verifier(
+                    services,
+                    healthz_url=healthz_url,
+                    configz_url=configz_url,
+                    node_name=node_name,
+                    kubectl=kubectl,
+                    runtime_kind=layout.runtime.kind,
+                    runtime_binary=(
+                        str(host_path(node_root, layout.runtime_binary))
+                        if layout.runtime_binary
+                        else None
+                    ),
+                )
+                result = execute_apply(
+                    plan, services=services, verifier=verifier, timeout_seconds=seconds
+                )
+            if output is OutputFormat.JSON:
+                emit_json(result.to_json())
+            else:
+                _print_plan(plan, diffs=False)
+                _print_result(result)
+                if result.status == "written":
+                    for a in plan.actions:
+                        stdout.print(f"would run: {a}", markup=False)
+            result.raise_for_status()
+
+        run(body)
+
+
+def _with_note(plan: ApplyPlan, note: str) -> ApplyPlan:
+    import dataclasses
+
+    return dataclasses.replace(plan, notes=(*plan.notes, note))
