@@ -111,12 +111,14 @@ def parse_runtime(text: str, *, option: str = "--runtime") -> RuntimeSpec:
     known = RUNTIME_KNOWN[kind]
     if known is None:
         if sep:
-            raise VersionError(f"{kind.value} takes no version (it is the kubelet's dockershim)",
-                               option=option)
+            raise VersionError(
+                f"{kind.value} takes no version (it is the kubelet's dockershim)", option=option
+            )
         return RuntimeSpec(kind)
     if not sep or not ver:
-        raise VersionError(f"{kind.value} needs a version, e.g. {kind.value}@{known[1]}.0",
-                           option=option)
+        raise VersionError(
+            f"{kind.value} needs a version, e.g. {kind.value}@{known[1]}.0", option=option
+        )
     try:
         v = Version.parse(ver)
     except VersionError as e:

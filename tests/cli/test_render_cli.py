@@ -152,7 +152,7 @@ def test_merge_keeps_comments_and_backs_up(tmp_path: Path) -> None:
         '[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "registry.k8s.io/pause:3.9"\n'
     )
     cfg.write_text(original)
-    code, out, _ = render(
+    code, _, _ = render(
         "--from-kubelet-args",
         LINE,
         "--kubernetes-version",

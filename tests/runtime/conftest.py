@@ -4,7 +4,9 @@ Fixtures: ``registry`` (:class:`testbed.Registry`), ``containerd`` (:class:`test
 trusting the registry over plain HTTP), ``cri`` / ``ctrd`` (fresh clients per test),
 ``proxy`` (a :class:`testbed.ThrottleProxy` put in front of the registry as its mirror for
 one test), ``small_image`` (a pushed 2-layer ~3 MB image), ``unique_repo`` (a repo name
-no other test uses). Without root or the binaries every test that needs them is skipped
+no other test uses), ``busybox`` / ``sandbox_image`` (a runnable busybox image pushed as
+the sandbox image) and ``pods`` (:class:`testbed.Pods`: run a pod from an image, removed
+after the test). Without root or the binaries every test that needs them is skipped
 with the reason (shown by ``-ra``).
 """
 
@@ -97,3 +99,27 @@ def unique_repo(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def small_image(registry: testbed.Registry) -> testbed.PushedImage:
     image = testbed.build_image([2 * 1024 * 1024, 1024 * 1024], seed=1)
     return testbed.PushedImage(registry.push(image, "mlnode/small", "1"), image)
+
+
+@pytest.fixture(scope="session")
+def busybox() -> bytes:
+    """The ``busybox-static`` binary (skips without it: .ci/apt-packages.txt)."""
+    binary = testbed.busybox_binary()
+    if binary is None:
+        pytest.skip(f"needs {testbed.BUSYBOX} (apt: busybox-static, see .ci/apt-packages.txt)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(registry: testbed.Registry, busybox: bytes) -> testbed.PushedImage:
+    """A runnable busybox image pushed as ``mlnode/pause:test``: the ``sandbox_image`` of
+    the ``containerd`` fixture, which containerd pulls (via certs.d) on RunPodSandbox."""
+    image = testbed.build_busybox_image(busybox)
+    return testbed.PushedImage(registry.push(image, "mlnode/pause", "test"), image)
+
+
+@pytest.fixture
+def pods(cri: CriClient, sandbox_image: testbed.PushedImage) -> Iterator[testbed.Pods]:
+    """Run pods (sandbox + a ``sleep 3600`` container) on ``containerd``; removed after."""
+    with testbed.Pods(cri) as p:
+        yield p

@@ -9,7 +9,8 @@ import pytest
 import testbed
 
 from mlnode.errors import ImageNotFound
-from mlnode.runtime.cri import CriClient
+from mlnode.runtime.cri import ContainerState, CriClient
+from mlnode.runtime.errors import ContainerNotFound
 
 pytestmark = pytest.mark.runtime
 
@@ -79,3 +80,41 @@ def test_pull_unknown_image_is_not_found(
 def test_list_containers_empty(cri: CriClient) -> None:
     assert cri.list_containers() == []
     assert cri.list_pod_sandboxes() == []
+
+
+def test_run_stop_remove_pod_and_container(
+    cri: CriClient,
+    pods: testbed.Pods,
+    registry: testbed.Registry,
+    busybox: bytes,
+    unique_repo: Callable[[str], str],
+) -> None:
+    image = testbed.build_busybox_image(busybox, seed=7)
+    ref = registry.push(image, unique_repo("pod"), "1")
+    assert cri.pull_image(ref) == image.image_id
+    pod = pods.run(ref)
+
+    (sandbox,) = (s for s in cri.list_pod_sandboxes() if s.id == pod.sandbox_id)
+    assert sandbox.ready and sandbox.name == pod.sandbox.name
+    (c,) = (c for c in cri.list_containers() if c.id == pod.container_id)
+    assert c.state is ContainerState.RUNNING and c.pod_sandbox_id == pod.sandbox_id
+    # containerd 1.6: `image` is what CreateContainer was given, `image_ref` the image id;
+    # the newer `image_id` field is left empty.
+    assert (c.image, c.image_ref, c.image_id) == (ref, image.image_id, None)
+
+    cri.stop_container(pod.container_id)
+    cri.stop_container(pod.container_id)  # idempotent
+    (c,) = (c for c in cri.list_containers() if c.id == pod.container_id)
+    assert c.state is ContainerState.EXITED  # stopped, not removed: still listed
+
+    cri.remove_container(pod.container_id)
+    cri.remove_container(pod.container_id)  # idempotent
+    assert pod.container_id not in {c.id for c in cri.list_containers()}
+    with pytest.raises(ContainerNotFound) as e:
+        cri.start_container(pod.container_id)
+    assert "RuntimeService/StartContainer" in str(e.value) and "\n" not in str(e.value)
+
+    pods.close()
+    assert pod.sandbox_id not in {s.id for s in cri.list_pod_sandboxes()}
+    cri.remove_pod_sandbox(pod.sandbox_id)  # idempotent
+    cri.remove_image(ref)

@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import os
 import random
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from mlnode.runtime.cri import ContainerConfig, CriClient, PodSandboxConfig
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -165,6 +168,77 @@ def build_image(
         "config": {"Entrypoint": ["/bin/sh"], "Cmd": ["-c", "sleep 3600"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [{"created": "2024-01-01T00:00:00Z", "comment": f"mlnode test seed {seed}"}],
+    }
+    config_blob = Blob(OCI_CONFIG, json.dumps(config, sort_keys=True).encode())
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config_blob.descriptor(),
+        "layers": [b.descriptor() for b in blobs],
+    }
+    return OciImage(config_blob, tuple(blobs), json.dumps(manifest, sort_keys=True).encode())
+
+
+BUSYBOX = Path("/bin/busybox")
+"""Debian's ``busybox-static``: one static binary, so an image of it runs anywhere."""
+
+
+def busybox_binary() -> bytes | None:
+    """The static busybox binary, or None if ``busybox-static`` is not installed."""
+    try:
+        return BUSYBOX.read_bytes()
+    except OSError:
+        return None
+
+
+def build_busybox_image(
+    busybox: bytes,
+    data_layer_sizes: Sequence[int] = (),
+    *,
+    seed: int = 0,
+    config_padding_bytes: int = 0,
+) -> OciImage:
+    """A runnable image: a first layer with ``/bin/busybox`` (and ``/bin/sh``,
+    ``/bin/sleep`` linked to it, ``PATH=/bin``), then one random file per data layer.
+
+    Its default process sleeps "forever" (``sleep 2147483647``), so it also serves as a
+    pod sandbox (pause) image. Every image built from the same binary shares the first
+    layer. ``config_padding_bytes`` makes the config blob that much bigger (a label), so
+    a throttled download of it lasts a while.
+    """
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        bin_dir = tarfile.TarInfo("bin")
+        bin_dir.type, bin_dir.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(bin_dir)
+        binary = tarfile.TarInfo("bin/busybox")
+        binary.size, binary.mode = len(busybox), 0o755
+        tar.addfile(binary, io.BytesIO(busybox))
+        for applet in ("sh", "sleep"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname, link.mode = tarfile.SYMTYPE, "busybox", 0o777
+            tar.addfile(link)
+    raw = buf.getvalue()
+    blobs = [Blob(OCI_LAYER_GZIP, gzip.compress(raw, compresslevel=1, mtime=0))]
+    diff_ids = [sha256_digest(raw)]
+    rnd = random.Random(seed)
+    for i, size in enumerate(data_layer_sizes):
+        blob, layer_raw = _layer(size, rnd, i)
+        blobs.append(Blob(OCI_LAYER_GZIP, blob))
+        diff_ids.append(sha256_digest(layer_raw))
+    labels = {"mlnode.test/padding": "x" * config_padding_bytes} if config_padding_bytes else {}
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {
+            "Env": ["PATH=/bin"],
+            "Entrypoint": ["/bin/sleep"],
+            "Cmd": ["2147483647"],
+            "Labels": labels,
+        },
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": "2024-01-01T00:00:00Z", "comment": f"mlnode busybox seed {seed}"}],
     }
     config_blob = Blob(OCI_CONFIG, json.dumps(config, sort_keys=True).encode())
     manifest = {
@@ -458,13 +532,23 @@ class ThrottleProxy:
     - ``rate_bytes_per_second``: None (unlimited) or a byte rate, changeable at any time;
     - :meth:`stall`: hold every byte for N seconds (or until :meth:`resume`);
     - :meth:`cut`: close every live connection at once (mid-body for a download).
+
+    ``upstream_buffer_bytes`` caps the kernel receive buffer towards the upstream, so the
+    upstream cannot park megabytes in socket buffers ahead of a throttled client (bytes it
+    counts as served, which a cut or stall then loses); None leaves Linux's autotuning.
     """
 
     def __init__(
-        self, upstream_host: str, upstream_port: int, *, rate_bytes_per_second: float | None = None
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        rate_bytes_per_second: float | None = None,
+        upstream_buffer_bytes: int | None = None,
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.rate_bytes_per_second = rate_bytes_per_second
+        self.upstream_buffer_bytes = upstream_buffer_bytes
         self.bytes_to_client = 0
         self.connections_total = 0
         self._stall_until = 0.0
@@ -517,10 +601,17 @@ class ThrottleProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
-                upstream = socket.create_connection(self.upstream, timeout=10)
+                if self.upstream_buffer_bytes:
+                    upstream.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_RCVBUF, self.upstream_buffer_bytes
+                    )
+                upstream.settimeout(10)
+                upstream.connect(self.upstream)
                 upstream.settimeout(None)
             except OSError:
+                upstream.close()
                 client.close()
                 continue
             with self._lock:
@@ -568,3 +659,65 @@ def _close_quietly(s: socket.socket) -> None:
         s.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pods: a sandbox and a container, through CRI as the kubelet does it
+
+
+@dataclass(frozen=True)
+class Pod:
+    sandbox_id: str
+    container_id: str
+    sandbox: PodSandboxConfig
+    image: str
+
+
+class Pods:
+    """Runs host-network pods (no CNI needed) of one ``sleep 3600`` container each, and
+    removes every sandbox it made on :meth:`close`. The runtime needs the three container
+    settings of :meth:`Containerd.write_config` and a runnable sandbox image (e.g.
+    :func:`build_busybox_image` pushed under the configured ``sandbox_image``)."""
+
+    def __init__(self, cri: CriClient) -> None:
+        self.cri = cri
+        self._sandboxes: list[str] = []
+        self._names = itertools.count()
+
+    def run(
+        self,
+        image: str,
+        *,
+        start: bool = True,
+        command: Sequence[str] = ("sleep", "3600"),
+    ) -> Pod:
+        """A sandbox and one container from ``image`` (an id, tag or digest reference),
+        started unless ``start`` is False (then it stays CREATED)."""
+        n = next(self._names)
+        sandbox = PodSandboxConfig(
+            name=f"mlnode-test-{n}",
+            namespace="mlnode-test",
+            uid=f"mlnode-test-{os.getpid()}-{n}-{time.monotonic_ns()}",
+            host_network=True,
+        )
+        sandbox_id = self.cri.run_pod_sandbox(sandbox)
+        self._sandboxes.append(sandbox_id)
+        container_id = self.cri.create_container(
+            sandbox_id, ContainerConfig(name="main", image=image, command=tuple(command)), sandbox
+        )
+        if start:
+            self.cri.start_container(container_id)
+        return Pod(sandbox_id, container_id, sandbox, image)
+
+    def close(self) -> None:
+        """Stop and remove every sandbox this made (which removes its containers)."""
+        while self._sandboxes:
+            sandbox_id = self._sandboxes.pop()
+            self.cri.stop_pod_sandbox(sandbox_id)
+            self.cri.remove_pod_sandbox(sandbox_id)
+
+    def __enter__(self) -> Pods:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,5 +1,9 @@
 """A typed, synchronous client for the CRI ``runtime.v1`` RuntimeService and ImageService.
 
+Besides what mlnode reads (version, status, containers, sandboxes, images), it can run a
+pod sandbox and a container in it, and stop and remove them (what the kubelet does to
+start a pod); the tests use that to put images in use on a real runtime.
+
 Results are frozen dataclasses; failures are :mod:`mlnode.errors` runtime exceptions
 (see :mod:`mlnode.runtime.errors`). Timeouts follow the kubelet: every call but
 ``pull_image`` gets ``call_timeout_seconds`` (the kubelet's ``runtimeRequestTimeout``,
@@ -17,14 +21,17 @@ from types import TracebackType
 
 from mlnode.runtime._grpc import Connection
 from mlnode.runtime._proto import cri_runtime_v1_pb2 as pb
+from mlnode.runtime.errors import ContainerNotFound
 
 __all__ = [
+    "ContainerConfig",
     "ContainerState",
     "CriClient",
     "CriContainer",
     "CriImage",
     "ImageFsUsage",
     "PodSandbox",
+    "PodSandboxConfig",
     "RegistryAuth",
     "RuntimeCondition",
     "RuntimeStatus",
@@ -160,6 +167,90 @@ class RegistryAuth:
     registry_token: str = field(default="", repr=False)
 
 
+@dataclass(frozen=True)
+class PodSandboxConfig:
+    """What CRI ``RunPodSandbox`` needs (a subset of upstream's ``PodSandboxConfig``).
+
+    ``host_network`` puts the sandbox in the node's network namespace, as a
+    ``hostNetwork: true`` pod: no CNI plugin is needed then.
+    """
+
+    name: str
+    namespace: str
+    uid: str
+    attempt: int = 0
+    host_network: bool = False
+    hostname: str = ""
+    log_directory: str = ""
+    cgroup_parent: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def namespace_options(self) -> pb.NamespaceOption:
+        # The kubelet's choice for a v1 pod: PID per container, network/IPC per pod or node.
+        return pb.NamespaceOption(
+            network=pb.NODE if self.host_network else pb.POD,
+            pid=pb.CONTAINER,
+            ipc=pb.POD,
+        )
+
+    def to_proto(self) -> pb.PodSandboxConfig:
+        return pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(
+                name=self.name, uid=self.uid, namespace=self.namespace, attempt=self.attempt
+            ),
+            hostname=self.hostname,
+            log_directory=self.log_directory,
+            labels=dict(self.labels),
+            annotations=dict(self.annotations),
+            linux=pb.LinuxPodSandboxConfig(
+                cgroup_parent=self.cgroup_parent,
+                security_context=pb.LinuxSandboxSecurityContext(
+                    namespace_options=self.namespace_options()
+                ),
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """What CRI ``CreateContainer`` needs (a subset of upstream's ``ContainerConfig``).
+
+    ``image`` is what the kubelet passes: normally the image id returned by PullImage,
+    but a tag or digest reference works with containerd too. ``command`` replaces the
+    image's entrypoint and ``args`` its cmd, as in a pod spec.
+    """
+
+    name: str
+    image: str
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    working_dir: str = ""
+    envs: Mapping[str, str] = field(default_factory=dict)
+    attempt: int = 0
+    log_path: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def to_proto(self, sandbox: PodSandboxConfig) -> pb.ContainerConfig:
+        return pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=self.name, attempt=self.attempt),
+            image=pb.ImageSpec(image=self.image),
+            command=list(self.command),
+            args=list(self.args),
+            working_dir=self.working_dir,
+            envs=[pb.KeyValue(key=k, value=v) for k, v in self.envs.items()],
+            labels=dict(self.labels),
+            annotations=dict(self.annotations),
+            log_path=self.log_path,
+            linux=pb.LinuxContainerConfig(
+                security_context=pb.LinuxContainerSecurityContext(
+                    namespace_options=sandbox.namespace_options()
+                )
+            ),
+        )
+
+
 def _image(msg: pb.Image) -> CriImage:
     return CriImage(
         id=msg.id,
@@ -218,6 +309,81 @@ class CriClient:
                 RuntimeCondition(c.type, c.status, c.reason, c.message) for c in r.status.conditions
             ),
             info=dict(r.info),
+        )
+
+    def run_pod_sandbox(self, config: PodSandboxConfig, *, runtime_handler: str = "") -> str:
+        """Create and start a pod sandbox; returns its id. containerd pulls its sandbox
+        (pause) image first if it lacks it."""
+        r = self._conn.unary(
+            _RUNTIME + "RunPodSandbox",
+            pb.RunPodSandboxRequest(config=config.to_proto(), runtime_handler=runtime_handler),
+            pb.RunPodSandboxResponse,
+            not_found=ContainerNotFound,
+        )
+        return r.pod_sandbox_id
+
+    def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        """Stop the sandbox and kill its containers (idempotent)."""
+        self._conn.unary(
+            _RUNTIME + "StopPodSandbox",
+            pb.StopPodSandboxRequest(pod_sandbox_id=sandbox_id),
+            pb.StopPodSandboxResponse,
+            not_found=ContainerNotFound,
+        )
+
+    def remove_pod_sandbox(self, sandbox_id: str) -> None:
+        """Remove the sandbox and its containers (idempotent)."""
+        self._conn.unary(
+            _RUNTIME + "RemovePodSandbox",
+            pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id),
+            pb.RemovePodSandboxResponse,
+            not_found=ContainerNotFound,
+        )
+
+    def create_container(
+        self, sandbox_id: str, config: ContainerConfig, sandbox_config: PodSandboxConfig
+    ) -> str:
+        """Create a container in ``sandbox_id``; returns its id. ``sandbox_config`` is the
+        one the sandbox was run with, as the kubelet passes it."""
+        r = self._conn.unary(
+            _RUNTIME + "CreateContainer",
+            pb.CreateContainerRequest(
+                pod_sandbox_id=sandbox_id,
+                config=config.to_proto(sandbox_config),
+                sandbox_config=sandbox_config.to_proto(),
+            ),
+            pb.CreateContainerResponse,
+            not_found=ContainerNotFound,
+        )
+        return r.container_id
+
+    def start_container(self, container_id: str) -> None:
+        self._conn.unary(
+            _RUNTIME + "StartContainer",
+            pb.StartContainerRequest(container_id=container_id),
+            pb.StartContainerResponse,
+            not_found=ContainerNotFound,
+        )
+
+    def stop_container(self, container_id: str, *, grace_seconds: int = 0) -> None:
+        """Stop the container, killing it after ``grace_seconds`` (0: at once); idempotent.
+        The call may take the grace period plus the usual call timeout."""
+        timeout = self._conn.call_timeout_seconds
+        self._conn.unary(
+            _RUNTIME + "StopContainer",
+            pb.StopContainerRequest(container_id=container_id, timeout=grace_seconds),
+            pb.StopContainerResponse,
+            not_found=ContainerNotFound,
+            timeout_seconds=None if timeout is None else timeout + grace_seconds,
+        )
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove the container, killing it if it runs (idempotent)."""
+        self._conn.unary(
+            _RUNTIME + "RemoveContainer",
+            pb.RemoveContainerRequest(container_id=container_id),
+            pb.RemoveContainerResponse,
+            not_found=ContainerNotFound,
         )
 
     def list_containers(self) -> list[CriContainer]:

@@ -7,6 +7,7 @@
     EACCES on the socket, PERMISSION_DENIED RuntimePermissionDenied
     NOT_FOUND on an image call              ImageNotFound
     NOT_FOUND on a content/lease call       ContentNotFound     (a RuntimeCallFailed)
+    NOT_FOUND on a container/sandbox call   ContainerNotFound   (a RuntimeCallFailed)
     ALREADY_EXISTS                          AlreadyExists       (a RuntimeCallFailed)
     anything else                           RuntimeCallFailed(code=<StatusCode name>)
 
@@ -25,7 +26,13 @@ from mlnode.errors import (
     RuntimeUnavailable,
 )
 
-__all__ = ["AlreadyExists", "ContentNotFound", "one_line", "translate_rpc_error"]
+__all__ = [
+    "AlreadyExists",
+    "ContainerNotFound",
+    "ContentNotFound",
+    "one_line",
+    "translate_rpc_error",
+]
 
 _MAX_DETAIL_CHARS = 300
 
@@ -36,6 +43,10 @@ class AlreadyExists(RuntimeCallFailed):
 
 class ContentNotFound(RuntimeCallFailed):
     """No blob, ingest, lease or image record by that name in the namespace."""
+
+
+class ContainerNotFound(RuntimeCallFailed):
+    """No CRI container or pod sandbox by that id."""
 
 
 def one_line(text: str | None, limit: int = _MAX_DETAIL_CHARS) -> str:
