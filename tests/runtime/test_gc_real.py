@@ -491,3 +491,23 @@ def gc_args_for(sock: Path, tmp_path: Path) -> list[str]:
         "--low",
         "0",
     ]
+
+
+def test_ml_policy_keeps_the_sandbox_image_kubelet_policy_does_not(
+    gc_containerd: testbed.Containerd,
+    gcri: CriClient,
+    sandbox_image: testbed.PushedImage,
+    tmp_path: Path,
+) -> None:
+    """containerd 1.6.20 does not pin the pause image and kubelet >= 1.29 no longer treats
+    it as in use, so the kubelet's algorithm removes it; the ml policy keeps the sandbox
+    image that the runtime's verbose status names."""
+    gcri.pull_image(sandbox_image.ref)
+    pause_id = sandbox_image.image.image_id
+    assert pause_id in image_ids(gcri)
+    _, ml = run_gc(gc_containerd, tmp_path / "ml.json", policy="ml")
+    assert pause_id not in removed_ids(ml)
+    assert pause_id in image_ids(gcri)
+    _, kubelet = run_gc(gc_containerd, tmp_path / "kubelet.json", policy="kubelet")
+    assert pause_id in removed_ids(kubelet)
+    assert pause_id not in image_ids(gcri)

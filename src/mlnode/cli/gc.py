@@ -31,7 +31,14 @@ from mlnode.ops.gc import (
     plan,
     plan_to_json,
 )
-from mlnode.ops.gc_runtime import GcRun, GcRuntime, collect, execute, open_gc_runtime
+from mlnode.ops.gc_runtime import (
+    CriGcRuntime,
+    GcRun,
+    GcRuntime,
+    collect,
+    execute,
+    open_gc_runtime,
+)
 from mlnode.ops.gc_snapshot import load_snapshot
 from mlnode.ops.image_state import DEFAULT_STATE_FILE, ImageStateFile
 
@@ -298,6 +305,12 @@ def _gc(
         )
         largest = max(policy.largest_image_bytes or 0, collected.state.largest_image_bytes)
         policy = dataclasses.replace(policy, largest_image_bytes=largest or None)
+        sandbox = runtime.sandbox_image() if isinstance(runtime, CriGcRuntime) else None
+        if policy_name is PolicyName.ML and sandbox:
+            # Kubelets from 1.29 leave the pause image to the runtime's pinning, which
+            # containerd only does from 1.6.22/1.7.3; removing it makes every new pod pull it.
+            keep = (*(policy.keep_patterns or ()), sandbox)
+            policy = dataclasses.replace(policy, keep_patterns=keep)
         try:
             the_plan = plan(policy_name, collected.images, collected.filesystem, policy, now=now)
         except InvalidGcInput as e:

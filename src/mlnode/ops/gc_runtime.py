@@ -281,6 +281,10 @@ class CriGcRuntime:
     def remove_image(self, image_id: str) -> None:
         self._cri.remove_image(image_id)
 
+    def sandbox_image(self) -> str | None:
+        """The runtime's pod sandbox image, when its verbose status says (containerd)."""
+        return self._cri.status(verbose=True).sandbox_image()
+
     def image_filesystem(self) -> FilesystemState:
         from mlnode.runtime.fs import image_filesystem
 

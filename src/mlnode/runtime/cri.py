@@ -72,17 +72,30 @@ class RuntimeStatus:
         c = self.condition("RuntimeReady")
         return c is not None and c.status
 
-    def containerd_root_dir(self) -> Path | None:
-        """containerd's root dir from a verbose status (``info["config"]``), if it says."""
+    def _config(self) -> dict[str, object]:
         raw = self.info.get("config")
         if not raw:
-            return None
+            return {}
         try:
             config = json.loads(raw)
         except ValueError:
-            return None
-        root = config.get("containerdRootDir") if isinstance(config, dict) else None
+            return {}
+        return config if isinstance(config, dict) else {}
+
+    def containerd_root_dir(self) -> Path | None:
+        """containerd's root dir from a verbose status (``info["config"]``), if it says."""
+        root = self._config().get("containerdRootDir")
         return Path(root) if isinstance(root, str) and root else None
+
+    def sandbox_image(self) -> str | None:
+        """The pod sandbox (pause) image from a verbose status: containerd 1.x reports
+        ``sandboxImage``, 2.x ``pinnedImages.sandbox``."""
+        config = self._config()
+        image = config.get("sandboxImage")
+        pinned = config.get("pinnedImages")
+        if not image and isinstance(pinned, dict):
+            image = pinned.get("sandbox")
+        return image if isinstance(image, str) and image else None
 
 
 @dataclass(frozen=True)
