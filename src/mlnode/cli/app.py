@@ -13,6 +13,12 @@ _COMMAND_MODULES = (
     "lint",
     "plan",
     "render",
+    "images",
+    "apply",
+    "rollback",
+    "gc",
+    "pull",
+    "progress",
 )
 
 app = typer.Typer(
