@@ -24,11 +24,11 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from mlnode import __version__
+from mlnode._closing import Closing
 from mlnode.errors import DigestMismatch, ImageNotFound, RegistryError
 from mlnode.registry.auth import (
     Challenge,
@@ -152,7 +152,7 @@ class BlobStream:
         self.response.close()
 
 
-class RegistryClient:
+class RegistryClient(Closing):
     """Talks to registries for one process; thread-safe (one httpx client per host kind)."""
 
     def __init__(
@@ -186,17 +186,6 @@ class RegistryClient:
             clients, self._clients = list(self._clients.values()), {}
         for c in clients:
             c.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- plumbing -----------------------------------------------------------------------
 

@@ -17,13 +17,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 
 import grpc
 from google.protobuf.empty_pb2 import Empty as _Empty
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from mlnode._closing import Closing
 from mlnode.errors import RuntimeCallFailed
 from mlnode.runtime._grpc import Connection, Metadata
 from mlnode.runtime._proto import containerd_content_pb2 as content_pb
@@ -140,7 +140,7 @@ def _image(i: images_pb.Image) -> ContainerdImage:
     )
 
 
-class ContentWriter:
+class ContentWriter(Closing):
     """One ``Content.Write`` stream on ``ref``; holds containerd's lock on the ref.
 
     On open it asks for the ref's status: :attr:`offset_bytes` is where the ingest stands
@@ -290,19 +290,8 @@ class ContentWriter:
         with self._lock:
             self._finish()
 
-    def __enter__(self) -> ContentWriter:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class ContainerdClient:
+class ContainerdClient(Closing):
     """containerd's Content, Leases and Images services in one namespace."""
 
     def __init__(
@@ -323,17 +312,6 @@ class ContainerdClient:
 
     def close(self) -> None:
         self._conn.close()
-
-    def __enter__(self) -> ContainerdClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _md(self, lease_id: str | None = None) -> Metadata:
         md = [(NAMESPACE_HEADER, self.namespace)]

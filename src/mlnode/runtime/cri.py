@@ -17,8 +17,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
+from mlnode._closing import Closing
 from mlnode.runtime._grpc import Connection
 from mlnode.runtime._proto import cri_runtime_v1_pb2 as pb
 from mlnode.runtime.errors import ContainerNotFound
@@ -274,7 +274,7 @@ def _image(msg: pb.Image) -> CriImage:
     )
 
 
-class CriClient:
+class CriClient(Closing):
     """CRI over a unix socket. Use as a context manager or call :meth:`close`."""
 
     def __init__(
@@ -293,17 +293,6 @@ class CriClient:
 
     def close(self) -> None:
         self._conn.close()
-
-    def __enter__(self) -> CriClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # RuntimeService
 
