@@ -350,6 +350,28 @@ class Word:
 
 def split_words(value: str) -> list[Word]:
     """Split a variable's value the way ``$VAR`` in ExecStart= does (unquote, relaxed)."""
+    return _split(value, unit=False)
+
+
+_C_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "s": " ",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "0": "\0",
+}
+
+
+def _split(value: str, *, unit: bool) -> list[Word]:
+    """Whitespace-separated words with quotes removed.
+
+    ``unit`` selects unit-file rules (C escapes resolved, ``%%`` is ``%``, a trailing
+    backslash kept) over the ``$VAR`` expansion rules (a backslash keeps the next character).
+    """
     words: list[Word] = []
     i, n = 0, len(value)
     while i < n:
@@ -362,9 +384,14 @@ def split_words(value: str) -> list[Word]:
         quote: str | None = None
         while i < n:
             c = value[i]
-            if c == "\\":
+            if c == "\\" and (i + 1 < n or not unit):
                 if i + 1 < n:
-                    buf.append(value[i + 1])
+                    nxt = value[i + 1]
+                    buf.append(_C_ESCAPES.get(nxt, nxt) if unit else nxt)
+                i += 2
+                continue
+            if unit and c == "%" and i + 1 < n and value[i + 1] == "%":
+                buf.append("%")
                 i += 2
                 continue
             if quote:
@@ -752,51 +779,7 @@ def merge_env(
 
 def _unit_words(value: str) -> list[str]:
     """Split a unit-file value into words (quotes removed, C escapes resolved, ``%%`` → ``%``)."""
-    escapes = {
-        "n": "\n",
-        "t": "\t",
-        "r": "\r",
-        "s": " ",
-        "a": "\a",
-        "b": "\b",
-        "f": "\f",
-        "v": "\v",
-        "0": "\0",
-    }
-    out: list[str] = []
-    i, n = 0, len(value)
-    while i < n:
-        while i < n and value[i] in _WS:
-            i += 1
-        if i >= n:
-            break
-        buf: list[str] = []
-        quote: str | None = None
-        while i < n:
-            c = value[i]
-            if c == "\\" and i + 1 < n:
-                nxt = value[i + 1]
-                buf.append(escapes.get(nxt, nxt))
-                i += 2
-                continue
-            if c == "%" and i + 1 < n and value[i + 1] == "%":
-                buf.append("%")
-                i += 2
-                continue
-            if quote:
-                if c == quote:
-                    quote = None
-                else:
-                    buf.append(c)
-            elif c in "'\"":
-                quote = c
-            elif c in _WS:
-                break
-            else:
-                buf.append(c)
-            i += 1
-        out.append("".join(buf))
-    return out
+    return [w.text for w in _split(value, unit=True)]
 
 
 _VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
