@@ -1,6 +1,7 @@
 """Session fixtures: a real docker-registry and containerd on loopback (root only).
 
-Fixtures: ``registry`` (:class:`testbed.Registry`), ``containerd`` (:class:`testbed.Containerd`,
+Fixtures: ``registry`` (:class:`testbed.Registry`: listening on a unix socket, reached on
+127.0.0.1:<port> through a lean forwarder), ``containerd`` (:class:`testbed.Containerd`,
 trusting the registry over plain HTTP), ``cri`` / ``ctrd`` (fresh clients per test),
 ``proxy`` (a :class:`testbed.ThrottleProxy` put in front of the registry as its mirror for
 one test), ``small_image`` (a pushed 2-layer ~3 MB image), ``unique_repo`` (a repo name
@@ -71,8 +72,9 @@ def ctrd(containerd: testbed.Containerd) -> Iterator[ContainerdClient]:
 def proxy(
     registry: testbed.Registry, containerd: testbed.Containerd
 ) -> Iterator[testbed.ThrottleProxy]:
-    """The registry behind a shaping proxy, set as containerd's mirror for this test only."""
-    p = testbed.ThrottleProxy("127.0.0.1", registry.port)
+    """The registry behind a shaping proxy, set as containerd's mirror for this test only
+    (the proxy connects to the registry's unix socket directly)."""
+    p = registry.proxy()
     containerd.trust_registry(registry.host, mirror_url=p.url)
     try:
         yield p
