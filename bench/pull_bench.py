@@ -115,7 +115,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args = args
         self.work = work
-        self.registry = testbed.Registry(work / "registry")
+        self.registry = testbed.Registry(work / "registry", unix_socket=False)
         self.containerd = testbed.Containerd(work / "containerd")
         self.results: list[Result] = []
 

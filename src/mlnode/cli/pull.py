@@ -232,7 +232,9 @@ def open_and_pull(
                 filesystem=measure,
                 options=options,
                 emit=emit,
-                free_space=gc_free_space(cri, ctrd, fs_path, state_file=state_file, emit=emit),
+                free_space=gc_free_space(
+                    cri, ctrd, fs_path, state_file=state_file, emit=emit, measure=measure
+                ),
             )
             return puller.pull(image)
 

@@ -17,7 +17,7 @@ kubelet does; losing the runtime altogether raises.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from mlnode.ops.image_state import ImageState, ImageStateFile, ObservedImage, de
 if TYPE_CHECKING:  # the gRPC clients load only when a live runtime is used
     from mlnode.runtime.containerd import ContainerdClient
     from mlnode.runtime.cri import CriClient
+    from mlnode.runtime.fs import FilesystemUsage
 
 __all__ = [
     "CollectedState",
@@ -254,10 +255,20 @@ class CriGcRuntime:
     as in flight.
     """
 
-    def __init__(self, cri: CriClient, containerd: ContainerdClient | None, image_fs: Path) -> None:
+    def __init__(
+        self,
+        cri: CriClient,
+        containerd: ContainerdClient | None,
+        image_fs: Path,
+        *,
+        measure: Callable[[], FilesystemUsage] | None = None,
+    ) -> None:
         self._cri = cri
         self._containerd = containerd
         self.image_fs_path = image_fs
+        # How the image filesystem is measured: statvfs of image_fs unless the caller
+        # measures it its own way (a pull shares its measure with the GC it triggers).
+        self._measure = measure
 
     def list_images(self) -> list[RuntimeImage]:
         return [
@@ -288,7 +299,7 @@ class CriGcRuntime:
     def image_filesystem(self) -> FilesystemState:
         from mlnode.runtime.fs import image_filesystem
 
-        usage = image_filesystem(self.image_fs_path)
+        usage = self._measure() if self._measure else image_filesystem(self.image_fs_path)
         return FilesystemState(
             capacity_bytes=usage.capacity_bytes,
             available_bytes=min(usage.available_bytes, usage.capacity_bytes),

@@ -1124,21 +1124,25 @@ def gc_free_space(
     *,
     state_file: Path | None,
     emit: EventSink,
+    measure: Callable[[], FilesystemUsage] | None = None,
 ) -> FreeSpace:
     """A :data:`FreeSpace` hook running mlnode's ml GC policy against the live runtime.
 
     The policy's target is exactly the bytes the pull needs (headroom = required bytes,
     thresholds out of the way); the image being pulled is protected by name, digest and
-    id (``keep_patterns``), and images whose blobs are being downloaded are protected by
-    the GC itself (``being_pulled``).
+    id (``keep_patterns``), and so is the runtime's sandbox image; images whose blobs are
+    being downloaded are protected by the GC itself (``being_pulled``). ``measure`` is the
+    pull's own measure of the image filesystem, so both agree on what fits.
     """
     from mlnode.ops.gc import GcPolicy, plan_ml
     from mlnode.ops.gc_runtime import CriGcRuntime, collect, execute
     from mlnode.ops.image_state import ImageStateFile
 
     def run(required: int, protect: Sequence[str]) -> int:
-        runtime = CriGcRuntime(cri, containerd, image_fs)
+        runtime = CriGcRuntime(cri, containerd, image_fs, measure=measure)
         now = datetime.now(UTC)
+        sandbox = runtime.sandbox_image()
+        keep = (*protect, sandbox) if sandbox else tuple(protect)
         collected = collect(
             runtime,
             now=now,
@@ -1148,7 +1152,7 @@ def gc_free_space(
             high_threshold_percent=100,
             low_threshold_percent=99,
             headroom_bytes=required,
-            keep_patterns=tuple(protect),
+            keep_patterns=keep,
         )
         the_plan = plan_ml(collected.images, collected.filesystem, policy, now=now)
         result = execute(runtime, the_plan, dry_run=False)
