@@ -83,6 +83,14 @@ def test_classic_settings_on_1_30_containerd_1_7(root: Path, layout: str) -> Non
     assert eff["image_gc_low_threshold_percent"]["value"] == 70
     assert eff["image_pull_progress_deadline_seconds"]["value"] == 1800
 
+    # Without versions, lint asks the node's own kubelet and containerd binaries.
+    asked = runner.invoke(app, ["lint", "--root", str(root), "-o", "json"])
+    assert asked.exit_code == 0, asked.output
+    asked_report = json.loads(asked.stdout)
+    assert asked_report["kubernetes_version"] == "1.30.2"
+    assert asked_report["runtime"] == "containerd@1.7.13"
+    assert asked_report["findings"] == report["findings"]
+
     config = tomllib.loads((root / "etc/containerd/config.toml").read_text())
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["image_pull_progress_timeout"] == "30m0s"

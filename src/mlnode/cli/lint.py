@@ -100,7 +100,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--root", help="Lint the node's standard paths under this directory."),
         ] = None,
         kubernetes_version: Annotated[
-            str, typer.Option("--kubernetes-version", help="Kubelet version X.Y[.Z].")
+            str,
+            typer.Option(
+                "--kubernetes-version",
+                help="Kubelet version X.Y[.Z] (with --root: asked from the node's kubelet).",
+            ),
         ] = "",
         runtime: Annotated[
             str,
@@ -123,13 +127,25 @@ def register(app: typer.Typer) -> None:
         """
 
         def body() -> int:
-            if not kubernetes_version:
-                raise UsageError("required", option="--kubernetes-version")
-            if not runtime:
-                raise UsageError("required", option="--runtime")
+            k8s_text, runtime_text = kubernetes_version, runtime
+            if root is not None and not (k8s_text and runtime_text):
+                # A mounted node tells its versions through its binaries (kubelet --version).
+                from mlnode.planning.inspect import inspect_node
+
+                seen = inspect_node(root)
+                if not k8s_text and seen.kubelet_version is not None:
+                    k8s_text = str(seen.kubelet_version)
+                if not runtime_text and seen.runtime is not None:
+                    runtime_text = str(seen.runtime)
+            if not k8s_text:
+                raise UsageError(
+                    "required (no kubelet binary found to ask)", option="--kubernetes-version"
+                )
+            if not runtime_text:
+                raise UsageError("required (no runtime binary found to ask)", option="--runtime")
             ctx = LintContext(
-                kubernetes_version=parse_kubernetes_version(kubernetes_version),
-                runtime=parse_runtime(runtime),
+                kubernetes_version=parse_kubernetes_version(k8s_text),
+                runtime=parse_runtime(runtime_text),
                 image_disk_bytes=_size(image_disk, "--image-disk"),
                 largest_image_bytes=_size(largest_image, "--largest-image"),
                 whole_node=root is not None and not files,
