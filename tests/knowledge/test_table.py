@@ -102,3 +102,14 @@ def test_pull_deadline_home_per_runtime_version(
 def test_eviction_defaults_gain_imagefs_inodes_in_1_30() -> None:
     assert "imagefs.inodesFree" not in eviction_hard_defaults(Version(1, 29))
     assert eviction_hard_defaults(Version(1, 30))["imagefs.inodesFree"] == "5%"
+
+
+def test_docs_settings_md_is_generated_from_the_tables() -> None:
+    from pathlib import Path
+
+    from mlnode.knowledge.doc import render_markdown
+
+    doc = Path(__file__).parent.parent.parent / "docs" / "settings.md"
+    assert doc.read_text() == render_markdown(), (
+        "run: python -m mlnode.knowledge.doc > docs/settings.md"
+    )
