@@ -258,3 +258,15 @@ def test_undecodable_values_are_lint_errors(text: str, line: int) -> None:
     ctx = LintContext(Version(1, 30), parse_runtime("containerd@1.7.13"))
     [finding] = [f for f in lint_documents([doc], ctx).findings if f.code == "E103"]
     assert finding.origin is not None and finding.origin.line == line
+
+
+def test_extra_arg_that_the_template_also_writes_is_a_lint_warning() -> None:
+    from mlnode.lint.engine import LintContext, lint_documents
+    from mlnode.versions import Version, parse_runtime
+
+    text = "kubelet_config_extra_args:\n  maxParallelImagePulls: 4\n  imageMinimumGCAge: 5m\n"
+    doc = read_kubespray("k8s-cluster.yml", text)
+    ctx = LintContext(Version(1, 30), parse_runtime("containerd@1.7.13"))
+    [w] = [f for f in lint_documents([doc], ctx).findings if f.code == "W212"]
+    assert w.origin is not None and w.origin.line == 2
+    assert "maxParallelImagePulls" in w.message

@@ -496,6 +496,27 @@ def _kubeadm_managed(
             )
 
 
+def _kubespray_duplicates(
+    docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
+) -> Iterable[Finding]:
+    for doc in docs:
+        if doc.kind is not DocumentKind.KUBESPRAY:
+            continue
+        duplicated = set(doc.facts.get("extra_args_duplicating_template") or ())
+        for occ in doc.fields:
+            if occ.field not in duplicated or occ.origin.detail != "kubelet_config_extra_args":
+                continue
+            yield Finding(
+                "W212",
+                f"kubelet_config_extra_args sets {occ.field}, which kubespray's kubelet-config"
+                " template also writes",
+                "the rendered kubelet-config.yaml holds the key twice; the kubelet's lenient"
+                " decoding keeps the template's later value, so this one has no effect",
+                "use kubespray's own variable for it (see `mlnode render --format kubespray`)",
+                occ.origin,
+            )
+
+
 def _deadline_info(
     docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
 ) -> Iterable[Finding]:
@@ -541,6 +562,7 @@ RULES: tuple[Rule, ...] = (
     _eviction,
     _overrides,
     _kubeadm_managed,
+    _kubespray_duplicates,
     _deadline_info,
 )
 

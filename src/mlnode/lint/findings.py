@@ -37,6 +37,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "W209": (Severity.WARNING, "kubeadm upgrade overwrites this file"),
     "W210": (Severity.WARNING, "eviction fires before image GC"),
     "W211": (Severity.WARNING, "config field unknown to this kubelet version (ignored)"),
+    "W212": (Severity.WARNING, "kubespray extra arg duplicates a key its template writes"),
     "I301": (Severity.INFO, "pull progress deadline in effect"),
     "I302": (Severity.INFO, "flag not checked: no flag list for this kubelet version"),
 }
