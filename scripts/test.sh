@@ -8,7 +8,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   while read -r pkg; do
     [ -z "$pkg" ] || [[ "$pkg" == \#* ]] && continue
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    # "install ok installed" only: a removed package can linger in dpkg as config files.
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || missing+=("$pkg")
   done < .ci/apt-packages.txt
   if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pytest
+from prereq import unavailable
 
 from mlnode.planning.inspect import (
     inspect_node,
@@ -182,9 +183,7 @@ def test_run_command_failures_are_none(tmp_path: Path) -> None:
 def test_real_debian_containerd() -> None:
     binary = Path("/usr/bin/containerd")
     if not binary.exists():
-        reason = "/usr/bin/containerd is not installed (apt-get install containerd)"
-        print(f"skipping: {reason}")
-        pytest.skip(reason)
+        unavailable("/usr/bin/containerd is not installed (apt-get install containerd)")
     output = run_command([str(binary), "--version"])
     assert output is not None, "`/usr/bin/containerd --version` failed"
     version = parse_containerd_version(output)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import testbed  # tests/runtime is on sys.path (rootdir-relative, no __init__.py)
+from prereq import unavailable
 
 from mlnode.runtime.containerd import ContainerdClient
 from mlnode.runtime.cri import CriClient
@@ -33,7 +34,7 @@ def runtime_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def registry(runtime_workdir: Path) -> Iterator[testbed.Registry]:
     reason = testbed.missing_prerequisites()
     if reason:
-        pytest.skip(reason)
+        unavailable(reason)
     reg = testbed.Registry(runtime_workdir / "registry")
     try:
         reg.start()
@@ -108,7 +109,7 @@ def busybox() -> bytes:
     """The ``busybox-static`` binary (skips without it: .ci/apt-packages.txt)."""
     binary = testbed.busybox_binary()
     if binary is None:
-        pytest.skip(f"needs {testbed.BUSYBOX} (apt: busybox-static, see .ci/apt-packages.txt)")
+        unavailable(f"needs {testbed.BUSYBOX} (apt: busybox-static)")
     return binary
 
 
