@@ -17,9 +17,20 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from mlnode.errors import MlnodeError
+from mlnode.errors import MlnodeError, UsageError
+from mlnode.units import parse_bytes, parse_go_duration
 
-__all__ = ["OutputFormat", "OutputOption", "emit_json", "fail", "run", "stderr", "stdout"]
+__all__ = [
+    "OutputFormat",
+    "OutputOption",
+    "duration_option",
+    "emit_json",
+    "fail",
+    "run",
+    "size_option",
+    "stderr",
+    "stdout",
+]
 
 T = TypeVar("T")
 
@@ -56,3 +67,31 @@ def run(body: Callable[[], T]) -> T:
         fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+
+
+def size_option(text: str, option: str) -> int:
+    """Bytes from an option value: ``30GiB``, ``500MB``, ``15Gi`` or a byte count."""
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise UsageError(str(e), option=option) from None
+
+
+def duration_option(text: str, option: str, *, positive: bool = False) -> float:
+    """Seconds from an option value: a number of seconds or a Go duration (``2m``, ``1h30m``)."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parse_go_duration(value)
+        except ValueError:
+            raise UsageError(
+                f"not a duration: {text!r} (use seconds or Go syntax like 30s, 2m, 1h30m)",
+                option=option,
+            ) from None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
+        raise UsageError(f"must be a duration >= 0, got {text!r}", option=option)
+    if positive and seconds == 0:
+        raise UsageError("must be more than 0", option=option)
+    return seconds

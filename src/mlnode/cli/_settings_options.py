@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import shlex
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +18,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mlnode.errors import UsageError
+from mlnode.formats.envfile import parse_flags, split_words
 from mlnode.knowledge.model import ImageSettings
 from mlnode.knowledge.table import kubelet_setting_by_flag
-from mlnode.knowledge.values import parse_flag_value
+from mlnode.knowledge.values import parse_flag_value, parse_signal_map
 from mlnode.units import parse_go_duration
 from mlnode.versions import (
     RuntimeSpec,
@@ -53,35 +53,26 @@ class SettingsInput:
 def parse_kubelet_args(
     line: str, *, option: str = "--from-kubelet-args"
 ) -> tuple[ImageSettings, tuple[str, ...]]:
-    """Read the image settings out of a kubelet flag line, as pflag would parse it."""
-    try:
-        words = shlex.split(line)
-    except ValueError as e:
-        raise UsageError(f"cannot split {line!r}: {e}", option=option) from None
+    """Read the image settings out of a kubelet flag line, split and parsed as the kubelet
+    gets it from ``$KUBELET_EXTRA_ARGS`` (the env-file reader's own flag parser)."""
+    flags, positional = parse_flags(split_words(line), source=line, path=option, line=1)
+    if positional:
+        raise UsageError(
+            f"{positional[0]!r} is not a flag (the kubelet exits on it)", option=option
+        )
     values: dict[str, Any] = {}
     ignored: list[str] = []
-    i = 0
-    while i < len(words):
-        word = words[i]
-        i += 1
-        if not word.startswith("-") or word in ("-", "--"):
-            raise UsageError(f"{word!r} is not a flag", option=option)
-        name, eq, inline = word.lstrip("-").partition("=")
-        row = kubelet_setting_by_flag(name)
-        value: str | None = inline if eq else None
-        is_bool = row is not None and row.kind.value == "bool"
-        if value is None and not is_bool and i < len(words) and not words[i].startswith("-"):
-            value = words[i]
-            i += 1
+    for flag in flags:
+        row = kubelet_setting_by_flag(flag.name)
         if row is None:
-            ignored.append(word if value is None or eq else f"{word} {value}")
+            ignored.append(flag.text)
             continue
         try:
-            parsed = parse_flag_value(row, value)
+            parsed = parse_flag_value(row, flag.value)
         except ValueError as e:
             raise UsageError(str(e), option=option) from None
         if row.key in values and values[row.key] != parsed:
-            raise UsageError(f"--{name} is given twice with different values", option=option)
+            raise UsageError(f"--{flag.name} is given twice with different values", option=option)
         values[row.key] = parsed
     return ImageSettings(**values), tuple(ignored)
 
@@ -97,17 +88,12 @@ def _explicit(**given: Any) -> ImageSettings:
             except ValueError as e:
                 raise UsageError(str(e), option="--" + _OPTION_NAMES[key]) from None
         elif key == "eviction_hard":
-            pairs = [p for p in raw.split(",") if p.strip()]
-            out: dict[str, str] = {}
-            for pair in pairs:
-                signal, sep, qty = pair.partition("<")
-                if not sep or not signal.strip() or not qty.strip():
-                    raise UsageError(
-                        f"{pair!r}: expected SIGNAL<QUANTITY, e.g. imagefs.available<15%",
-                        option="--eviction-hard",
-                    )
-                out[signal.strip()] = qty.strip()
-            values[key] = out
+            try:
+                values[key] = parse_signal_map(raw)
+            except ValueError as e:
+                raise UsageError(
+                    f"{e}, e.g. imagefs.available<15%", option="--eviction-hard"
+                ) from None
         else:
             values[key] = raw
     return ImageSettings(**values)

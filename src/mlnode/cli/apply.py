@@ -30,7 +30,7 @@ from typing import Annotated
 
 import typer
 
-from mlnode.cli._common import OutputFormat, emit_json, run, stdout
+from mlnode.cli._common import OutputFormat, duration_option, emit_json, run, stdout
 from mlnode.cli._settings_options import SettingsRequest, with_settings_options
 from mlnode.errors import UsageError
 from mlnode.ops.apply import (
@@ -55,24 +55,9 @@ from mlnode.ops.verify import (
     crio_config_dump,
     kubectl_configz,
 )
-from mlnode.units import parse_go_duration
 from mlnode.versions import RuntimeKind, parse_kubernetes_version, parse_runtime
 
 __all__ = ["register", "service_options"]
-
-
-def parse_timeout(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        seconds = parse_go_duration(text)
-    except ValueError as e:
-        raise UsageError(str(e), option="--timeout") from None
-    if seconds <= 0:
-        raise UsageError("must be positive", option="--timeout")
-    return seconds
 
 
 def service_options(
@@ -212,7 +197,7 @@ def register(app: typer.Typer) -> None:
             node_root = root.resolve()
             if not node_root.is_dir():
                 raise UsageError(f"{root} is not a directory", option="--root")
-            seconds = parse_timeout(timeout)
+            seconds = duration_option(timeout, "--timeout", positive=True)
             k8s_opt = settings_input.kubernetes_version_option
             rt_opt = settings_input.runtime_option
             layout = detect_layout(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mlnode.cli._common import OutputFormat, OutputOption, emit_json, run, stdout
+from mlnode.cli._common import (
+    OutputFormat,
+    OutputOption,
+    duration_option,
+    emit_json,
+    run,
+    size_option,
+    stdout,
+)
 from mlnode.errors import RuntimeError_, UsageError
 from mlnode.ops.gc import (
     GcImage,
@@ -41,6 +48,7 @@ from mlnode.ops.gc_runtime import (
 )
 from mlnode.ops.gc_snapshot import load_snapshot
 from mlnode.ops.image_state import DEFAULT_STATE_FILE, ImageStateFile
+from mlnode.units import format_bytes
 
 __all__ = ["register"]
 
@@ -67,53 +75,6 @@ _FLAG_FOR_FIELD = {
     "headroom_bytes": "--headroom-bytes",
     "largest_image_bytes": "--largest-image",
 }
-
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?)B?\s*$", re.IGNORECASE)
-
-
-def parse_duration(text: str, option: str) -> float:
-    """Seconds from ``120``, ``90s``, ``2m``, ``1h30m`` (Go duration syntax) or ``0``."""
-    value = text.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        if seconds < 0 or seconds != seconds or seconds == float("inf"):
-            raise UsageError(f"must be a duration >= 0, got {text!r}", option=option)
-        return seconds
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(value):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(value) or not value:
-        raise UsageError(
-            f"not a duration: {text!r} (use seconds or Go syntax like 2m, 1h30m)", option=option
-        )
-    return total
-
-
-def parse_size(text: str, option: str) -> int:
-    """Bytes from ``123``, ``30GiB`` (powers of 1024) or ``30GB`` (powers of 1000)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise UsageError(f"not a size: {text!r} (use bytes or e.g. 30GiB, 500MB)", option=option)
-    number, prefix, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
-    power = "KMGTP".index(prefix) + 1 if prefix else 0
-    return int(number * (1024 if binary else 1000) ** power)
-
-
-def _human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _human_seconds(seconds: float) -> str:
@@ -157,8 +118,8 @@ def _render_human(
     cap, avail = the_plan.capacity_bytes, the_plan.available_bytes
     stdout.print(f"Source: {source}", markup=False)
     stdout.print(
-        f"Image filesystem: {_human_bytes(cap - avail)} of {_human_bytes(cap)} used "
-        f"({the_plan.usage_percent}%), {_human_bytes(avail)} available",
+        f"Image filesystem: {format_bytes(cap - avail)} of {format_bytes(cap)} used "
+        f"({the_plan.usage_percent}%), {format_bytes(avail)} available",
         markup=False,
     )
     max_age = policy.maximum_age_seconds
@@ -169,7 +130,7 @@ def _render_human(
         f"{_human_seconds(max_age) if max_age else 'off'}"
     )
     if the_plan.headroom_bytes is not None:
-        line += f", headroom {_human_bytes(the_plan.headroom_bytes)}"
+        line += f", headroom {format_bytes(the_plan.headroom_bytes)}"
     stdout.print(line, markup=False)
     for text in the_plan.explanations:
         stdout.print(f"  - {text}", markup=False)
@@ -196,7 +157,7 @@ def _render_human(
             image = by_id.get(removal.id)
             cells = [
                 image.display_name if image else removal.id,
-                _human_bytes(removal.size_bytes),
+                format_bytes(removal.size_bytes),
                 removal.reason,
                 _ago(image.last_used if image else None, now),
             ]
@@ -213,25 +174,25 @@ def _render_human(
         kept.add_column("SIZE", justify="right")
         kept.add_column("WHY")
         for k in the_plan.kept:
-            kept.add_row(k.names[0] if k.names else k.id, _human_bytes(k.size_bytes), k.reason)
+            kept.add_row(k.names[0] if k.names else k.id, format_bytes(k.size_bytes), k.reason)
         stdout.print(kept)
 
     freed = run_result.bytes_freed if run_result is not None else the_plan.bytes_freed
     satisfied = run_result.satisfied if run_result is not None else the_plan.satisfied
     verb = "Freed" if run_result is not None and not run_result.dry_run else "Would free"
     if the_plan.bytes_to_free <= 0 and not the_plan.triggered:
-        summary = f"{verb} {_human_bytes(freed)}; no space target is due: satisfied."
+        summary = f"{verb} {format_bytes(freed)}; no space target is due: satisfied."
     else:
         state = "satisfied" if satisfied else "NOT satisfied"
         summary = (
-            f"{verb} {_human_bytes(freed)} ({freed} bytes) of the "
-            f"{_human_bytes(the_plan.bytes_to_free)} ({the_plan.bytes_to_free} bytes) "
+            f"{verb} {format_bytes(freed)} ({freed} bytes) of the "
+            f"{format_bytes(the_plan.bytes_to_free)} ({the_plan.bytes_to_free} bytes) "
             f"needed: target {state}."
         )
     stdout.print(summary, markup=False)
     if run_result is not None and run_result.available_after_bytes is not None:
         stdout.print(
-            f"Available now (measured): {_human_bytes(run_result.available_after_bytes)}",
+            f"Available now (measured): {format_bytes(run_result.available_after_bytes)}",
             markup=False,
         )
 
@@ -451,17 +412,17 @@ def register(app: typer.Typer) -> None:
                 "high_threshold_percent": high,
                 "low_threshold_percent": low,
                 "minimum_age_seconds": (
-                    parse_duration(minimum_age, "--minimum-age") if minimum_age else None
+                    duration_option(minimum_age, "--minimum-age") if minimum_age else None
                 ),
                 "maximum_age_seconds": (
-                    parse_duration(maximum_age, "--maximum-age") if maximum_age else None
+                    duration_option(maximum_age, "--maximum-age") if maximum_age else None
                 ),
                 "kubelet_uptime_seconds": (
-                    parse_duration(kubelet_uptime, "--kubelet-uptime") if kubelet_uptime else None
+                    duration_option(kubelet_uptime, "--kubelet-uptime") if kubelet_uptime else None
                 ),
-                "headroom_bytes": parse_size(headroom, "--headroom-bytes") if headroom else None,
+                "headroom_bytes": size_option(headroom, "--headroom-bytes") if headroom else None,
                 "largest_image_bytes": (
-                    parse_size(largest_image, "--largest-image") if largest_image else None
+                    size_option(largest_image, "--largest-image") if largest_image else None
                 ),
                 "keep_patterns": tuple(keep) if keep else None,
             }

@@ -27,6 +27,7 @@ from mlnode.runtime.containerd import DEFAULT_NAMESPACE, ContainerdClient, Inges
 from mlnode.runtime.cri import CriClient, CriContainer, CriImage, ImageFsUsage, RuntimeVersion
 from mlnode.runtime.discovery import discover_runtime
 from mlnode.runtime.fs import FilesystemUsage, image_filesystem
+from mlnode.units import format_bytes
 from mlnode.versions import RuntimeKind
 
 __all__ = [
@@ -204,14 +205,7 @@ def collect_report(
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    return "-" if n is None else format_bytes(n)
 
 
 def _when(ts: datetime | None) -> str:

@@ -7,27 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from mlnode.cli._common import OutputFormat, emit_json, run, stdout
+from mlnode.cli._common import OutputFormat, emit_json, run, size_option, stdout
 from mlnode.cli._inputs import read_documents
 from mlnode.errors import UsageError
 from mlnode.knowledge.model import Layer
 from mlnode.lint.engine import LintContext, LintReport, lint_documents
 from mlnode.lint.findings import Severity
-from mlnode.units import format_go_duration, parse_bytes
+from mlnode.units import format_go_duration
 from mlnode.versions import parse_kubernetes_version, parse_runtime
 
 __all__ = ["register"]
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-
-
-def _size(text: str | None, option: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_bytes(text)
-    except ValueError as e:
-        raise UsageError(str(e), option=option) from None
 
 
 def _node_files(root: Path) -> list[Path]:
@@ -146,8 +137,10 @@ def register(app: typer.Typer) -> None:
             ctx = LintContext(
                 kubernetes_version=parse_kubernetes_version(k8s_text),
                 runtime=parse_runtime(runtime_text),
-                image_disk_bytes=_size(image_disk, "--image-disk"),
-                largest_image_bytes=_size(largest_image, "--largest-image"),
+                image_disk_bytes=size_option(image_disk, "--image-disk") if image_disk else None,
+                largest_image_bytes=(
+                    size_option(largest_image, "--largest-image") if largest_image else None
+                ),
                 whole_node=root is not None and not files,
             )
             paths = list(files or [])

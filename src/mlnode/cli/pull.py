@@ -35,7 +35,14 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mlnode.cli._common import OutputFormat, OutputOption, run, stdout
+from mlnode.cli._common import (
+    OutputFormat,
+    OutputOption,
+    duration_option,
+    run,
+    size_option,
+    stdout,
+)
 from mlnode.errors import MlnodeError, UsageError
 from mlnode.ops.image_state import DEFAULT_STATE_FILE
 from mlnode.ops.pull import (
@@ -52,25 +59,11 @@ from mlnode.runtime.containerd import ContainerdClient
 from mlnode.runtime.cri import CriClient
 from mlnode.runtime.discovery import discover_runtime
 from mlnode.runtime.fs import FilesystemUsage, image_filesystem
-from mlnode.units import format_bytes, parse_bytes, parse_go_duration
+from mlnode.units import format_bytes
 
 __all__ = ["DEFAULT_HOSTS_DIR", "open_and_pull", "register"]
 
 DEFAULT_HOSTS_DIR = Path("/etc/containerd/certs.d")
-
-
-def _duration(text: str, option: str) -> float:
-    try:
-        return float(text) if text.replace(".", "", 1).isdigit() else parse_go_duration(text)
-    except ValueError as e:
-        raise UsageError(f"not a duration: {text!r} (e.g. 30s, 5m)", option=option) from e
-
-
-def _size(text: str, option: str) -> int:
-    try:
-        return parse_bytes(text)
-    except ValueError as e:
-        raise UsageError(str(e), option=option) from e
 
 
 def _json_line(event: dict[str, Any]) -> None:
@@ -348,10 +341,12 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(str(e), option="--platform") from e
             options = PullOptions(
                 connections=connections,
-                split_threshold_bytes=_size(split_threshold, "--split-threshold"),
-                stall_timeout_seconds=_duration(stall_timeout, "--stall-timeout"),
+                split_threshold_bytes=size_option(split_threshold, "--split-threshold"),
+                stall_timeout_seconds=duration_option(
+                    stall_timeout, "--stall-timeout", positive=True
+                ),
                 retries=retries,
-                reserve_bytes=None if reserve is None else _size(reserve, "--reserve"),
+                reserve_bytes=None if reserve is None else size_option(reserve, "--reserve"),
                 gc=not no_gc,
                 unpack_factor=unpack_factor,
                 platform=plat,

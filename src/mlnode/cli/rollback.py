@@ -23,8 +23,8 @@ from typing import Annotated
 
 import typer
 
-from mlnode.cli._common import OutputFormat, emit_json, run, stdout
-from mlnode.cli.apply import parse_timeout, service_options
+from mlnode.cli._common import OutputFormat, duration_option, emit_json, run, stdout
+from mlnode.cli.apply import service_options
 from mlnode.errors import UsageError
 from mlnode.ops.apply import execute_rollback
 from mlnode.ops.fileio import list_backups
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
                         paths = ", ".join(e.path for e in b.entries)
                         stdout.print(f"{b.id}  {b.status:<11} {paths}", markup=False)
                 return
-            seconds = parse_timeout(timeout)
+            seconds = duration_option(timeout, "--timeout", positive=True)
             services, why_not = service_options(node_root, no_restart, systemctl)
             result = execute_rollback(
                 node_root,

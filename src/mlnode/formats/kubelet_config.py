@@ -42,8 +42,7 @@ from mlnode.formats.base import DocumentKind, FieldOccurrence, ParsedDocument
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
 from mlnode.knowledge.spans import Span, v
-from mlnode.knowledge.table import CONFIG_DIR_SUPPORT, ValueKind, kubelet_setting_by_field
-from mlnode.units import parse_go_duration
+from mlnode.knowledge.table import CONFIG_DIR_SUPPORT
 
 __all__ = [
     "DEFAULT_DROPIN_PATH",
@@ -51,7 +50,6 @@ __all__ = [
     "KUBELET_API_VERSION",
     "KUBELET_KIND",
     "DropinMerge",
-    "check_field_value",
     "merge_into_document",
     "merge_kubelet_config",
     "read_dropin_dir",
@@ -225,41 +223,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(x) for x in value]
     return value
-
-
-# --------------------------------------------------------------------------- value checks
-
-
-def check_field_value(path: str, line: int, fld: str, value: Any) -> None:
-    """Refuse a value the kubelet cannot decode into the field's type (it would not start)."""
-    if fld == "featureGates":
-        if not isinstance(value, dict) or not all(isinstance(x, bool) for x in value.values()):
-            raise InputError("featureGates must map gate names to true/false", path=path, line=line)
-        return
-    row = kubelet_setting_by_field(fld)
-    if row is None:
-        return
-    what: str | None = None
-    if row.kind in (ValueKind.PERCENT, ValueKind.INT):
-        if isinstance(value, bool) or not isinstance(value, int):
-            what = "an integer"
-    elif row.kind is ValueKind.BOOL:
-        if not isinstance(value, bool):
-            what = "true or false"
-    elif row.kind is ValueKind.DURATION:
-        if not isinstance(value, str):
-            what = 'a duration string such as "2m0s"'
-        else:
-            try:
-                parse_go_duration(value)
-            except ValueError as e:
-                raise InputError(f"{fld}: {e}", path=path, line=line) from None
-    elif row.kind is ValueKind.SIGNAL_MAP and (
-        not isinstance(value, dict) or not all(isinstance(x, str) for x in value.values())
-    ):
-        what = 'a mapping of signal to quantity strings, e.g. imagefs.available: "15%"'
-    if what is not None:
-        raise InputError(f"{fld} must be {what}, not {value!r}", path=path, line=line)
 
 
 # --------------------------------------------------------------------------- reading

@@ -13,7 +13,7 @@ from typing import Any
 from mlnode.knowledge.table import KubeletSetting, ValueKind
 from mlnode.units import parse_go_duration
 
-__all__ = ["parse_field_value", "parse_flag_value"]
+__all__ = ["parse_field_value", "parse_flag_value", "parse_signal_map"]
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -45,13 +45,13 @@ def parse_flag_value(row: KubeletSetting, text: str | None) -> Any:
         if row.kind is ValueKind.DURATION:
             return parse_go_duration(text)
         if row.kind is ValueKind.SIGNAL_MAP:
-            return _parse_signal_map(text)
+            return parse_signal_map(text)
     except ValueError as e:
         raise ValueError(f'invalid argument "{text}" for "{flag}" flag: {e}') from None
     raise AssertionError(row.kind)
 
 
-def _parse_signal_map(text: str) -> dict[str, str]:
+def parse_signal_map(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         signal, sep, quantity = part.partition("<")
