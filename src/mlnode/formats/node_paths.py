@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import enum
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from mlnode.errors import InputError
+from mlnode.versions import RuntimeKind
 
 __all__ = [
     "NODE_PATHS",
+    "RUNTIME_DATA_DIRS",
     "NodeFileRole",
     "NodeFiles",
     "NodePath",
     "discover_node_files",
     "node_path",
+    "runtime_data_dir",
 ]
 
 
@@ -114,6 +118,54 @@ NODE_PATHS: tuple[NodePath, ...] = (
 def node_path(root: Path, path: str) -> Path:
     """The real location of the node path ``path`` under ``root``."""
     return root / path.lstrip("/")
+
+
+# Where each runtime keeps its images when its config does not say.
+RUNTIME_DATA_DIRS: dict[RuntimeKind, PurePosixPath] = {
+    RuntimeKind.CONTAINERD: PurePosixPath("/var/lib/containerd"),
+    RuntimeKind.CRIO: PurePosixPath("/var/lib/containers/storage"),
+    RuntimeKind.CRI_DOCKERD: PurePosixPath("/var/lib/docker"),
+    RuntimeKind.DOCKER: PurePosixPath("/var/lib/docker"),
+}
+
+
+def _toml_str(path: Path, *keys: str) -> str | None:
+    try:
+        node: object = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        # A config we cannot read is not this function's business: the default applies.
+        return None
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, str) and node else None
+
+
+def runtime_data_dir(kind: RuntimeKind, root: Path) -> tuple[PurePosixPath, str]:
+    """Where ``kind`` keeps images (a node path) and where that was read ("default" if not).
+
+    containerd: ``root`` in ``/etc/containerd/config.toml``. CRI-O: ``[crio] root`` in
+    ``/etc/crio/crio.conf`` and its ``crio.conf.d/*.conf`` drop-ins (later files win), else
+    ``[storage] graphroot`` in ``/etc/containers/storage.conf``. Docker's ``data-root`` is
+    JSON and not read: the default is returned.
+    """
+    candidates: list[tuple[str, tuple[str, ...]]] = []
+    if kind is RuntimeKind.CONTAINERD:
+        candidates = [("/etc/containerd/config.toml", ("root",))]
+    elif kind is RuntimeKind.CRIO:
+        dropins = node_path(root, "/etc/crio/crio.conf.d")
+        confs = ["/etc/crio/crio.conf"] + (
+            ["/" + str(p.relative_to(root)) for p in sorted(dropins.glob("*.conf"))]
+            if dropins.is_dir()
+            else []
+        )
+        # Later CRI-O files win, so look at them first; storage.conf is the fallback.
+        candidates = [(c, ("crio", "root")) for c in reversed(confs)]
+        candidates.append(("/etc/containers/storage.conf", ("storage", "graphroot")))
+    for conf, keys in candidates:
+        found = _toml_str(node_path(root, conf), *keys)
+        if found:
+            return PurePosixPath(found), conf
+    return RUNTIME_DATA_DIRS[kind], "default"
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from mlnode.errors import MlnodeError
+from mlnode.formats.node_paths import runtime_data_dir
 from mlnode.planning.profile import ProfileInput
 from mlnode.versions import (
     RuntimeKind,
@@ -67,10 +67,6 @@ class _StatVfs(Protocol):
 
 StatVfs = Callable[[str], _StatVfs]
 
-_DEFAULT_DATA_DIRS: dict[RuntimeKind, PurePosixPath] = {
-    RuntimeKind.CONTAINERD: PurePosixPath("/var/lib/containerd"),
-    RuntimeKind.CRIO: PurePosixPath("/var/lib/containers/storage"),
-}
 _BIN_DIRS = ("usr/local/bin", "usr/bin", "bin", "usr/sbin", "usr/local/sbin")
 _TRIPLE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 
@@ -166,25 +162,6 @@ def _find_binary(name: str, root: Path, path_env: str | None) -> Path | None:
     return None
 
 
-def _configured_dir(kind: RuntimeKind, root: Path) -> tuple[PurePosixPath, str]:
-    """The runtime's data directory from its config file, else the default."""
-    keys: tuple[str, ...]
-    if kind is RuntimeKind.CONTAINERD:
-        conf, keys = PurePosixPath("/etc/containerd/config.toml"), ("root",)
-    else:
-        conf, keys = PurePosixPath("/etc/containers/storage.conf"), ("storage", "graphroot")
-    default = _DEFAULT_DATA_DIRS[kind]
-    try:
-        doc: object = tomllib.loads(_under(root, conf).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return default, "default"
-    for k in keys:
-        doc = doc.get(k) if isinstance(doc, dict) else None
-    if isinstance(doc, str) and doc.startswith("/"):
-        return PurePosixPath(doc), f"{conf}"
-    return default, "default"
-
-
 def _nearest_existing(path: Path, root: Path) -> Path:
     p = path
     while not p.exists() and p != root and p.parent != p:
@@ -241,7 +218,9 @@ def inspect_node(
         ),
         RuntimeKind.CRIO: _version_of("crio", parse_crio_version, root, path_env, runner),
     }
-    data_dirs = {kind: _configured_dir(kind, root) for kind in _DEFAULT_DATA_DIRS}
+    data_dirs = {
+        kind: runtime_data_dir(kind, root) for kind in (RuntimeKind.CONTAINERD, RuntimeKind.CRIO)
+    }
 
     # Which runtime: the one whose binary answered; if both (or neither), the one whose
     # data directory exists; containerd first, as crictl's endpoint order has it.

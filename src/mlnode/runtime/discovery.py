@@ -8,11 +8,11 @@ machine's own ``/run`` or ``/etc``.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mlnode.errors import RuntimeUnavailable, UsageError
+from mlnode.formats.node_paths import RUNTIME_DATA_DIRS, runtime_data_dir
 from mlnode.versions import RuntimeKind
 
 __all__ = [
@@ -31,12 +31,7 @@ DEFAULT_SOCKETS: tuple[tuple[RuntimeKind, PurePosixPath], ...] = (
     (RuntimeKind.CRI_DOCKERD, PurePosixPath("/var/run/cri-dockerd.sock")),
 )
 
-DEFAULT_ROOT_DIRS: dict[RuntimeKind, PurePosixPath] = {
-    RuntimeKind.CONTAINERD: PurePosixPath("/var/lib/containerd"),
-    RuntimeKind.CRIO: PurePosixPath("/var/lib/containers/storage"),
-    RuntimeKind.CRI_DOCKERD: PurePosixPath("/var/lib/docker"),
-    RuntimeKind.DOCKER: PurePosixPath("/var/lib/docker"),
-}
+DEFAULT_ROOT_DIRS = RUNTIME_DATA_DIRS
 
 
 @dataclass(frozen=True)
@@ -94,48 +89,10 @@ def _under(root: Path, path: PurePosixPath | str) -> Path:
     )
 
 
-def _read_toml(path: Path) -> dict[str, object]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError):
-        # A config we cannot read is not our business here: fall back to the default.
-        return {}
-
-
-def _str_at(doc: dict[str, object], *keys: str) -> str | None:
-    node: object = doc
-    for key in keys:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node if isinstance(node, str) and node else None
-
-
 def runtime_root_dir(kind: RuntimeKind, *, root: Path = Path("/")) -> Path:
-    """Where ``kind`` keeps images, from its config under ``root`` or the default.
-
-    containerd: ``root`` in ``/etc/containerd/config.toml``. CRI-O: ``[crio] root`` in
-    ``/etc/crio/crio.conf`` and its ``crio.conf.d/*.conf`` drop-ins (later files win), else
-    ``[storage] graphroot`` in ``/etc/containers/storage.conf``. Docker: ``data-root`` is not
-    read (JSON); the default is returned.
-    """
-    found: str | None = None
-    if kind is RuntimeKind.CONTAINERD:
-        found = _str_at(_read_toml(_under(root, "/etc/containerd/config.toml")), "root")
-    elif kind is RuntimeKind.CRIO:
-        files = [_under(root, "/etc/crio/crio.conf")]
-        dropins = _under(root, "/etc/crio/crio.conf.d")
-        if dropins.is_dir():
-            files += sorted(dropins.glob("*.conf"))
-        for f in files:
-            found = _str_at(_read_toml(f), "crio", "root") or found
-        if found is None:
-            storage = _read_toml(_under(root, "/etc/containers/storage.conf"))
-            found = _str_at(storage, "storage", "graphroot")
-    return _under(root, found or DEFAULT_ROOT_DIRS[kind])
+    """Where ``kind`` keeps images, from its config under ``root`` or the default
+    (:func:`mlnode.formats.node_paths.runtime_data_dir` says how)."""
+    return _under(root, runtime_data_dir(kind, root)[0])
 
 
 def discover_runtime(explicit: str | None = None, *, root: Path = Path("/")) -> RuntimeEndpoint:
