@@ -1,10 +1,16 @@
-"""Assembles the ``mlnode`` Typer application from one module per subcommand."""
+"""Assembles the ``mlnode`` Typer application from one module per subcommand.
+
+Subcommand modules are imported only when their command runs (or ``--help`` lists them),
+so ``mlnode lint`` does not pay for loading gRPC and the HTTP client that ``pull`` needs.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from mlnode import __version__
 
@@ -21,8 +27,23 @@ _COMMAND_MODULES = (
     "progress",
 )
 
+
+class _LazyCommands(TyperGroup):
+    # ctx is click's Context (vendored by recent Typer, a dependency before): Any fits both.
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(_COMMAND_MODULES)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in _COMMAND_MODULES:
+            return None
+        single = typer.Typer()
+        importlib.import_module(f"mlnode.cli.{cmd_name}").register(single)
+        return typer.main.get_command(single)
+
+
 app = typer.Typer(
     name="mlnode",
+    cls=_LazyCommands,
     help="Make Kubernetes ML nodes right for huge container images, and keep them right.",
     no_args_is_help=True,
     add_completion=False,
@@ -44,10 +65,6 @@ def _root(
     ),
 ) -> None:
     """mlnode: image settings and image operations for Kubernetes ML nodes."""
-
-
-for _name in _COMMAND_MODULES:
-    importlib.import_module(f"mlnode.cli.{_name}").register(app)
 
 
 def main() -> None:
