@@ -23,7 +23,7 @@ from mlnode.cli._inputs import read_file_text
 from mlnode.cli._settings_options import SettingsInput, SettingsRequest, with_settings_options
 from mlnode.errors import InputError, UsageError
 from mlnode.formats.base import DocumentKind
-from mlnode.knowledge.placement import Placement, place
+from mlnode.knowledge.placement import Placement, default_feature_gates, place
 from mlnode.knowledge.table import (
     KUBELET_SETTINGS,
     config_dir_support,
@@ -252,18 +252,9 @@ def _elsewhere(fmt: RenderFormat, placement: Placement) -> list[str]:
     return notes
 
 
-def _validate_or_refuse(si: SettingsInput) -> None:
-    failures = validate_kubelet(si.settings.set_fields(), si.kubernetes_version, {})
-    # Gates the placement turns on are part of what gets written.
-    placement = place(si.settings, si.kubernetes_version, si.runtime)
-    from mlnode.knowledge.placement import feature_gate_default
-
-    gates = {
-        g: bool(feature_gate_default(g, si.kubernetes_version))
-        for g in ("ImageMaximumGCAge",)
-        if feature_gate_default(g, si.kubernetes_version) is not None
-    }
-    gates.update(placement.feature_gates)
+def _validate_or_refuse(si: SettingsInput, placement: Placement) -> None:
+    # The gates the placement turns on are part of what gets written.
+    gates = {**default_feature_gates(si.kubernetes_version), **placement.feature_gates}
     failures = validate_kubelet(si.settings.set_fields(), si.kubernetes_version, gates)
     if failures:
         raise UsageError(
@@ -336,8 +327,8 @@ def register(app: typer.Typer) -> None:
 
         def body() -> int:
             si = settings_input()
-            _validate_or_refuse(si)
             placement = place(si.settings, si.kubernetes_version, si.runtime)
+            _validate_or_refuse(si, placement)
             if merge is not None and out is not None:
                 raise UsageError("use either --merge or --out", option="--merge")
             if merge is not None and format is RenderFormat.ALL:

@@ -32,6 +32,7 @@ __all__ = [
     "PlacedRuntimeValue",
     "Placement",
     "Refusal",
+    "default_feature_gates",
     "feature_gate_default",
     "file_value",
     "flag_value",
@@ -101,6 +102,16 @@ def feature_gate_default(gate: str, version: Version) -> bool | None:
     if not rows:
         return None
     return max(rows, key=lambda r: r.since.key()).default
+
+
+def default_feature_gates(version: Version) -> dict[str, bool]:
+    """Every gate mlnode knows, at its default in kubelet ``version`` (if it exists there)."""
+    gates: dict[str, bool] = {}
+    for gate in dict.fromkeys(r.gate for r in FEATURE_GATES):
+        default = feature_gate_default(gate, version)
+        if default is not None:
+            gates[gate] = default
+    return gates
 
 
 def _kubelet_home(row: KubeletSetting, k8s: Version) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlnode.formats.base import DocumentKind, FlagOccurrence, ParsedDocument
 from mlnode.knowledge.model import Layer, Origin, SettingValue
-from mlnode.knowledge.placement import feature_gate_default
+from mlnode.knowledge.placement import default_feature_gates
 from mlnode.knowledge.table import (
     KUBELET_SETTINGS,
     RUNTIME_SETTINGS,
@@ -262,12 +262,7 @@ def compute_effective(
             runtime_values[rrow.key] = SettingValue(rrow.key, rrow.default, Layer.DEFAULT)
             history.setdefault(rrow.key, []).insert(0, runtime_values[rrow.key])
 
-    gates: dict[str, bool] = {}
-    for row in KUBELET_SETTINGS:
-        if row.feature_gate:
-            default = feature_gate_default(row.feature_gate, version)
-            if default is not None:
-                gates[row.feature_gate] = default
+    gates = default_feature_gates(version)
     gates.update(configured_gates)
 
     return EffectiveSettings(

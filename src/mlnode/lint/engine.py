@@ -16,7 +16,6 @@ from mlnode.knowledge.flags import known_flags
 from mlnode.knowledge.model import ImageSettings, Layer, Origin
 from mlnode.knowledge.placement import place
 from mlnode.knowledge.table import (
-    KUBELET_SETTINGS,
     RUNTIME_SETTINGS,
     config_dir_support,
     eviction_hard_defaults,
@@ -27,9 +26,10 @@ from mlnode.knowledge.table import (
     runtime_settings_for,
 )
 from mlnode.knowledge.validation import startup_failure_message, validate_kubelet
+from mlnode.knowledge.values import parse_flag_value
 from mlnode.lint.effective import EffectiveSettings, compute_effective, runtime_row_for
 from mlnode.lint.findings import Finding, Severity
-from mlnode.units import format_bytes, format_go_duration
+from mlnode.units import format_bytes, format_go_duration, parse_go_duration
 from mlnode.versions import RuntimeKind, RuntimeSpec, Version
 
 __all__ = ["LintContext", "LintReport", "lint_documents"]
@@ -193,8 +193,6 @@ def _flags(
 
 
 def eff_value_of_flag(key: str, text: str | None) -> Any:
-    from mlnode.knowledge.values import parse_flag_value
-
     try:
         return parse_flag_value(kubelet_setting(key), text)
     except ValueError:
@@ -361,8 +359,6 @@ def _runtime_keys(
 
 
 def rv_seconds(value: Any) -> float:
-    from mlnode.units import parse_go_duration
-
     try:
         return parse_go_duration(str(value))
     except ValueError:
@@ -373,7 +369,6 @@ def _gc(
     docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
 ) -> Iterable[Finding]:
     high = eff.kubelet["image_gc_high_threshold_percent"]
-    low = eff.kubelet["image_gc_low_threshold_percent"]
     max_age = eff.kubelet.get("image_maximum_gc_age_seconds")
     if high.value == 100 and not (max_age and max_age.value):
         yield Finding(
@@ -414,7 +409,6 @@ def _gc(
                     f"set imageGCHighThresholdPercent below {100 - evict_pct:g}",
                     high.origin or evict.origin,
                 )
-    del low
 
 
 def _eviction(
@@ -583,7 +577,3 @@ def lint_documents(docs: Iterable[ParsedDocument], ctx: LintContext) -> LintRepo
         )
     )
     return LintReport(tuple(findings), eff, documents)
-
-
-# Referenced for completeness of the knowledge-driven checks.
-_ = KUBELET_SETTINGS
