@@ -14,9 +14,7 @@ PURE = [
     *sorted((SRC / "formats").glob("*.py")),
     *sorted((SRC / "lint").glob("*.py")),
     *sorted((SRC / "planning").glob("*.py")),
-    SRC / "ops" / "gc.py",
-    SRC / "ops" / "gc_snapshot.py",
-    SRC / "ops" / "image_state.py",
+    *sorted((SRC / "gc").glob("*.py")),
 ]
 FORBIDDEN = (
     "grpc",
