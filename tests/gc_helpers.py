@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mlnode.cli import gc as gc_cli
 from mlnode.errors import RuntimeCallFailed, RuntimeUnavailable
-from mlnode.ops.gc import FilesystemState
+from mlnode.gc import FilesystemState
 from mlnode.ops.gc_runtime import RuntimeImage
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from gc_helpers import invoke, ts
 
-from mlnode.ops.gc import (
+from mlnode.gc import (
     GO_ZERO_TIME,
     FilesystemState,
     GcImage,

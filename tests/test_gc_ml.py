@@ -13,7 +13,7 @@ from gc_helpers import invoke, ts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlnode.ops.gc import (
+from mlnode.gc import (
     GO_ZERO_TIME,
     FilesystemState,
     GcImage,

@@ -13,7 +13,7 @@ from gc_helpers import FakeRuntime, failing, invoke, runtime_images, ts
 
 from mlnode.cli import gc as gc_cli
 from mlnode.errors import RuntimeUnavailable
-from mlnode.ops.gc import GcPolicy, PolicyName, plan
+from mlnode.gc import GcPolicy, ImageRecord, ImageState, PolicyName, plan
 from mlnode.ops.gc_runtime import (
     CriGcRuntime,
     RuntimeImage,
@@ -23,7 +23,7 @@ from mlnode.ops.gc_runtime import (
     images_being_pulled,
     images_in_use,
 )
-from mlnode.ops.image_state import ImageRecord, ImageState, ImageStateFile
+from mlnode.ops.image_state import ImageStateFile
 
 NOW = ts("2024-05-01T12:00:00+00:00")
 LONG_AGO = NOW - timedelta(days=10)

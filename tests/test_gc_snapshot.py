@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from gc_helpers import invoke
 
-from mlnode.ops.gc_snapshot import SnapshotError, load_snapshot
+from mlnode.gc import SnapshotError, load_snapshot
 
 GOOD: dict[str, Any] = {
     "now": "2024-05-01T12:00:00Z",

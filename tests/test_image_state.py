@@ -1,4 +1,4 @@
-"""Persisted first-detected / last-used times (mlnode.ops.image_state).
+"""Persisted first-detected / last-used times (mlnode.gc, mlnode.ops.image_state).
 
 The detect() cases follow the kubelet's TestDetectImages* tests in
 pkg/kubelet/images/image_gc_manager_test.go, with one deliberate difference: first
@@ -16,13 +16,8 @@ import pytest
 from gc_helpers import ts
 
 from mlnode.errors import InputError
-from mlnode.ops.image_state import (
-    ImageRecord,
-    ImageState,
-    ImageStateFile,
-    ObservedImage,
-    detect,
-)
+from mlnode.gc import ImageRecord, ImageState, ObservedImage, detect
+from mlnode.ops.image_state import ImageStateFile
 
 T0 = ts("2024-05-01T12:00:00+00:00")
 T1 = T0 + timedelta(minutes=5)

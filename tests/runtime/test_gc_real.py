@@ -24,7 +24,8 @@ import testbed
 from typer.testing import CliRunner
 
 from mlnode.cli.app import app
-from mlnode.ops.image_state import ImageRecord, ImageState, ImageStateFile
+from mlnode.gc import ImageRecord, ImageState
+from mlnode.ops.image_state import ImageStateFile
 from mlnode.runtime.containerd import ContainerdClient
 from mlnode.runtime.cri import ContainerState, CriClient
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import testbed
 
-from mlnode.ops.image_state import ImageStateFile, ObservedImage
+from mlnode.gc import ObservedImage
+from mlnode.ops.image_state import ImageStateFile
 from mlnode.ops.pull import Puller, PullOptions, gc_free_space
 from mlnode.registry.client import RegistryClient
 from mlnode.runtime.containerd import ContainerdClient

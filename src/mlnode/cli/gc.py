@@ -29,12 +29,13 @@ from mlnode.cli._common import (
     stdout,
 )
 from mlnode.errors import RuntimeError_, UsageError
-from mlnode.ops.gc import (
+from mlnode.gc import (
     GcImage,
     GcPlan,
     GcPolicy,
     InvalidGcInput,
     PolicyName,
+    load_snapshot,
     plan,
     plan_to_json,
 )
@@ -46,7 +47,6 @@ from mlnode.ops.gc_runtime import (
     execute,
     open_gc_runtime,
 )
-from mlnode.ops.gc_snapshot import load_snapshot
 from mlnode.ops.image_state import DEFAULT_STATE_FILE, ImageStateFile
 from mlnode.units import format_bytes
 

@@ -22,7 +22,8 @@ from rich.table import Table
 
 from mlnode.cli._common import OutputFormat, OutputOption, emit_json, run, stdout
 from mlnode.errors import UsageError
-from mlnode.ops.image_state import DEFAULT_STATE_FILE, ImageRecord, ImageStateFile
+from mlnode.gc import ImageRecord
+from mlnode.ops.image_state import DEFAULT_STATE_FILE, ImageStateFile
 from mlnode.runtime.containerd import DEFAULT_NAMESPACE, ContainerdClient, IngestStatus
 from mlnode.runtime.cri import CriClient, CriContainer, CriImage, ImageFsUsage, RuntimeVersion
 from mlnode.runtime.discovery import discover_runtime

@@ -1,14 +1,16 @@
 """Image GC against a live runtime: what it needs from the runtime, and carrying out a plan.
 
-:class:`GcRuntime` is the port: five calls, nothing more. :class:`CriGcRuntime` implements
-it with the CRI client (images, containers, removal), containerd's Content service (pulls
-in flight) and ``statvfs`` of the runtime's root directory (capacity and free space, as
-the kubelet's cAdvisor reads them; CRI ``ImageFsInfo`` counts only containerd's
-snapshotter and would miss the content store). Tests use an in-memory fake.
+:class:`GcRuntime` is what GC needs: five calls, nothing more. :class:`CriGcRuntime`
+implements it over ports: an :class:`~mlnode.ports.ImageService` (CRI: images,
+containers, removal), a :class:`PullStatusSource` (containerd's Content service: pulls in
+flight) and a :class:`~mlnode.ports.FilesystemMeter` (default: ``statvfs`` of the
+runtime's root directory, as the kubelet's cAdvisor reads it; CRI ``ImageFsInfo`` counts
+only containerd's snapshotter and would miss the content store). The in-memory fakes in
+:mod:`mlnode.testing.gc_fakes` stand in for the ports in tests.
 
 :func:`collect` turns what the runtime reports into planner input, recording first-seen
 and last-used times in the :class:`~mlnode.ops.image_state.ImageStateFile`.
-:func:`execute` carries out a :class:`~mlnode.ops.gc.GcPlan`: just before each removal
+:func:`execute` carries out a :class:`~mlnode.gc.GcPlan`: just before each removal
 it asks the runtime again and skips the image if it is now in use, pinned, being pulled
 or already gone. A container created between that check and the removal can still race
 it, as with the kubelet. Removal failures are recorded and the rest continue, as the
@@ -17,7 +19,7 @@ kubelet does; losing the runtime altogether raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,13 +31,12 @@ from mlnode.errors import (
     RuntimeUnavailable,
     UsageError,
 )
-from mlnode.ops.gc import FilesystemState, GcImage, GcPlan, Removal
-from mlnode.ops.image_state import ImageState, ImageStateFile, ObservedImage, detect
+from mlnode.gc import FilesystemState, GcImage, GcPlan, ImageState, ObservedImage, Removal, detect
+from mlnode.ops.image_state import ImageStateFile
+from mlnode.ports import FilesystemMeter, ImageService
 
 if TYPE_CHECKING:  # the gRPC clients load only when a live runtime is used
-    from mlnode.runtime.containerd import ContainerdClient
-    from mlnode.runtime.cri import CriClient
-    from mlnode.runtime.fs import FilesystemUsage
+    from mlnode.runtime.containerd import IngestStatus
 
 __all__ = [
     "CollectedState",
@@ -43,6 +44,7 @@ __all__ = [
     "GcRun",
     "GcRuntime",
     "Outcome",
+    "PullStatusSource",
     "RemovalOutcome",
     "RuntimeImage",
     "collect",
@@ -245,11 +247,25 @@ def execute(runtime: GcRuntime, plan: GcPlan, *, dry_run: bool) -> GcRun:
     return GcRun(plan=plan, outcomes=tuple(outcomes), dry_run=False, available_after_bytes=after)
 
 
-# --- the adapter over mlnode.runtime -------------------------------------------------
+# --- the adapter over the ports -------------------------------------------------------
+
+
+class PullStatusSource(Protocol):
+    """Downloads in progress: what :class:`mlnode.runtime.containerd.ContainerdClient`
+    reports from its Content service (``ListStatuses``)."""
+
+    def list_statuses(self) -> Sequence[IngestStatus]:
+        """Writes in progress in the namespace, including pulls started by the kubelet."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
 
 
 class CriGcRuntime:
-    """:class:`GcRuntime` over CRI, containerd's Content service and ``statvfs``.
+    """:class:`GcRuntime` over an image service (CRI), a pull-status source (containerd's
+    Content service) and a filesystem meter (``statvfs`` of ``image_fs`` by default).
 
     ``containerd`` may be None for runtimes other than containerd; then no pull is seen
     as in flight.
@@ -257,11 +273,11 @@ class CriGcRuntime:
 
     def __init__(
         self,
-        cri: CriClient,
-        containerd: ContainerdClient | None,
+        cri: ImageService,
+        containerd: PullStatusSource | None,
         image_fs: Path,
         *,
-        measure: Callable[[], FilesystemUsage] | None = None,
+        measure: FilesystemMeter | None = None,
     ) -> None:
         self._cri = cri
         self._containerd = containerd

@@ -1134,7 +1134,7 @@ def gc_free_space(
     being downloaded are protected by the GC itself (``being_pulled``). ``measure`` is the
     pull's own measure of the image filesystem, so both agree on what fits.
     """
-    from mlnode.ops.gc import GcPolicy, plan_ml
+    from mlnode.gc import GcPolicy, plan_ml
     from mlnode.ops.gc_runtime import CriGcRuntime, collect, execute
     from mlnode.ops.image_state import ImageStateFile
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlnode.errors import InputError
-from mlnode.ops.gc import FilesystemState, GcImage, GcPolicy, InvalidGcInput
+from mlnode.gc._model import FilesystemState, GcImage, GcPolicy, InvalidGcInput
 
 __all__ = ["GcSnapshot", "SnapshotError", "load_snapshot", "parse_snapshot", "parse_timestamp"]
 
@@ -102,7 +102,7 @@ def parse_timestamp(value: object, key: str = "timestamp") -> datetime:
     """An RFC 3339 timestamp with a UTC offset, as an aware UTC datetime.
 
     Fractions beyond microseconds are truncated (Python's resolution). Raises
-    :class:`~mlnode.ops.gc.InvalidGcInput` naming ``key``.
+    :class:`~mlnode.gc.InvalidGcInput` naming ``key``.
     """
     if not isinstance(value, str):
         raise InvalidGcInput(key, f"must be an RFC 3339 timestamp string, got {_show(value)}")
