@@ -7,12 +7,16 @@ when every host failed the last answer decides the error:
 
     every host said 404 for the manifest     ImageNotFound   (exit 3, one line)
     401/403 after authenticating             RegistryError(status=401/403)
-    anything else                            RegistryError(url=…, status=… or None)
+    5xx, 408, 429, or no HTTP status         RegistryUnavailable (retryable)
+    connection refused/dropped, connect      RegistryConnectionLost (retryable)
+      timeout
+    anything else                            RegistryError(url=…, status=…)
     bytes that hash to another digest        DigestMismatch
 
 Blob bodies are streamed; a read that waits longer than ``read_timeout_seconds`` for the
-next byte raises ``httpx.ReadTimeout`` (the stall deadline), a dropped connection
-``httpx.TransportError``. The caller (``mlnode.ops.pull``) retries those with ``Range``.
+next byte raises RegistryStalled (the stall deadline), a dropped connection
+RegistryConnectionLost: no httpx exception leaves this module. The caller
+(``mlnode.ops.pull``) retries the :class:`~mlnode.errors.Retryable` ones with ``Range``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ import httpx
 
 from mlnode import __version__
 from mlnode._closing import Closing
-from mlnode.errors import DigestMismatch, ImageNotFound, RegistryError
+from mlnode.errors import (
+    DigestMismatch,
+    ImageNotFound,
+    RegistryConnectionLost,
+    RegistryError,
+    RegistryStalled,
+    RegistryUnavailable,
+)
 from mlnode.registry.auth import (
     Challenge,
     Credentials,
@@ -106,6 +117,27 @@ def _error_detail(response: httpx.Response) -> str:
     return response.reason_phrase or f"HTTP {response.status_code}"
 
 
+def _status_error(message: str, *, url: str, status: int | None) -> RegistryError:
+    """A failed answer as an error whose type says whether a retry may help."""
+    retryable = status is None or status >= 500 or status in (408, 429)
+    kind = RegistryUnavailable if retryable else RegistryError
+    return kind(message, url=url, status=status)
+
+
+def _network_error(e: httpx.HTTPError, *, url: str | None, prefix: str = "") -> RegistryError:
+    """An httpx failure as ours: a read timeout is a stall, a transport failure a lost
+    connection (both retryable); anything else (decoding, redirects) is permanent."""
+    if url is None and isinstance(e, httpx.RequestError):
+        with contextlib.suppress(RuntimeError):
+            url = str(e.request.url)
+    message = prefix + _describe(e)
+    if isinstance(e, httpx.ReadTimeout):
+        return RegistryStalled(message, url=url)
+    if isinstance(e, httpx.TransportError):  # includes the other timeouts
+        return RegistryConnectionLost(message, url=url)
+    return RegistryError(message, url=url)
+
+
 def _digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -131,6 +163,12 @@ class BlobStream:
     def iter_bytes(self) -> Iterator[bytes]:
         """The body as it arrives (one piece per socket read, up to 1 MiB): nothing is held
         back, so a cut connection loses no byte that reached this process."""
+        try:
+            yield from self._iter_bytes()
+        except httpx.HTTPError as e:
+            raise _network_error(e, url=self.url) from e
+
+    def _iter_bytes(self) -> Iterator[bytes]:
         r = self.response
         # A body already in memory (e.g. from a mock transport) cannot be streamed again.
         for data in iter([r.content]) if r.is_stream_consumed else r.iter_raw():
@@ -252,18 +290,19 @@ class RegistryClient(Closing):
                 headers = {"Authorization": creds.basic_header()} if creds else {}
                 r = client.get(realm, params=params, headers=headers)
         except httpx.HTTPError as e:
-            raise RegistryError(f"token request failed: {e}", url=realm) from e
+            raise RegistryUnavailable(f"token request failed: {e}", url=realm) from e
         if r.status_code != 200:
-            raise RegistryError(
+            raise _status_error(
                 f"token request refused: {_error_detail(r)}", url=realm, status=r.status_code
             )
+        # a broken token answer is often a proxy's passing error page: worth a retry
         try:
             body = r.json()
         except ValueError as e:
-            raise RegistryError("token response is not JSON", url=realm) from e
+            raise RegistryUnavailable("token response is not JSON", url=realm) from e
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise RegistryError("token response has no token", url=realm)
+            raise RegistryUnavailable("token response has no token", url=realm)
         return token
 
     def _send(
@@ -338,7 +377,7 @@ class RegistryClient(Closing):
             try:
                 r = self._send(host, ref, "GET", url, headers={"Accept": ACCEPT_MANIFESTS})
             except httpx.HTTPError as e:
-                last = RegistryError(f"cannot fetch manifest: {_describe(e)}", url=url)
+                last = _network_error(e, url=url, prefix="cannot fetch manifest: ")
                 continue
             if r.status_code == 404:
                 # the image is missing here; the last host's answer decides
@@ -349,7 +388,7 @@ class RegistryClient(Closing):
             if r.status_code in (401, 403):
                 raise self._unauthorized(r, ref)
             if r.status_code != 200:
-                last = RegistryError(
+                last = _status_error(
                     f"manifest request failed: {_error_detail(r)}", url=url, status=r.status_code
                 )
                 continue
@@ -400,13 +439,13 @@ class RegistryClient(Closing):
             try:
                 r = self._send(host, ref, "HEAD", url)
             except httpx.HTTPError as e:
-                last = RegistryError(f"HEAD failed: {_describe(e)}", url=url)
+                last = _network_error(e, url=url, prefix="HEAD failed: ")
                 continue
             if r.status_code == 200:
                 return int(r.headers.get("Content-Length", "0"))
             if r.status_code in (401, 403):
                 raise self._unauthorized(r, ref)
-            last = RegistryError(f"HEAD failed: {_error_detail(r)}", url=url, status=r.status_code)
+            last = _status_error(f"HEAD failed: {_error_detail(r)}", url=url, status=r.status_code)
         assert last is not None
         raise last
 
@@ -416,21 +455,23 @@ class RegistryClient(Closing):
     ) -> Iterator[BlobStream]:
         """Stream the blob from byte ``start`` (to ``end`` inclusive) with ``Range``.
 
-        Hosts are tried in order for opening; once a body is streaming, read errors
-        (``httpx.ReadTimeout``, ``httpx.TransportError``) reach the caller.
+        Hosts are tried in order for opening (a timeout is not: it raises at once); once a
+        body is streaming, read errors reach the caller as RegistryStalled or
+        RegistryConnectionLost.
         """
         headers: dict[str, str] = {}
         if start > 0 or end is not None:
             headers["Range"] = f"bytes={start}-{'' if end is None else end}"
-        last: Exception | None = None
+        last: RegistryError | None = None
         for host in self.hosts(ref, "pull"):
             url = host.url(f"/{ref.repository}/blobs/{digest}")
             try:
                 r = self._send(host, ref, "GET", url, headers=headers, stream=True)
-            except httpx.TimeoutException:
-                raise
+            except httpx.TimeoutException as e:
+                raise _network_error(e, url=None) from e
             except httpx.HTTPError as e:
-                last = e
+                last = _network_error(e, url=None)
+                last.__cause__ = e
                 continue
             if r.status_code in (200, 206):
                 if r.status_code == 206:
@@ -454,11 +495,9 @@ class RegistryClient(Closing):
                 raise self._unauthorized(r, ref)
             r.read()
             r.close()
-            last = RegistryError(
+            last = _status_error(
                 f"blob request failed: {_error_detail(r)}", url=url, status=r.status_code
             )
-        if isinstance(last, httpx.HTTPError):
-            raise last
         assert last is not None
         raise last
 
