@@ -36,11 +36,10 @@ from mlnode._closing import Closing
 from mlnode.errors import (
     DigestMismatch,
     ImageNotFound,
-    RegistryConnectionLost,
     RegistryError,
-    RegistryStalled,
     RegistryUnavailable,
 )
+from mlnode.registry._http import BlobStream, error_detail, network_error, status_error
 from mlnode.registry.auth import (
     Challenge,
     Credentials,
@@ -77,9 +76,6 @@ def _tune_httpcore() -> None:
         HTTP11Connection.READ_NUM_BYTES = _READ_NUM_BYTES
 
 
-_MAX_ERROR_CHARS = 200
-
-
 @dataclass(frozen=True)
 class Resolved:
     """A manifest or index as fetched: its digest, media type, bytes and the host used."""
@@ -103,91 +99,8 @@ class PullTarget:
     platform: Platform
 
 
-def _error_detail(response: httpx.Response) -> str:
-    """``MANIFEST_UNKNOWN: manifest unknown`` from a distribution error body, or the reason."""
-    try:
-        body = response.json()
-        errs = body.get("errors") if isinstance(body, dict) else None
-        if isinstance(errs, list) and errs and isinstance(errs[0], dict):
-            code = str(errs[0].get("code", ""))
-            msg = str(errs[0].get("message", ""))
-            return f"{code}: {msg}"[:_MAX_ERROR_CHARS] if code else msg[:_MAX_ERROR_CHARS]
-    except (ValueError, httpx.ResponseNotRead):
-        pass
-    return response.reason_phrase or f"HTTP {response.status_code}"
-
-
-def _status_error(message: str, *, url: str, status: int | None) -> RegistryError:
-    """A failed answer as an error whose type says whether a retry may help."""
-    retryable = status is None or status >= 500 or status in (408, 429)
-    kind = RegistryUnavailable if retryable else RegistryError
-    return kind(message, url=url, status=status)
-
-
-def _network_error(e: httpx.HTTPError, *, url: str | None, prefix: str = "") -> RegistryError:
-    """An httpx failure as ours: a read timeout is a stall, a transport failure a lost
-    connection (both retryable); anything else (decoding, redirects) is permanent."""
-    if url is None and isinstance(e, httpx.RequestError):
-        with contextlib.suppress(RuntimeError):
-            url = str(e.request.url)
-    message = prefix + _describe(e)
-    if isinstance(e, httpx.ReadTimeout):
-        return RegistryStalled(message, url=url)
-    if isinstance(e, httpx.TransportError):  # includes the other timeouts
-        return RegistryConnectionLost(message, url=url)
-    return RegistryError(message, url=url)
-
-
 def _digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class BlobStream:
-    """An open blob body from ``start`` (and up to ``end`` inclusive, if given).
-
-    If the registry ignores ``Range`` and sends the whole blob, the leading bytes are
-    skipped here, so callers always see the bytes they asked for.
-    """
-
-    def __init__(
-        self, response: httpx.Response, *, start: int, end: int | None, host: RegistryHost
-    ) -> None:
-        self.response = response
-        self.host = host
-        self.start = start
-        self.end = end
-        self.url = str(response.request.url)
-        self._skip = start if response.status_code == 200 else 0
-        self._left = None if end is None else end - start + 1
-
-    def iter_bytes(self) -> Iterator[bytes]:
-        """The body as it arrives (one piece per socket read, up to 1 MiB): nothing is held
-        back, so a cut connection loses no byte that reached this process."""
-        try:
-            yield from self._iter_bytes()
-        except httpx.HTTPError as e:
-            raise _network_error(e, url=self.url) from e
-
-    def _iter_bytes(self) -> Iterator[bytes]:
-        r = self.response
-        # A body already in memory (e.g. from a mock transport) cannot be streamed again.
-        for data in iter([r.content]) if r.is_stream_consumed else r.iter_raw():
-            if self._skip:
-                if len(data) <= self._skip:
-                    self._skip -= len(data)
-                    continue
-                data = data[self._skip :]
-                self._skip = 0
-            if self._left is not None:
-                if len(data) >= self._left:
-                    yield data[: self._left]
-                    self._left = 0
-                    return
-                self._left -= len(data)
-            yield data
-
-    def close(self) -> None:
-        self.response.close()
 
 
 class RegistryClient(Closing):
@@ -292,8 +205,8 @@ class RegistryClient(Closing):
         except httpx.HTTPError as e:
             raise RegistryUnavailable(f"token request failed: {e}", url=realm) from e
         if r.status_code != 200:
-            raise _status_error(
-                f"token request refused: {_error_detail(r)}", url=realm, status=r.status_code
+            raise status_error(
+                f"token request refused: {error_detail(r)}", url=realm, status=r.status_code
             )
         # a broken token answer is often a proxy's passing error page: worth a retry
         try:
@@ -354,7 +267,7 @@ class RegistryClient(Closing):
             else "the image does not exist or needs credentials (none found in the docker config)"
         )
         return RegistryError(
-            f"{_error_detail(response)}: {hint}",
+            f"{error_detail(response)}: {hint}",
             url=str(response.request.url),
             status=response.status_code,
         )
@@ -377,19 +290,19 @@ class RegistryClient(Closing):
             try:
                 r = self._send(host, ref, "GET", url, headers={"Accept": ACCEPT_MANIFESTS})
             except httpx.HTTPError as e:
-                last = _network_error(e, url=url, prefix="cannot fetch manifest: ")
+                last = network_error(e, url=url, prefix="cannot fetch manifest: ")
                 continue
             if r.status_code == 404:
                 # the image is missing here; the last host's answer decides
                 last = ImageNotFound(
-                    f"{ref}: image not found in the registry ({url}: {_error_detail(r)})"
+                    f"{ref}: image not found in the registry ({url}: {error_detail(r)})"
                 )
                 continue
             if r.status_code in (401, 403):
                 raise self._unauthorized(r, ref)
             if r.status_code != 200:
-                last = _status_error(
-                    f"manifest request failed: {_error_detail(r)}", url=url, status=r.status_code
+                last = status_error(
+                    f"manifest request failed: {error_detail(r)}", url=url, status=r.status_code
                 )
                 continue
             raw = r.content
@@ -439,13 +352,13 @@ class RegistryClient(Closing):
             try:
                 r = self._send(host, ref, "HEAD", url)
             except httpx.HTTPError as e:
-                last = _network_error(e, url=url, prefix="HEAD failed: ")
+                last = network_error(e, url=url, prefix="HEAD failed: ")
                 continue
             if r.status_code == 200:
                 return int(r.headers.get("Content-Length", "0"))
             if r.status_code in (401, 403):
                 raise self._unauthorized(r, ref)
-            last = _status_error(f"HEAD failed: {_error_detail(r)}", url=url, status=r.status_code)
+            last = status_error(f"HEAD failed: {error_detail(r)}", url=url, status=r.status_code)
         assert last is not None
         raise last
 
@@ -468,9 +381,9 @@ class RegistryClient(Closing):
             try:
                 r = self._send(host, ref, "GET", url, headers=headers, stream=True)
             except httpx.TimeoutException as e:
-                raise _network_error(e, url=None) from e
+                raise network_error(e, url=None) from e
             except httpx.HTTPError as e:
-                last = _network_error(e, url=None)
+                last = network_error(e, url=None)
                 last.__cause__ = e
                 continue
             if r.status_code in (200, 206):
@@ -495,13 +408,8 @@ class RegistryClient(Closing):
                 raise self._unauthorized(r, ref)
             r.read()
             r.close()
-            last = _status_error(
-                f"blob request failed: {_error_detail(r)}", url=url, status=r.status_code
+            last = status_error(
+                f"blob request failed: {error_detail(r)}", url=url, status=r.status_code
             )
         assert last is not None
         raise last
-
-
-def _describe(e: httpx.HTTPError) -> str:
-    text = str(e) or type(e).__name__
-    return f"{type(e).__name__}: {text}" if text != type(e).__name__ else text

@@ -222,6 +222,7 @@ class Puller:
         stop = threading.Event()
 
         def heartbeat() -> None:
+            # a display cadence in real time (like Progress's); the elapsed time is the clock's
             while not stop.wait(5.0):
                 self.emit(
                     {
@@ -247,63 +248,32 @@ class Puller:
         finally:
             stop.set()
 
-    def pull(self, image: str) -> PullResult:
-        """Pull ``image``; see the module docstring. Emits events through ``emit``."""
-        t0 = self.clock.monotonic()
-        self.reference = ref = parse_reference(image)
-        self.emit({"event": "phase", "phase": "resolving", "elapsed_seconds": 0.0})
-        target = self.registry.pull_target(ref, self.options.platform)
-        self._target = target
-        manifest = target.manifest
-        total = manifest.blobs_size
-        present_id = self._present(ref, manifest.digest)
-        if present_id is not None:
-            result = PullResult(
-                reference=str(ref),
-                manifest_digest=manifest.digest,
-                image_id=present_id,
-                total_bytes=total,
-                fetched_bytes=0,
-                fetch_seconds=0.0,
-                unpack_seconds=0.0,
-                total_seconds=self.clock.monotonic() - t0,
-                retries=0,
-                already_present=True,
-            )
-            self.emit({"event": "done", **result.to_json()})
-            return result
-        self._ensure_lease(manifest.digest)
-        self._labels = self._labels_for(target)
-        plans = self._blob_plans(target)
-        for b in plans:
-            if b.committed:
-                self.attach_content(b.descriptor.digest)
-        self.emit(
-            {
-                "event": "resolved",
-                "image": str(ref),
-                "manifest_digest": manifest.digest,
-                "index_digest": target.index.digest if target.index else None,
-                "platform": str(target.platform),
-                "lease": self.lease_id,
-                "total_bytes": total,
-                "present_bytes": total - sum(b.remaining_bytes for b in plans),
-                "blobs": [
-                    {
-                        "role": b.role,
-                        "digest": b.descriptor.digest,
-                        "media_type": b.descriptor.media_type,
-                        "size_bytes": b.descriptor.size,
-                        "committed": b.committed,
-                        "offset_bytes": b.descriptor.size if b.committed else b.ingest_offset_bytes,
-                    }
-                    for b in plans
-                ],
-            }
-        )
-        protect = (str(ref), f"{ref.name}@{manifest.digest}", manifest.config.digest)
-        self._check_space(plans, protect)
+    def _resolved_event(self, target: PullTarget, plans: Sequence[BlobPlan]) -> dict[str, Any]:
+        manifest, total = target.manifest, target.manifest.blobs_size
+        return {
+            "event": "resolved",
+            "image": str(self.reference),
+            "manifest_digest": manifest.digest,
+            "index_digest": target.index.digest if target.index else None,
+            "platform": str(target.platform),
+            "lease": self.lease_id,
+            "total_bytes": total,
+            "present_bytes": total - sum(b.remaining_bytes for b in plans),
+            "blobs": [
+                {
+                    "role": b.role,
+                    "digest": b.descriptor.digest,
+                    "media_type": b.descriptor.media_type,
+                    "size_bytes": b.descriptor.size,
+                    "committed": b.committed,
+                    "offset_bytes": b.descriptor.size if b.committed else b.ingest_offset_bytes,
+                }
+                for b in plans
+            ],
+        }
 
+    def _fetch_all(self, target: PullTarget, plans: Sequence[BlobPlan]) -> float:
+        """Step 5: every blob, then the manifests; returns the seconds it took."""
         fetch_start = self.clock.monotonic()
         self.emit({"event": "phase", "phase": "fetching", "elapsed_seconds": 0.0})
         for b in plans:
@@ -319,8 +289,11 @@ class Puller:
         finally:
             self.progress.stop()
         self._write_manifests(target)
-        fetch_seconds = self.clock.monotonic() - fetch_start
+        return self.clock.monotonic() - fetch_start
 
+    def _register(self, target: PullTarget) -> tuple[str, float]:
+        """Step 6: unpack through CRI, drop the lease; the image id and the seconds taken."""
+        ref, manifest = self.reference, target.manifest
         unpack_start = self.clock.monotonic()
         self._unpack(ref)
         unpack_seconds = self.clock.monotonic() - unpack_start
@@ -336,11 +309,48 @@ class Puller:
             )
         with contextlib.suppress(MlnodeError):
             self.containerd.delete_lease(self.lease_id)
+        return image_id, unpack_seconds
+
+    def pull(self, image: str) -> PullResult:
+        """Pull ``image``; see the package docstring. Emits events through ``emit``."""
+        t0 = self.clock.monotonic()
+        self.reference = ref = parse_reference(image)
+        self.emit({"event": "phase", "phase": "resolving", "elapsed_seconds": 0.0})
+        target = self.registry.pull_target(ref, self.options.platform)
+        self._target = target
+        manifest = target.manifest
+        present_id = self._present(ref, manifest.digest)
+        if present_id is not None:
+            result = PullResult(
+                reference=str(ref),
+                manifest_digest=manifest.digest,
+                image_id=present_id,
+                total_bytes=manifest.blobs_size,
+                fetched_bytes=0,
+                fetch_seconds=0.0,
+                unpack_seconds=0.0,
+                total_seconds=self.clock.monotonic() - t0,
+                retries=0,
+                already_present=True,
+            )
+            self.emit({"event": "done", **result.to_json()})
+            return result
+        self._ensure_lease(manifest.digest)
+        self._labels = self._labels_for(target)
+        plans = self._blob_plans(target)
+        for b in plans:
+            if b.committed:
+                self.attach_content(b.descriptor.digest)
+        self.emit(self._resolved_event(target, plans))
+        protect = (str(ref), f"{ref.name}@{manifest.digest}", manifest.config.digest)
+        self._check_space(plans, protect)
+        fetch_seconds = self._fetch_all(target, plans)
+        image_id, unpack_seconds = self._register(target)
         result = PullResult(
             reference=str(ref),
             manifest_digest=manifest.digest,
             image_id=image_id,
-            total_bytes=total,
+            total_bytes=manifest.blobs_size,
             fetched_bytes=self.progress.fetched_bytes,
             fetch_seconds=fetch_seconds,
             unpack_seconds=unpack_seconds,
