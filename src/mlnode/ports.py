@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
@@ -106,7 +106,7 @@ class ContentIngest(Protocol):
 
 
 class ContentStore(Protocol):
-    """containerd's Content and Leases services as a pull uses them."""
+    """containerd's Content and Leases services as a pull (and GC) uses them."""
 
     @property
     def endpoint(self) -> str: ...
@@ -114,6 +114,10 @@ class ContentStore(Protocol):
     def has_content(self, digest: str) -> bool: ...
 
     def status(self, ref: str) -> IngestStatus | None: ...
+
+    def list_statuses(self, filters: Sequence[str] = ()) -> list[IngestStatus]:
+        """Every write in progress (a kubelet's pulls too): what GC must not touch."""
+        ...
 
     def writer(
         self,

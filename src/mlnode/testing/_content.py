@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mlnode.errors import RuntimeError_, RuntimeUnavailable
@@ -188,6 +188,12 @@ class FakeContentStore:
             return IngestStatus(
                 ref, len(ing.data), ing.total_bytes, None, None, expected_digest=ing.expected_digest
             )
+
+    def list_statuses(self, filters: Sequence[str] = ()) -> list[IngestStatus]:
+        """Every ingest; the fake does not interpret ``filters``."""
+        with self._lock:
+            refs = list(self._ingests)
+        return [s for s in map(self.status, refs) if s is not None]
 
     def writer(
         self,
