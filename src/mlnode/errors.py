@@ -5,17 +5,28 @@
     │   └── VersionError            exit 2: a version string we cannot parse or do not know
     ├── InputError                  exit 2: a file we cannot use; carries path and line
     ├── RuntimeError_               exit 3: the container runtime
-    │   ├── RuntimeUnavailable      socket missing, connection refused, runtime down
+    │   ├── RuntimeUnavailable  (R) socket missing, connection refused, runtime down
     │   ├── RuntimePermissionDenied socket exists but we may not talk to it
     │   ├── ImageNotFound           the runtime or registry does not know the image
     │   └── RuntimeCallFailed       any other gRPC failure, with the status code
+    │       └── RuntimeCallInterrupted (R) UNKNOWN, CANCELLED, INTERNAL, ABORTED: cut short
     ├── RegistryError               exit 4: the registry answered with an error or not at all
+    │   ├── RegistryUnavailable (R) 5xx, 408, 429, or no HTTP answer
+    │   │   ├── RegistryConnectionLost (R) connection dropped or refused, body ended early
+    │   │   └── RegistryStalled     (R) no new byte within the read (stall) deadline
     │   └── DigestMismatch          bytes received do not hash to the digest asked for
     ├── InsufficientSpace           exit 5: the image cannot fit, even after GC
     ├── PullStalled                 exit 6: no new byte within the stall deadline
     └── ApplyError                  exit 7: applying settings to a node failed (files restored)
         ├── LockHeld                another apply holds the node lock
         └── VerificationFailed      the services did not come back healthy with the new values
+
+(R) marks the :class:`Retryable` ones: the same call may succeed when tried again after a
+wait (``mlnode pull`` retries them with backoff). Every other error is permanent: trying
+again without changing something gives the same answer. Retryability is decided where a
+failure is translated (:mod:`mlnode.runtime.errors` for gRPC status codes,
+:mod:`mlnode.registry.client` for HTTP statuses and httpx failures), never by callers
+reading codes or messages.
 
 Every exception renders as one line (``str(exc)``) that names the file:line, option
 or endpoint involved, so the CLI can print it as-is.
@@ -34,8 +45,13 @@ __all__ = [
     "LockHeld",
     "MlnodeError",
     "PullStalled",
+    "RegistryConnectionLost",
     "RegistryError",
+    "RegistryStalled",
+    "RegistryUnavailable",
+    "Retryable",
     "RuntimeCallFailed",
+    "RuntimeCallInterrupted",
     "RuntimeError_",
     "RuntimePermissionDenied",
     "RuntimeUnavailable",
@@ -49,6 +65,14 @@ class MlnodeError(Exception):
     """Base of every error mlnode reports to a person."""
 
     exit_code: int = 1
+
+
+class Retryable(Exception):
+    """Marker mixin: the failure may pass, so the same call is worth trying again.
+
+    Combined with an :class:`MlnodeError` subclass (which gives the exit code); catch it
+    with ``except Retryable``. An error without it is permanent.
+    """
 
 
 class UsageError(MlnodeError):
@@ -89,8 +113,9 @@ class RuntimeError_(MlnodeError):
         super().__init__(f"{endpoint}: {message}" if endpoint else message)
 
 
-class RuntimeUnavailable(RuntimeError_):
-    """Socket missing, connection refused, or the runtime is not serving."""
+class RuntimeUnavailable(RuntimeError_, Retryable):
+    """Socket missing, connection refused, or the runtime is not serving (it may come back,
+    e.g. after a restart)."""
 
 
 class RuntimePermissionDenied(RuntimeError_):
@@ -109,6 +134,11 @@ class RuntimeCallFailed(RuntimeError_):
         super().__init__(f"{message} ({code})", endpoint=endpoint)
 
 
+class RuntimeCallInterrupted(RuntimeCallFailed, Retryable):
+    """A call cut short rather than refused (gRPC UNKNOWN, CANCELLED, INTERNAL or ABORTED),
+    e.g. a stream broken by a runtime restart: trying again may work."""
+
+
 class RegistryError(MlnodeError):
     """The registry answered with an error, or did not answer."""
 
@@ -117,7 +147,21 @@ class RegistryError(MlnodeError):
     def __init__(self, message: str, *, url: str | None = None, status: int | None = None):
         self.url = url
         self.status = status
+        #: the message without the URL in front
+        self.detail = message
         super().__init__(f"{url}: {message}" if url else message)
+
+
+class RegistryUnavailable(RegistryError, Retryable):
+    """The registry answered 5xx, 408 or 429, or gave no HTTP answer: it may pass."""
+
+
+class RegistryConnectionLost(RegistryUnavailable):
+    """The connection could not be made or dropped, or a body ended before its length."""
+
+
+class RegistryStalled(RegistryUnavailable):
+    """No new byte arrived within the read deadline (``read_timeout_seconds``)."""
 
 
 class DigestMismatch(RegistryError):

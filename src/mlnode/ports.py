@@ -1,43 +1,219 @@
-"""Small interfaces (``typing.Protocol``) for the external systems mlnode talks to.
+"""The external systems mlnode talks to, as small structural interfaces (ports).
 
-Ops code takes these instead of the concrete gRPC clients, so the same logic runs
-against the real runtime and against the in-memory fakes in :mod:`mlnode.testing`.
-The concrete implementations live in :mod:`mlnode.runtime`; the value types they return
-are imported here only for type checking, so importing this module loads no gRPC.
+The pull engine (:mod:`mlnode.ops.pull`), and later a node-local mirror and a long-running
+agent, take these rather than the concrete clients, so their state machines can be run
+against the in-memory fakes in :mod:`mlnode.testing` with a virtual clock.
+
+    port            real implementation                         what it stands for
+    ──────────────  ──────────────────────────────────────────  ─────────────────────────
+    ContentStore    mlnode.runtime.containerd.ContainerdClient  containerd Content + Leases
+    ContentIngest   mlnode.runtime.containerd.ContentWriter     one Content.Write stream
+    ImageService    mlnode.runtime.cri.CriClient                CRI image/runtime calls
+    Registry        mlnode.registry.client.RegistryClient       an OCI distribution registry
+    BlobBody        mlnode.registry.client.BlobStream           one blob response body
+    PullStatusSource  ContainerdClient (ListStatuses only)      downloads in flight, for GC
+    FilesystemMeter   mlnode.runtime.fs.image_filesystem         statvfs of the image fs
+    Clock           SystemClock (here)                          time.monotonic + sleeping
+
+The signatures are the real clients' own, so those satisfy the ports structurally
+(checked by mypy at the end of this module). Errors are the real ones too: a port raises
+the :mod:`mlnode.errors` type the real client would (e.g. RegistryStalled when no byte
+arrives within the read deadline, RuntimeUnavailable while the runtime restarts).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:
-    from mlnode.runtime.cri import CriContainer, CriImage, RuntimeStatus, RuntimeVersion
+if TYPE_CHECKING:  # value types only: importing the ports loads no gRPC or HTTP client
+    from mlnode.registry.auth import Credentials
+    from mlnode.registry.client import PullTarget
+    from mlnode.registry.hosts import RegistryHost
+    from mlnode.registry.manifest import Platform
+    from mlnode.registry.reference import Reference
+    from mlnode.runtime.containerd import IngestStatus, Lease
+    from mlnode.runtime.cri import (
+        CriContainer,
+        CriImage,
+        RegistryAuth,
+        RuntimeStatus,
+        RuntimeVersion,
+    )
     from mlnode.runtime.fs import FilesystemUsage
 
-__all__ = ["FilesystemMeter", "ImageService"]
+__all__ = [
+    "BlobBody",
+    "Clock",
+    "ContentIngest",
+    "ContentStore",
+    "FilesystemMeter",
+    "ImageService",
+    "PullStatusSource",
+    "Registry",
+    "SystemClock",
+]
+
+
+class Clock(Protocol):
+    """Time as the pull state machine sees it: every read and every wait goes here."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        ...
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Wait ``seconds`` or until ``event`` is set, whichever is first; True if set.
+
+        A sleep another thread can cut short (a cancelled retry backoff)."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(seconds)
+
+
+class ContentIngest(Protocol):
+    """One open write of a blob into the content store, holding the ref's lock.
+
+    :attr:`offset_bytes` is where the ingest stands (an earlier writer's committed
+    bytes on open); bytes are only appended there."""
+
+    @property
+    def offset_bytes(self) -> int: ...
+
+    def write(self, data: bytes) -> int: ...
+
+    def restart_from_zero(self) -> None: ...
+
+    def commit(self, labels: Mapping[str, str] | None = None) -> str:
+        """Verify size and digest and store the blob (FailedPrecondition if they differ)."""
+        ...
+
+    def close(self) -> None:
+        """End the write without committing; the ingest stays for a later writer."""
+        ...
+
+
+class ContentStore(Protocol):
+    """containerd's Content and Leases services as a pull (and GC) uses them."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def has_content(self, digest: str) -> bool: ...
+
+    def status(self, ref: str) -> IngestStatus | None: ...
+
+    def list_statuses(self, filters: Sequence[str] = ()) -> list[IngestStatus]:
+        """Every write in progress (a kubelet's pulls too): what GC must not touch."""
+        ...
+
+    def writer(
+        self,
+        ref: str,
+        *,
+        total_bytes: int,
+        expected_digest: str,
+        lease_id: str | None = None,
+        chunk_bytes: int = ...,
+    ) -> ContentIngest:
+        """Open or resume the ingest ``ref``; AlreadyExists if the blob is stored already."""
+        ...
+
+    def abort(self, ref: str) -> bool: ...
+
+    def create_lease(
+        self,
+        lease_id: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        expire_after_seconds: float | None = None,
+    ) -> Lease: ...
+
+    def delete_lease(self, lease_id: str, *, sync: bool = False) -> None: ...
+
+    def add_lease_resource(self, lease_id: str, resource_id: str, resource_type: str) -> None: ...
 
 
 class ImageService(Protocol):
-    """The CRI calls image GC makes: :class:`mlnode.runtime.cri.CriClient` provides them."""
+    """The CRI calls mlnode makes: images for pull and GC, containers and status for GC."""
 
-    def list_images(self) -> list[CriImage]:
-        """Every image, with its size and pinned flag."""
-        ...
+    def version(self) -> RuntimeVersion: ...
 
-    def list_containers(self) -> list[CriContainer]:
-        """Every container, whatever its state (like the kubelet's GetPods(all=true))."""
-        ...
+    def status(self, *, verbose: bool = False) -> RuntimeStatus: ...
+
+    def list_containers(self) -> list[CriContainer]: ...
+
+    def list_images(self) -> list[CriImage]: ...
+
+    def image_status(self, ref: str) -> CriImage | None: ...
+
+    def pull_image(
+        self,
+        ref: str,
+        auth: RegistryAuth | None = None,
+        timeout_seconds: float | None = None,
+    ) -> str: ...
 
     def remove_image(self, ref: str) -> None:
-        """Remove ``ref``; a missing image is success."""
+        """Remove ``ref`` (id, tag or digest); an unknown image is success, as in CRI."""
         ...
 
-    def status(self, *, verbose: bool = False) -> RuntimeStatus:
-        """Runtime conditions; ``verbose`` adds the runtime's own info (its config)."""
+    def close(self) -> None:
+        """Release the connection."""
         ...
 
-    def version(self) -> RuntimeVersion:
-        """The runtime's name and version."""
+
+class BlobBody(Protocol):
+    """An open blob response: the bytes asked for, as they arrive."""
+
+    @property
+    def url(self) -> str: ...
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """Pieces of the body; RegistryStalled / RegistryConnectionLost when it breaks."""
+        ...
+
+
+class Registry(Protocol):
+    """What a pull asks of the registry (with mirrors and credentials behind it)."""
+
+    def hosts(self, ref: Reference, capability: str) -> list[RegistryHost]: ...
+
+    def credentials(self, ref: Reference) -> Credentials | None: ...
+
+    def pull_target(self, ref: Reference, platform: Platform) -> PullTarget: ...
+
+    def open_blob(
+        self, ref: Reference, digest: str, *, start: int = 0, end: int | None = None
+    ) -> AbstractContextManager[BlobBody]:
+        """The blob from byte ``start`` to ``end`` inclusive (``Range``)."""
+        ...
+
+
+class PullStatusSource(Protocol):
+    """Downloads in progress, as containerd's Content service lists them (``ListStatuses``);
+    the part of :class:`ContentStore` image GC needs."""
+
+    def list_statuses(self, filters: Sequence[str] = ()) -> list[IngestStatus]:
+        """Writes in progress in the namespace, including pulls started by the kubelet."""
         ...
 
     def close(self) -> None:
@@ -50,3 +226,30 @@ class FilesystemMeter(Protocol):
     ``lambda: mlnode.runtime.fs.image_filesystem(root)``."""
 
     def __call__(self) -> FilesystemUsage: ...
+
+
+if TYPE_CHECKING:  # mypy checks that the real clients satisfy the ports; never runs
+    from mlnode.registry.client import BlobStream, RegistryClient
+    from mlnode.runtime.containerd import ContainerdClient, ContentWriter
+    from mlnode.runtime.cri import CriClient
+
+    def _content_store(c: ContainerdClient) -> ContentStore:
+        return c
+
+    def _content_ingest(w: ContentWriter) -> ContentIngest:
+        return w
+
+    def _image_service(c: CriClient) -> ImageService:
+        return c
+
+    def _pull_statuses(c: ContainerdClient) -> PullStatusSource:
+        return c
+
+    def _registry(r: RegistryClient) -> Registry:
+        return r
+
+    def _blob_body(b: BlobStream) -> BlobBody:
+        return b
+
+    def _system_clock(c: SystemClock) -> Clock:
+        return c

@@ -1,5 +1,5 @@
 """The GC executor's collect → plan → execute cycle over the ports, against the in-memory
-fakes of mlnode.testing.gc_fakes: what GC must never remove, and what a dry run leaves."""
+fakes of mlnode.testing: what GC must never remove, and what a dry run leaves."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from mlnode.gc import GcPolicy, ImageRecord, ImageState, PolicyName, plan
 from mlnode.ops.gc_runtime import CriGcRuntime, GcRun, collect, execute
 from mlnode.ops.image_state import ImageStateFile
 from mlnode.runtime.cri import ContainerState, CriImage
-from mlnode.testing.gc_fakes import FakeFilesystem, FakeImageService, FakePullStatuses
+from mlnode.testing import FakeFilesystem, FakeImageService, FakePullStatuses
 
 NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)
 LONG_AGO = NOW - timedelta(days=10)

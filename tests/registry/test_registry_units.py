@@ -6,12 +6,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from mlnode.errors import DigestMismatch, ImageNotFound, InputError, RegistryError, UsageError
+from mlnode.errors import (
+    DigestMismatch,
+    ImageNotFound,
+    InputError,
+    RegistryConnectionLost,
+    RegistryError,
+    RegistryStalled,
+    RegistryUnavailable,
+    Retryable,
+    UsageError,
+)
 from mlnode.registry.auth import (
     Credentials,
     credentials_for,
@@ -335,3 +346,70 @@ def test_client_digest_mismatch_and_range_ignored() -> None:
         client.fetch_manifest(ref)
     with client.open_blob(ref, "sha256:" + "2" * 64, start=4, end=6) as blob:
         assert b"".join(blob.iter_bytes()) == b"456"
+
+
+# -- retryable vs permanent, as types ----------------------------------------------------------
+
+
+def test_blob_failures_are_typed_by_whether_a_retry_may_help() -> None:
+    """5xx/429 and broken or silent connections are Retryable (stall and drop told apart by
+    type); a 404 or 403 is permanent; no httpx exception leaves the client."""
+    answers: dict[str, Callable[[httpx.Request], httpx.Response]] = {}
+
+    def raise_(exc: type[httpx.TransportError]) -> Callable[[httpx.Request], httpx.Response]:
+        def handler(request: httpx.Request) -> httpx.Response:
+            raise exc("boom", request=request)
+
+        return handler
+
+    answers["1"] = lambda r: httpx.Response(503)
+    answers["2"] = lambda r: httpx.Response(429)
+    answers["3"] = lambda r: httpx.Response(404)
+    answers["4"] = lambda r: httpx.Response(403)
+    answers["5"] = raise_(httpx.ReadTimeout)
+    answers["6"] = raise_(httpx.ConnectError)
+    answers["7"] = raise_(httpx.ConnectTimeout)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answers[request.url.path[-1]](request)
+
+    client = RegistryClient(hosts_dir=None, credentials={}, transport=httpx.MockTransport(handler))
+    ref = parse_reference("reg.io/app:1")
+
+    def failure(n: str) -> RegistryError:
+        with pytest.raises(RegistryError) as e, client.open_blob(ref, "sha256:" + n * 64):
+            pass
+        return e.value
+
+    assert type(failure("1")) is RegistryUnavailable and failure("1").status == 503
+    assert type(failure("2")) is RegistryUnavailable
+    assert type(failure("3")) is RegistryError and not isinstance(failure("3"), Retryable)
+    assert not isinstance(failure("4"), Retryable)
+    stalled = failure("5")
+    assert type(stalled) is RegistryStalled and isinstance(stalled, Retryable)
+    assert stalled.detail == "ReadTimeout: boom" and stalled.url and "/blobs/" in stalled.url
+    assert type(failure("6")) is RegistryConnectionLost
+    assert type(failure("7")) is RegistryConnectionLost
+    client.close()
+
+
+def test_a_body_that_breaks_mid_stream_is_a_lost_connection() -> None:
+    class Broken(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"0123"
+            raise httpx.RemoteProtocolError("peer closed connection")
+
+    client = RegistryClient(
+        hosts_dir=None,
+        credentials={},
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, stream=Broken())),
+    )
+    got = b""
+    with (
+        pytest.raises(RegistryConnectionLost, match="RemoteProtocolError: peer closed"),
+        client.open_blob(parse_reference("reg.io/app:1"), "sha256:" + "1" * 64) as blob,
+    ):
+        for piece in blob.iter_bytes():
+            got += piece
+    assert got == b"0123", "every byte that arrived was handed on"
+    client.close()

@@ -8,11 +8,25 @@ import time
 import warnings
 from pathlib import Path
 
+import grpc
 import pytest
 
-from mlnode.errors import RuntimePermissionDenied, RuntimeUnavailable
+from mlnode.errors import (
+    Retryable,
+    RuntimeCallFailed,
+    RuntimeCallInterrupted,
+    RuntimePermissionDenied,
+    RuntimeUnavailable,
+)
 from mlnode.runtime.containerd import ContainerdClient
 from mlnode.runtime.cri import CriClient
+from mlnode.runtime.errors import (
+    AlreadyExists,
+    ContentNotFound,
+    FailedPrecondition,
+    IngestLocked,
+    translate_rpc_error,
+)
 
 
 def test_missing_socket_fails_fast_naming_the_path(tmp_path: Path) -> None:
@@ -104,3 +118,50 @@ def test_permission_denied_on_socket(tmp_path_factory: pytest.TempPathFactory) -
         s.close()
         path.unlink(missing_ok=True)
         d.rmdir()
+
+
+class _RpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+@pytest.mark.parametrize(
+    ("code", "details", "kind", "retryable"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, "connection reset", RuntimeUnavailable, True),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "ref layer-sha256:ab locked: unavailable",
+            IngestLocked,
+            True,
+        ),
+        (grpc.StatusCode.UNKNOWN, "stream broken", RuntimeCallInterrupted, True),
+        (grpc.StatusCode.INTERNAL, "transport", RuntimeCallInterrupted, True),
+        (grpc.StatusCode.ABORTED, "aborted", RuntimeCallInterrupted, True),
+        (grpc.StatusCode.CANCELLED, "cancelled", RuntimeCallInterrupted, True),
+        (grpc.StatusCode.FAILED_PRECONDITION, "unexpected digest", FailedPrecondition, False),
+        (grpc.StatusCode.ALREADY_EXISTS, "exists", AlreadyExists, False),
+        (grpc.StatusCode.NOT_FOUND, "no such blob", ContentNotFound, False),
+        (grpc.StatusCode.PERMISSION_DENIED, "no", RuntimePermissionDenied, False),
+        (grpc.StatusCode.INVALID_ARGUMENT, "bad", RuntimeCallFailed, False),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "slow", RuntimeCallFailed, False),
+    ],
+)
+def test_retryability_is_the_translated_type(
+    code: grpc.StatusCode, details: str, kind: type[Exception], retryable: bool
+) -> None:
+    err = translate_rpc_error(
+        _RpcError(code, details),
+        endpoint="unix:///run/c.sock",
+        method="Content/Write",
+        not_found=ContentNotFound,
+    )
+    assert type(err) is kind
+    assert isinstance(err, Retryable) is retryable
+    assert str(err).startswith("unix:///run/c.sock: Content/Write: ")

@@ -6,7 +6,7 @@ containers, removal), a :class:`PullStatusSource` (containerd's Content service:
 flight) and a :class:`~mlnode.ports.FilesystemMeter` (default: ``statvfs`` of the
 runtime's root directory, as the kubelet's cAdvisor reads it; CRI ``ImageFsInfo`` counts
 only containerd's snapshotter and would miss the content store). The in-memory fakes in
-:mod:`mlnode.testing.gc_fakes` stand in for the ports in tests.
+:mod:`mlnode.testing` stand in for the ports in tests.
 
 :func:`collect` turns what the runtime reports into planner input, recording first-seen
 and last-used times in the :class:`~mlnode.ops.image_state.ImageStateFile`.
@@ -33,10 +33,10 @@ from mlnode.errors import (
 )
 from mlnode.gc import FilesystemState, GcImage, GcPlan, ImageState, ObservedImage, Removal, detect
 from mlnode.ops.image_state import ImageStateFile
-from mlnode.ports import FilesystemMeter, ImageService
+from mlnode.ports import FilesystemMeter, ImageService, PullStatusSource
 
 if TYPE_CHECKING:  # the gRPC clients load only when a live runtime is used
-    from mlnode.runtime.containerd import IngestStatus
+    pass
 
 __all__ = [
     "CollectedState",
@@ -44,7 +44,6 @@ __all__ = [
     "GcRun",
     "GcRuntime",
     "Outcome",
-    "PullStatusSource",
     "RemovalOutcome",
     "RuntimeImage",
     "collect",
@@ -248,19 +247,6 @@ def execute(runtime: GcRuntime, plan: GcPlan, *, dry_run: bool) -> GcRun:
 
 
 # --- the adapter over the ports -------------------------------------------------------
-
-
-class PullStatusSource(Protocol):
-    """Downloads in progress: what :class:`mlnode.runtime.containerd.ContainerdClient`
-    reports from its Content service (``ListStatuses``)."""
-
-    def list_statuses(self) -> Sequence[IngestStatus]:
-        """Writes in progress in the namespace, including pulls started by the kubelet."""
-        ...
-
-    def close(self) -> None:
-        """Release the connection."""
-        ...
 
 
 class CriGcRuntime:

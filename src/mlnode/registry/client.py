@@ -7,12 +7,16 @@ when every host failed the last answer decides the error:
 
     every host said 404 for the manifest     ImageNotFound   (exit 3, one line)
     401/403 after authenticating             RegistryError(status=401/403)
-    anything else                            RegistryError(url=…, status=… or None)
+    5xx, 408, 429, or no HTTP status         RegistryUnavailable (retryable)
+    connection refused/dropped, connect      RegistryConnectionLost (retryable)
+      timeout
+    anything else                            RegistryError(url=…, status=…)
     bytes that hash to another digest        DigestMismatch
 
 Blob bodies are streamed; a read that waits longer than ``read_timeout_seconds`` for the
-next byte raises ``httpx.ReadTimeout`` (the stall deadline), a dropped connection
-``httpx.TransportError``. The caller (``mlnode.ops.pull``) retries those with ``Range``.
+next byte raises RegistryStalled (the stall deadline), a dropped connection
+RegistryConnectionLost: no httpx exception leaves this module. The caller
+(``mlnode.ops.pull``) retries the :class:`~mlnode.errors.Retryable` ones with ``Range``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ import httpx
 
 from mlnode import __version__
 from mlnode._closing import Closing
-from mlnode.errors import DigestMismatch, ImageNotFound, RegistryError
+from mlnode.errors import (
+    DigestMismatch,
+    ImageNotFound,
+    RegistryError,
+    RegistryUnavailable,
+)
+from mlnode.registry._http import BlobStream, error_detail, network_error, status_error
 from mlnode.registry.auth import (
     Challenge,
     Credentials,
@@ -66,9 +76,6 @@ def _tune_httpcore() -> None:
         HTTP11Connection.READ_NUM_BYTES = _READ_NUM_BYTES
 
 
-_MAX_ERROR_CHARS = 200
-
-
 @dataclass(frozen=True)
 class Resolved:
     """A manifest or index as fetched: its digest, media type, bytes and the host used."""
@@ -92,64 +99,8 @@ class PullTarget:
     platform: Platform
 
 
-def _error_detail(response: httpx.Response) -> str:
-    """``MANIFEST_UNKNOWN: manifest unknown`` from a distribution error body, or the reason."""
-    try:
-        body = response.json()
-        errs = body.get("errors") if isinstance(body, dict) else None
-        if isinstance(errs, list) and errs and isinstance(errs[0], dict):
-            code = str(errs[0].get("code", ""))
-            msg = str(errs[0].get("message", ""))
-            return f"{code}: {msg}"[:_MAX_ERROR_CHARS] if code else msg[:_MAX_ERROR_CHARS]
-    except (ValueError, httpx.ResponseNotRead):
-        pass
-    return response.reason_phrase or f"HTTP {response.status_code}"
-
-
 def _digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class BlobStream:
-    """An open blob body from ``start`` (and up to ``end`` inclusive, if given).
-
-    If the registry ignores ``Range`` and sends the whole blob, the leading bytes are
-    skipped here, so callers always see the bytes they asked for.
-    """
-
-    def __init__(
-        self, response: httpx.Response, *, start: int, end: int | None, host: RegistryHost
-    ) -> None:
-        self.response = response
-        self.host = host
-        self.start = start
-        self.end = end
-        self.url = str(response.request.url)
-        self._skip = start if response.status_code == 200 else 0
-        self._left = None if end is None else end - start + 1
-
-    def iter_bytes(self) -> Iterator[bytes]:
-        """The body as it arrives (one piece per socket read, up to 1 MiB): nothing is held
-        back, so a cut connection loses no byte that reached this process."""
-        r = self.response
-        # A body already in memory (e.g. from a mock transport) cannot be streamed again.
-        for data in iter([r.content]) if r.is_stream_consumed else r.iter_raw():
-            if self._skip:
-                if len(data) <= self._skip:
-                    self._skip -= len(data)
-                    continue
-                data = data[self._skip :]
-                self._skip = 0
-            if self._left is not None:
-                if len(data) >= self._left:
-                    yield data[: self._left]
-                    self._left = 0
-                    return
-                self._left -= len(data)
-            yield data
-
-    def close(self) -> None:
-        self.response.close()
 
 
 class RegistryClient(Closing):
@@ -252,18 +203,19 @@ class RegistryClient(Closing):
                 headers = {"Authorization": creds.basic_header()} if creds else {}
                 r = client.get(realm, params=params, headers=headers)
         except httpx.HTTPError as e:
-            raise RegistryError(f"token request failed: {e}", url=realm) from e
+            raise RegistryUnavailable(f"token request failed: {e}", url=realm) from e
         if r.status_code != 200:
-            raise RegistryError(
-                f"token request refused: {_error_detail(r)}", url=realm, status=r.status_code
+            raise status_error(
+                f"token request refused: {error_detail(r)}", url=realm, status=r.status_code
             )
+        # a broken token answer is often a proxy's passing error page: worth a retry
         try:
             body = r.json()
         except ValueError as e:
-            raise RegistryError("token response is not JSON", url=realm) from e
+            raise RegistryUnavailable("token response is not JSON", url=realm) from e
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise RegistryError("token response has no token", url=realm)
+            raise RegistryUnavailable("token response has no token", url=realm)
         return token
 
     def _send(
@@ -315,7 +267,7 @@ class RegistryClient(Closing):
             else "the image does not exist or needs credentials (none found in the docker config)"
         )
         return RegistryError(
-            f"{_error_detail(response)}: {hint}",
+            f"{error_detail(response)}: {hint}",
             url=str(response.request.url),
             status=response.status_code,
         )
@@ -338,19 +290,19 @@ class RegistryClient(Closing):
             try:
                 r = self._send(host, ref, "GET", url, headers={"Accept": ACCEPT_MANIFESTS})
             except httpx.HTTPError as e:
-                last = RegistryError(f"cannot fetch manifest: {_describe(e)}", url=url)
+                last = network_error(e, url=url, prefix="cannot fetch manifest: ")
                 continue
             if r.status_code == 404:
                 # the image is missing here; the last host's answer decides
                 last = ImageNotFound(
-                    f"{ref}: image not found in the registry ({url}: {_error_detail(r)})"
+                    f"{ref}: image not found in the registry ({url}: {error_detail(r)})"
                 )
                 continue
             if r.status_code in (401, 403):
                 raise self._unauthorized(r, ref)
             if r.status_code != 200:
-                last = RegistryError(
-                    f"manifest request failed: {_error_detail(r)}", url=url, status=r.status_code
+                last = status_error(
+                    f"manifest request failed: {error_detail(r)}", url=url, status=r.status_code
                 )
                 continue
             raw = r.content
@@ -400,13 +352,13 @@ class RegistryClient(Closing):
             try:
                 r = self._send(host, ref, "HEAD", url)
             except httpx.HTTPError as e:
-                last = RegistryError(f"HEAD failed: {_describe(e)}", url=url)
+                last = network_error(e, url=url, prefix="HEAD failed: ")
                 continue
             if r.status_code == 200:
                 return int(r.headers.get("Content-Length", "0"))
             if r.status_code in (401, 403):
                 raise self._unauthorized(r, ref)
-            last = RegistryError(f"HEAD failed: {_error_detail(r)}", url=url, status=r.status_code)
+            last = status_error(f"HEAD failed: {error_detail(r)}", url=url, status=r.status_code)
         assert last is not None
         raise last
 
@@ -416,21 +368,23 @@ class RegistryClient(Closing):
     ) -> Iterator[BlobStream]:
         """Stream the blob from byte ``start`` (to ``end`` inclusive) with ``Range``.
 
-        Hosts are tried in order for opening; once a body is streaming, read errors
-        (``httpx.ReadTimeout``, ``httpx.TransportError``) reach the caller.
+        Hosts are tried in order for opening (a timeout is not: it raises at once); once a
+        body is streaming, read errors reach the caller as RegistryStalled or
+        RegistryConnectionLost.
         """
         headers: dict[str, str] = {}
         if start > 0 or end is not None:
             headers["Range"] = f"bytes={start}-{'' if end is None else end}"
-        last: Exception | None = None
+        last: RegistryError | None = None
         for host in self.hosts(ref, "pull"):
             url = host.url(f"/{ref.repository}/blobs/{digest}")
             try:
                 r = self._send(host, ref, "GET", url, headers=headers, stream=True)
-            except httpx.TimeoutException:
-                raise
+            except httpx.TimeoutException as e:
+                raise network_error(e, url=None) from e
             except httpx.HTTPError as e:
-                last = e
+                last = network_error(e, url=None)
+                last.__cause__ = e
                 continue
             if r.status_code in (200, 206):
                 if r.status_code == 206:
@@ -454,15 +408,8 @@ class RegistryClient(Closing):
                 raise self._unauthorized(r, ref)
             r.read()
             r.close()
-            last = RegistryError(
-                f"blob request failed: {_error_detail(r)}", url=url, status=r.status_code
+            last = status_error(
+                f"blob request failed: {error_detail(r)}", url=url, status=r.status_code
             )
-        if isinstance(last, httpx.HTTPError):
-            raise last
         assert last is not None
         raise last
-
-
-def _describe(e: httpx.HTTPError) -> str:
-    text = str(e) or type(e).__name__
-    return f"{type(e).__name__}: {text}" if text != type(e).__name__ else text

@@ -10,27 +10,28 @@ images live in ``k8s.io``); content written under a lease carries ``containerd-l
 
 from __future__ import annotations
 
-import queue
-import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
 from google.protobuf.empty_pb2 import Empty as _Empty
 from google.protobuf.field_mask_pb2 import FieldMask
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlnode._closing import Closing
-from mlnode.errors import RuntimeCallFailed
+from mlnode.runtime._content_writer import (
+    CONTENT_SERVICE,
+    WRITE_CHUNK_BYTES,
+    ContentWriter,
+)
+from mlnode.runtime._content_writer import proto_time as _time
 from mlnode.runtime._grpc import Connection, Metadata
 from mlnode.runtime._proto import containerd_content_pb2 as content_pb
 from mlnode.runtime._proto import containerd_images_pb2 as images_pb
 from mlnode.runtime._proto import containerd_leases_pb2 as leases_pb
 from mlnode.runtime._proto import containerd_types_pb2 as types_pb
-from mlnode.runtime.errors import ContentNotFound, translate_rpc_error
+from mlnode.runtime.errors import ContentNotFound
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -48,17 +49,10 @@ DEFAULT_NAMESPACE = "k8s.io"
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
 GC_EXPIRE_LABEL = "containerd.io/gc.expire"
-WRITE_CHUNK_BYTES = 1024 * 1024
 
-_CONTENT = "/containerd.services.content.v1.Content/"
+_CONTENT = CONTENT_SERVICE
 _LEASES = "/containerd.services.leases.v1.Leases/"
 _IMAGES = "/containerd.services.images.v1.Images/"
-
-
-def _time(ts: Timestamp) -> datetime | None:
-    if ts.seconds == 0 and ts.nanos == 0:
-        return None
-    return ts.ToDatetime(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -138,157 +132,6 @@ def _image(i: images_pb.Image) -> ContainerdImage:
         created_at=_time(i.created_at),
         updated_at=_time(i.updated_at),
     )
-
-
-class ContentWriter(Closing):
-    """One ``Content.Write`` stream on ``ref``; holds containerd's lock on the ref.
-
-    On open it asks for the ref's status: :attr:`offset_bytes` is where the ingest stands
-    (0 for a new one, the committed size for one left by an earlier writer, a crash or a
-    containerd restart). Send the bytes from that offset on with :meth:`write`, then
-    :meth:`commit`. Closing without commit keeps the ingest for a later writer;
-    :meth:`ContainerdClient.abort` discards it.
-    """
-
-    def __init__(
-        self,
-        conn: Connection,
-        ref: str,
-        *,
-        total_bytes: int,
-        expected_digest: str,
-        metadata: Metadata,
-        chunk_bytes: int = WRITE_CHUNK_BYTES,
-    ) -> None:
-        self._conn = conn
-        self.ref = ref
-        self.total_bytes = total_bytes
-        self.expected_digest = expected_digest
-        self._chunk_bytes = chunk_bytes
-        self._requests: queue.SimpleQueue[content_pb.WriteContentRequest | None] = (
-            queue.SimpleQueue()
-        )
-        self._closed = False
-        self._lock = threading.Lock()
-        self._responses = conn.bidi_stream(
-            _CONTENT + "Write",
-            self._iter_requests(),
-            content_pb.WriteContentResponse,
-            metadata=metadata,
-        )
-        first = self._send(
-            content_pb.WriteContentRequest(
-                action=content_pb.STAT,
-                ref=ref,
-                total=total_bytes,
-                expected=expected_digest,
-            )
-        )
-        self.offset_bytes: int = first.offset
-        self.started_at = _time(first.started_at)
-        self.updated_at = _time(first.updated_at)
-        self.digest: str = first.digest
-
-    def _iter_requests(self) -> Iterator[content_pb.WriteContentRequest]:
-        while True:
-            item = self._requests.get()
-            if item is None:
-                return
-            yield item
-
-    def _send(self, request: content_pb.WriteContentRequest) -> content_pb.WriteContentResponse:
-        if self._closed:
-            raise RuntimeCallFailed(
-                f"Content/Write: writer for {self.ref} is closed",
-                endpoint=self._conn.endpoint,
-                code="FAILED_PRECONDITION",
-            )
-        self._requests.put(request)
-        try:
-            return next(self._responses)
-        except grpc.RpcError as e:
-            self._closed = True
-            self._requests.put(None)
-            raise translate_rpc_error(
-                e, endpoint=self._conn.endpoint, method="Content/Write", not_found=ContentNotFound
-            ) from e
-        except StopIteration:
-            self._closed = True
-            raise RuntimeCallFailed(
-                f"Content/Write: stream for {self.ref} ended early",
-                endpoint=self._conn.endpoint,
-                code="UNKNOWN",
-            ) from None
-
-    def write(self, data: bytes) -> int:
-        """Append ``data`` at :attr:`offset_bytes`; returns the new offset."""
-        with self._lock:
-            view = memoryview(data)
-            for start in range(0, len(view), self._chunk_bytes):
-                chunk = bytes(view[start : start + self._chunk_bytes])
-                r = self._send(
-                    content_pb.WriteContentRequest(
-                        action=content_pb.WRITE,
-                        ref=self.ref,
-                        offset=self.offset_bytes,
-                        data=chunk,
-                    )
-                )
-                self.offset_bytes = r.offset
-            return self.offset_bytes
-
-    def restart_from_zero(self) -> None:
-        """Throw away what the ingest holds and start again at byte 0."""
-        with self._lock:
-            r = self._send(
-                content_pb.WriteContentRequest(
-                    action=content_pb.WRITE,
-                    ref=self.ref,
-                    offset=0,
-                )
-            )
-            self.offset_bytes = r.offset
-
-    def stat(self) -> int:
-        """Ask containerd where the ingest stands (under the lock this stream holds)."""
-        with self._lock:
-            r = self._send(content_pb.WriteContentRequest(action=content_pb.STAT, ref=self.ref))
-            self.offset_bytes = r.offset
-            return r.offset
-
-    def commit(self, labels: Mapping[str, str] | None = None) -> str:
-        """Verify size and digest and store the blob; returns its digest. Ends the stream."""
-        with self._lock:
-            r = self._send(
-                content_pb.WriteContentRequest(
-                    action=content_pb.COMMIT,
-                    ref=self.ref,
-                    offset=self.offset_bytes,
-                    total=self.total_bytes,
-                    expected=self.expected_digest,
-                    labels=dict(labels or {}),
-                )
-            )
-            self.offset_bytes = r.offset
-            self.digest = r.digest
-            self._finish()
-            return r.digest
-
-    def _finish(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._requests.put(None)
-        try:  # containerd sends one last status after the client half-closes; drain it
-            for _ in self._responses:
-                pass
-        except grpc.RpcError:
-            pass
-
-    def close(self) -> None:
-        """End the stream without committing; the ingest stays for a later writer."""
-        with self._lock:
-            self._finish()
 
 
 class ContainerdClient(Closing):

@@ -2,14 +2,23 @@
 
     grpc.RpcError / socket probe            raised as
     ────────────────────────────────────    ─────────────────────────────────────────
-    socket file missing, ECONNREFUSED,      RuntimeUnavailable  (names the socket path)
-      UNAVAILABLE, connect timeout
+    socket file missing, ECONNREFUSED,      RuntimeUnavailable  (names the socket path;
+      UNAVAILABLE, connect timeout            retryable)
+    UNAVAILABLE "… locked" on a content     IngestLocked        (a RuntimeUnavailable)
+      call (another writer holds the ref)
     EACCES on the socket, PERMISSION_DENIED RuntimePermissionDenied
     NOT_FOUND on an image call              ImageNotFound
     NOT_FOUND on a content/lease call       ContentNotFound     (a RuntimeCallFailed)
     NOT_FOUND on a container/sandbox call   ContainerNotFound   (a RuntimeCallFailed)
     ALREADY_EXISTS                          AlreadyExists       (a RuntimeCallFailed)
+    FAILED_PRECONDITION                     FailedPrecondition  (a RuntimeCallFailed;
+                                              containerd: commit with wrong size/digest)
+    UNKNOWN, CANCELLED, INTERNAL, ABORTED   RuntimeCallInterrupted (retryable: a call
+                                              cut short, e.g. by a runtime restart)
     anything else                           RuntimeCallFailed(code=<StatusCode name>)
+
+Whether a failure is worth retrying is its type (:class:`mlnode.errors.Retryable`),
+decided here once; callers never compare codes or messages.
 
 Every message is one line and names the endpoint (``unix:///…``) and the RPC.
 """
@@ -21,6 +30,7 @@ import grpc
 from mlnode.errors import (
     ImageNotFound,
     RuntimeCallFailed,
+    RuntimeCallInterrupted,
     RuntimeError_,
     RuntimePermissionDenied,
     RuntimeUnavailable,
@@ -30,11 +40,21 @@ __all__ = [
     "AlreadyExists",
     "ContainerNotFound",
     "ContentNotFound",
+    "FailedPrecondition",
+    "IngestLocked",
     "one_line",
     "translate_rpc_error",
 ]
 
 _MAX_DETAIL_CHARS = 300
+_INTERRUPTED = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.ABORTED,
+    }
+)
 
 
 class AlreadyExists(RuntimeCallFailed):
@@ -47,6 +67,15 @@ class ContentNotFound(RuntimeCallFailed):
 
 class ContainerNotFound(RuntimeCallFailed):
     """No CRI container or pod sandbox by that id."""
+
+
+class FailedPrecondition(RuntimeCallFailed):
+    """The runtime refused the call in this state, e.g. a commit whose bytes do not have
+    the expected size or digest, or a write on a closed stream."""
+
+
+class IngestLocked(RuntimeUnavailable):
+    """Another writer holds containerd's lock on this ingest ref (retryable: it may end)."""
 
 
 def one_line(text: str | None, limit: int = _MAX_DETAIL_CHARS) -> str:
@@ -67,6 +96,8 @@ def translate_rpc_error(
     details = one_line(err.details() if callable(getattr(err, "details", None)) else str(err))
     code_name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
     if code is grpc.StatusCode.UNAVAILABLE:
+        if method.startswith("Content/") and "locked" in details:
+            return IngestLocked(f"{method}: runtime unavailable: {details}", endpoint=endpoint)
         return RuntimeUnavailable(f"{method}: runtime unavailable: {details}", endpoint=endpoint)
     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
         return RuntimePermissionDenied(f"{method}: permission denied: {details}", endpoint=endpoint)
@@ -78,6 +109,10 @@ def translate_rpc_error(
         return AlreadyExists(
             f"{method}: already exists: {details}", endpoint=endpoint, code=code_name
         )
-    return RuntimeCallFailed(
-        f"{method}: {details or 'call failed'}", endpoint=endpoint, code=code_name
-    )
+    if code is grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(
+            f"{method}: {details or 'call failed'}", endpoint=endpoint, code=code_name
+        )
+    interrupted = code in _INTERRUPTED or not isinstance(code, grpc.StatusCode)
+    kind = RuntimeCallInterrupted if interrupted else RuntimeCallFailed
+    return kind(f"{method}: {details or 'call failed'}", endpoint=endpoint, code=code_name)

@@ -1,0 +1,66 @@
+"""The GC hook a pull runs when the image does not fit: mlnode's ml policy, live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mlnode.ops.pull._plan import EventSink, FreeSpace
+from mlnode.ports import ImageService, PullStatusSource
+from mlnode.runtime.fs import FilesystemUsage
+
+__all__ = ["gc_free_space"]
+
+
+def gc_free_space(
+    cri: ImageService,
+    containerd: PullStatusSource,
+    image_fs: Path,
+    *,
+    state_file: Path | None,
+    emit: EventSink,
+    measure: Callable[[], FilesystemUsage] | None = None,
+) -> FreeSpace:
+    """A :data:`FreeSpace` hook running mlnode's ml GC policy against the live runtime.
+
+    The policy's target is exactly the bytes the pull needs (headroom = required bytes,
+    thresholds out of the way); the image being pulled is protected by name, digest and
+    id (``keep_patterns``), and so is the runtime's sandbox image; images whose blobs are
+    being downloaded are protected by the GC itself (``being_pulled``). ``measure`` is the
+    pull's own measure of the image filesystem, so both agree on what fits.
+    """
+    from mlnode.gc import GcPolicy, plan_ml
+    from mlnode.ops.gc_runtime import CriGcRuntime, collect, execute
+    from mlnode.ops.image_state import ImageStateFile
+
+    def run(required: int, protect: Sequence[str]) -> int:
+        runtime = CriGcRuntime(cri, containerd, image_fs, measure=measure)
+        now = datetime.now(UTC)
+        sandbox = runtime.sandbox_image()
+        keep = (*protect, sandbox) if sandbox else tuple(protect)
+        collected = collect(
+            runtime,
+            now=now,
+            state_file=ImageStateFile(state_file) if state_file is not None else None,
+        )
+        policy = GcPolicy(
+            high_threshold_percent=100,
+            low_threshold_percent=99,
+            headroom_bytes=required,
+            keep_patterns=keep,
+        )
+        the_plan = plan_ml(collected.images, collected.filesystem, policy, now=now)
+        result = execute(runtime, the_plan, dry_run=False)
+        emit(
+            {
+                "event": "gc",
+                "bytes_to_free": the_plan.bytes_to_free,
+                "bytes_freed": result.bytes_freed,
+                "removed": [r.id for r in result.removed],
+                "explanations": list(the_plan.explanations),
+            }
+        )
+        return result.bytes_freed
+
+    return run
