@@ -17,17 +17,17 @@ import typer
 from mlnode.cli._common import OutputFormat
 
 __all__ = [
+    "KUBERNETES_VERSION_HELP",
+    "RUNTIME_HELP",
     "DryRunOption",
     "HealthzUrlOption",
     "ImageDiskOption",
     "ImageFsOption",
-    "KUBERNETES_VERSION_HELP",
     "KubernetesVersionOption",
     "NamespaceOption",
     "NoRestartOption",
     "OptionalRootOption",
     "OutputOption",
-    "RUNTIME_HELP",
     "RootOption",
     "RuntimeEndpointOption",
     "RuntimeOption",
@@ -97,7 +97,9 @@ DryRunOption = Annotated[
 ]
 NoRestartOption = Annotated[
     bool,
-    typer.Option("--no-restart", help="Only write (or restore) the files; print what would restart."),
+    typer.Option(
+        "--no-restart", help="Only write (or restore) the files; print what would restart."
+    ),
 ]
 TimeoutOption = Annotated[
     str,

@@ -22,8 +22,8 @@ from mlnode.cli._options import OutputOption
 from mlnode.cli._settings_options import SettingsInput, SettingsRequest, with_settings_options
 from mlnode.errors import UsageError
 from mlnode.formats.render import (
-    RenderFormat,
     Rendered,
+    RenderFormat,
     elsewhere_notes,
     merge_document,
     placement_json,

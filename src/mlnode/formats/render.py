@@ -84,8 +84,16 @@ _KIND_TO_FORMAT = {
 # (module under mlnode.formats, renderer, merger). Imported on use: each pulls its own parser.
 _CODECS = {
     RenderFormat.ENV: ("envfile", "render_env", "merge_env"),
-    RenderFormat.KUBELET_CONFIG: ("kubelet_config", "render_kubelet_config", "merge_kubelet_config"),
-    RenderFormat.KUBELET_DROPIN: ("kubelet_config", "render_kubelet_dropin", "merge_kubelet_config"),
+    RenderFormat.KUBELET_CONFIG: (
+        "kubelet_config",
+        "render_kubelet_config",
+        "merge_kubelet_config",
+    ),
+    RenderFormat.KUBELET_DROPIN: (
+        "kubelet_config",
+        "render_kubelet_dropin",
+        "merge_kubelet_config",
+    ),
     RenderFormat.KUBEADM: ("kubeadm", "render_kubeadm", "merge_kubeadm"),
     RenderFormat.KUBESPRAY: ("kubespray", "render_kubespray", "merge_kubespray"),
     RenderFormat.CONTAINERD: ("containerd", "render_containerd", "merge_containerd"),
@@ -236,7 +244,9 @@ def render_formats(
     Returns the files and the (format, reason) pairs skipped. A single format that does not
     apply raises :class:`UsageError` for ``--format``.
     """
-    wanted = [f for f in RenderFormat if f is not RenderFormat.ALL] if fmt is RenderFormat.ALL else [fmt]
+    wanted = (
+        [f for f in RenderFormat if f is not RenderFormat.ALL] if fmt is RenderFormat.ALL else [fmt]
+    )
     rendered: list[Rendered] = []
     skipped: list[tuple[str, str]] = []
     for f in wanted:
