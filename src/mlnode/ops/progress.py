@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlnode.runtime.containerd import IngestStatus
+if TYPE_CHECKING:  # only the type: computing rates needs no runtime client (nor gRPC)
+    from mlnode.runtime.containerd import IngestStatus
 
 __all__ = ["SCHEMA", "Download", "downloads_from_samples", "sample_downloads", "sample_to_json"]
 
