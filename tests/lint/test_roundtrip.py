@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlnode.cli.render import NotApplicable, RenderFormat, carries, render_text
 from mlnode.formats.detect import read_any
+from mlnode.formats.render import NotApplicable, RenderFormat, carries, render_text
 from mlnode.knowledge.model import ImageSettings, Layer
 from mlnode.knowledge.placement import place
 from mlnode.knowledge.table import kubelet_setting_by_field, kubelet_setting_by_flag

@@ -12,9 +12,9 @@ import testbed
 from typer.testing import CliRunner
 
 from mlnode.cli.app import app
-from mlnode.cli.images import SCHEMA, build_report, images_in_use, report_to_json
 from mlnode.gc import ImageRecord, ImageState
 from mlnode.ops.image_state import ImageStateFile
+from mlnode.ops.images import SCHEMA, build_report, images_in_use, report_to_json
 from mlnode.runtime.cri import (
     ContainerState,
     CriClient,

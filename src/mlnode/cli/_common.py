@@ -1,4 +1,4 @@
-"""What every subcommand shares: the --output option, JSON emission and error mapping.
+"""What every subcommand shares: the output format, JSON emission and error mapping.
 
 Each subcommand module defines ``register(app: typer.Typer) -> None``. Command bodies
 call the pure layers and return; :func:`run` turns our own exceptions into one line on
@@ -22,9 +22,9 @@ from mlnode.units import parse_bytes, parse_go_duration
 
 __all__ = [
     "OutputFormat",
-    "OutputOption",
     "duration_option",
     "emit_json",
+    "emit_json_line",
     "fail",
     "run",
     "size_option",
@@ -43,14 +43,15 @@ class OutputFormat(enum.StrEnum):
     JSON = "json"
 
 
-OutputOption = typer.Option(
-    OutputFormat.HUMAN, "--output", "-o", help="human (default) or json (schema in README)."
-)
-
-
 def emit_json(payload: Any) -> None:
     """Write one JSON document to stdout (sorted keys keep diffs and tests stable)."""
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def emit_json_line(payload: Any) -> None:
+    """Write one JSON document as one line (a stream of events or samples)."""
+    sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
     sys.stdout.flush()
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from mlnode.cli._options import KUBERNETES_VERSION_HELP, RUNTIME_HELP
 from mlnode.errors import UsageError
 from mlnode.formats.envfile import parse_flags, split_words
 from mlnode.knowledge.model import ImageSettings
@@ -137,7 +138,7 @@ _PARAMS: list[inspect.Parameter] = [
                 str | None,
                 typer.Option(
                     "--kubernetes-version",
-                    help="Kubelet version X.Y[.Z] (required unless --plan carries it).",
+                    help=KUBERNETES_VERSION_HELP,
                     rich_help_panel="Target",
                 ),
             ],
@@ -148,7 +149,7 @@ _PARAMS: list[inspect.Parameter] = [
                 str | None,
                 typer.Option(
                     "--runtime",
-                    help="containerd@X.Y.Z | crio@X.Y.Z | cri-dockerd@X.Y.Z | docker.",
+                    help=RUNTIME_HELP,
                     rich_help_panel="Target",
                 ),
             ],

@@ -36,7 +36,7 @@ class _LazyCommands(TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in _COMMAND_MODULES:
             return None
-        single = typer.Typer()
+        single = typer.Typer(add_completion=False)
         importlib.import_module(f"mlnode.cli.{cmd_name}").register(single)
         return typer.main.get_command(single)
 

@@ -25,18 +25,29 @@ JSON (``-o json``), schema ``mlnode.apply/v1``::
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mlnode.cli._common import OutputFormat, duration_option, emit_json, run, stdout
+from mlnode.cli._node import node_root, service_options
+from mlnode.cli._options import (
+    DryRunOption,
+    HealthzUrlOption,
+    NoRestartOption,
+    OutputOption,
+    RootOption,
+    SystemctlOption,
+    TimeoutOption,
+)
 from mlnode.cli._settings_options import SettingsRequest, with_settings_options
-from mlnode.errors import UsageError
 from mlnode.ops.apply import (
     ApplyPlan,
     ApplyRefused,
     ApplyResult,
+    NodeLayout,
     detect_layout,
     execute_apply,
     interrupted_backups,
@@ -44,7 +55,7 @@ from mlnode.ops.apply import (
     plan_apply,
 )
 from mlnode.ops.fileio import host_path
-from mlnode.ops.services import ServiceManager, SystemdServiceManager
+from mlnode.ops.services import RecordingServiceManager, ServiceManager
 from mlnode.ops.verify import (
     DEFAULT_HEALTHZ_URL,
     ConfigzSource,
@@ -57,23 +68,28 @@ from mlnode.ops.verify import (
 )
 from mlnode.versions import RuntimeKind, parse_kubernetes_version, parse_runtime
 
-__all__ = ["register", "service_options"]
+__all__ = ["register"]
+
+ConfigzUrlOption = Annotated[
+    str | None,
+    typer.Option("--configz-url", help='URL answering {"kubeletconfig": ...} (live values).'),
+]
+NodeNameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--node-name",
+        help="Check live values with kubectl get --raw .../nodes/NODE/proxy/configz.",
+    ),
+]
+KubectlOption = Annotated[str, typer.Option("--kubectl", help="kubectl program.")]
 
 
-def service_options(
-    root: Path, no_restart: bool, systemctl: str | None
-) -> tuple[ServiceManager | None, str | None]:
-    """The service manager to use, or None (files only) with the reason."""
-    if no_restart:
-        return None, "--no-restart: files written, nothing restarted"
-    if systemctl is not None:
-        return SystemdServiceManager(systemctl=systemctl), None
-    if root == Path("/"):
-        return SystemdServiceManager(), None
-    return None, (
-        f"--root {root} is not this host's /: nothing restarted "
-        "(give --systemctl to manage the services of that root)"
-    )
+@dataclasses.dataclass(frozen=True)
+class _VerifyOptions:
+    healthz_url: str
+    configz_url: str | None
+    node_name: str | None
+    kubectl: str
 
 
 def _print_plan(plan: ApplyPlan, *, diffs: bool) -> None:
@@ -119,29 +135,80 @@ def _print_result(result: ApplyResult) -> None:
     stdout.print(f"status: {result.status}", markup=False)
 
 
-def make_verifier(
-    services: ServiceManager,
-    *,
-    healthz_url: str,
-    configz_url: str | None,
-    node_name: str | None,
-    kubectl: str,
-    runtime_kind: RuntimeKind,
-    runtime_binary: str | None,
+def _verifier(
+    services: ServiceManager, opts: _VerifyOptions, node: Path, layout: NodeLayout
 ) -> Verifier:
     configz: ConfigzSource | None = None
-    if configz_url:
-        configz = UrlConfigzSource(configz_url)
-    elif node_name:
-        configz = kubectl_configz(node_name, kubectl=kubectl)
+    if opts.configz_url:
+        configz = UrlConfigzSource(opts.configz_url)
+    elif opts.node_name:
+        configz = kubectl_configz(opts.node_name, kubectl=opts.kubectl)
+    binary = str(host_path(node, layout.runtime_binary)) if layout.runtime_binary else None
     runtime_config: RuntimeConfigSource | None = None
-    if runtime_kind is RuntimeKind.CONTAINERD:
-        runtime_config = containerd_config_dump(containerd=runtime_binary or "containerd")
-    elif runtime_kind is RuntimeKind.CRIO:
-        runtime_config = crio_config_dump(crio=runtime_binary or "crio")
+    if layout.runtime.kind is RuntimeKind.CONTAINERD:
+        runtime_config = containerd_config_dump(containerd=binary or "containerd")
+    elif layout.runtime.kind is RuntimeKind.CRIO:
+        runtime_config = crio_config_dump(crio=binary or "crio")
     return Verifier(
-        services, healthz_url=healthz_url, configz=configz, runtime_config=runtime_config
+        services, healthz_url=opts.healthz_url, configz=configz, runtime_config=runtime_config
     )
+
+
+def _plan(node: Path, root: Path, settings_input: SettingsRequest) -> ApplyPlan:
+    """The node's layout and the edits that put the settings into it, lint-checked."""
+    k8s_opt = settings_input.kubernetes_version_option
+    rt_opt = settings_input.runtime_option
+    layout = detect_layout(
+        node,
+        kubernetes_version=parse_kubernetes_version(k8s_opt) if k8s_opt else None,
+        runtime=parse_runtime(rt_opt) if rt_opt else None,
+    )
+    # Versions default to what the node's binaries report.
+    si = settings_input.resolve(
+        default_kubernetes_version=layout.kubernetes_version,
+        default_runtime=layout.runtime,
+    )
+    plan = plan_apply(layout, si.settings, si.kubernetes_version, si.runtime)
+    errors = lint_plan(plan)
+    if errors:
+        raise ApplyRefused(
+            "refusing to apply: the files would not pass lint (nothing written): "
+            + " | ".join(errors)
+        )
+    for b in interrupted_backups(node):
+        plan = _with_note(
+            plan,
+            f"an earlier apply was interrupted (backup {b.id}); `mlnode rollback "
+            f"--root {root} --backup {b.id}` restores the files it had backed up",
+        )
+    return plan
+
+
+def _execute(
+    plan: ApplyPlan,
+    node: Path,
+    *,
+    no_restart: bool,
+    systemctl: str | None,
+    timeout_seconds: float,
+    verify: _VerifyOptions,
+) -> ApplyResult:
+    services, why_not = service_options(node, no_restart, systemctl)
+    if services is not None:
+        verifier = _verifier(services, verify, node, plan.layout)
+        return execute_apply(
+            plan, services=services, verifier=verifier, timeout_seconds=timeout_seconds
+        )
+    result = execute_apply(
+        plan, services=RecordingServiceManager(), restart=False, timeout_seconds=timeout_seconds
+    )
+    if why_not:
+        result.plan = _with_note(plan, why_not)
+    return result
+
+
+def _with_note(plan: ApplyPlan, note: str) -> ApplyPlan:
+    return dataclasses.replace(plan, notes=(*plan.notes, note))
 
 
 def register(app: typer.Typer) -> None:
@@ -149,41 +216,16 @@ def register(app: typer.Typer) -> None:
     @with_settings_options
     def apply(
         settings_input: SettingsRequest,
-        root: Annotated[
-            Path, typer.Option("--root", help="The node's filesystem root (default /).")
-        ] = Path("/"),
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Print the diffs and actions; change nothing.")
-        ] = False,
-        no_restart: Annotated[
-            bool,
-            typer.Option("--no-restart", help="Write the files only; print what would restart."),
-        ] = False,
-        timeout: Annotated[
-            str, typer.Option("--timeout", help="How long verification may take (2m, 90s).")
-        ] = "2m",
-        systemctl: Annotated[
-            str | None,
-            typer.Option("--systemctl", help="systemctl program to run (default: systemctl)."),
-        ] = None,
-        healthz_url: Annotated[
-            str, typer.Option("--healthz-url", help="The kubelet's healthz endpoint.")
-        ] = DEFAULT_HEALTHZ_URL,
-        configz_url: Annotated[
-            str | None,
-            typer.Option(
-                "--configz-url", help='URL answering {"kubeletconfig": ...} (live values).'
-            ),
-        ] = None,
-        node_name: Annotated[
-            str | None,
-            typer.Option(
-                "--node-name",
-                help="Check live values with kubectl get --raw .../nodes/NODE/proxy/configz.",
-            ),
-        ] = None,
-        kubectl: Annotated[str, typer.Option("--kubectl", help="kubectl program.")] = "kubectl",
-        output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.HUMAN,
+        root: RootOption = Path("/"),
+        dry_run: DryRunOption = False,
+        no_restart: NoRestartOption = False,
+        timeout: TimeoutOption = "2m",
+        systemctl: SystemctlOption = None,
+        healthz_url: HealthzUrlOption = DEFAULT_HEALTHZ_URL,
+        configz_url: ConfigzUrlOption = None,
+        node_name: NodeNameOption = None,
+        kubectl: KubectlOption = "kubectl",
+        output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
         """Write image settings into the node's files, restart the kubelet (and the runtime
         when its config changed), verify, and restore everything if that fails.
@@ -194,86 +236,35 @@ def register(app: typer.Typer) -> None:
         """
 
         def body() -> None:
-            node_root = root.resolve()
-            if not node_root.is_dir():
-                raise UsageError(f"{root} is not a directory", option="--root")
+            node = node_root(root)
             seconds = duration_option(timeout, "--timeout", positive=True)
-            k8s_opt = settings_input.kubernetes_version_option
-            rt_opt = settings_input.runtime_option
-            layout = detect_layout(
-                node_root,
-                kubernetes_version=parse_kubernetes_version(k8s_opt) if k8s_opt else None,
-                runtime=parse_runtime(rt_opt) if rt_opt else None,
-            )
-            # Versions default to what the node's binaries report.
-            si = settings_input.resolve(
-                default_kubernetes_version=layout.kubernetes_version,
-                default_runtime=layout.runtime,
-            )
-            plan = plan_apply(layout, si.settings, si.kubernetes_version, si.runtime)
-            errors = lint_plan(plan)
-            if errors:
-                raise ApplyRefused(
-                    "refusing to apply: the files would not pass lint (nothing written): "
-                    + " | ".join(errors)
-                )
-            for b in interrupted_backups(node_root):
-                plan = _with_note(
-                    plan,
-                    f"an earlier apply was interrupted (backup {b.id}); `mlnode rollback "
-                    f"--root {root} --backup {b.id}` restores the files it had backed up",
-                )
+            plan = _plan(node, root, settings_input)
             if dry_run or plan.no_changes:
                 status = "dry-run" if dry_run and not plan.no_changes else "no-change"
                 if output is OutputFormat.JSON:
-                    payload = ApplyResult(plan, status).to_json()
-                    emit_json(payload)
+                    emit_json(ApplyResult(plan, status).to_json())
                 else:
                     _print_plan(plan, diffs=True)
                     if dry_run:
                         stdout.print("dry run: nothing written", markup=False)
                 return
-            services, why_not = service_options(node_root, no_restart, systemctl)
-            if services is None:
-                from mlnode.ops.services import RecordingServiceManager
-
-                result = execute_apply(
-                    plan, services=RecordingServiceManager(), restart=False, timeout_seconds=seconds
-                )
-                if why_not:
-                    plan = _with_note(plan, why_not)
-                    result.plan = plan
-            else:
-                verifier = make_verifier(
-                    services,
-                    healthz_url=healthz_url,
-                    configz_url=configz_url,
-                    node_name=node_name,
-                    kubectl=kubectl,
-                    runtime_kind=layout.runtime.kind,
-                    runtime_binary=(
-                        str(host_path(node_root, layout.runtime_binary))
-                        if layout.runtime_binary
-                        else None
-                    ),
-                )
-                result = execute_apply(
-                    plan, services=services, verifier=verifier, timeout_seconds=seconds
-                )
+            verify = _VerifyOptions(healthz_url, configz_url, node_name, kubectl)
+            result = _execute(
+                plan,
+                node,
+                no_restart=no_restart,
+                systemctl=systemctl,
+                timeout_seconds=seconds,
+                verify=verify,
+            )
             if output is OutputFormat.JSON:
                 emit_json(result.to_json())
             else:
-                _print_plan(plan, diffs=False)
+                _print_plan(result.plan, diffs=False)
                 _print_result(result)
                 if result.status == "written":
-                    for a in plan.actions:
+                    for a in result.plan.actions:
                         stdout.print(f"would run: {a}", markup=False)
             result.raise_for_status()
 
         run(body)
-
-
-def _with_note(plan: ApplyPlan, note: str) -> ApplyPlan:
-    import dataclasses
-
-    return dataclasses.replace(plan, notes=(*plan.notes, note))

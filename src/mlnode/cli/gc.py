@@ -21,12 +21,18 @@ from rich.table import Table
 
 from mlnode.cli._common import (
     OutputFormat,
-    OutputOption,
     duration_option,
     emit_json,
     run,
     size_option,
     stdout,
+)
+from mlnode.cli._options import (
+    DryRunOption,
+    ImageFsOption,
+    OutputOption,
+    RuntimeEndpointOption,
+    StateFileOption,
 )
 from mlnode.errors import RuntimeError_, UsageError
 from mlnode.gc import (
@@ -106,15 +112,7 @@ def _merge_policy(base: GcPolicy, overrides: dict[str, Any]) -> GcPolicy:
         raise UsageError(e.message, option=_FLAG_FOR_FIELD.get(e.key, e.key)) from e
 
 
-def _render_human(
-    the_plan: GcPlan,
-    images: tuple[GcImage, ...],
-    policy: GcPolicy,
-    now: datetime,
-    *,
-    run_result: GcRun | None,
-    source: str,
-) -> None:
+def _print_header(the_plan: GcPlan, policy: GcPolicy, source: str) -> None:
     cap, avail = the_plan.capacity_bytes, the_plan.available_bytes
     stdout.print(f"Source: {source}", markup=False)
     stdout.print(
@@ -135,7 +133,12 @@ def _render_human(
     for text in the_plan.explanations:
         stdout.print(f"  - {text}", markup=False)
 
+
+def _print_removals(
+    the_plan: GcPlan, images: tuple[GcImage, ...], now: datetime, run_result: GcRun | None
+) -> None:
     by_id = {i.id: i for i in images}
+    done = run_result is not None and not run_result.dry_run
     if run_result is None or run_result.dry_run:
         title = "Would remove"
         rows = [(r, "") for r in the_plan.removed]
@@ -145,38 +148,43 @@ def _render_human(
             (o.removal, o.outcome + (f": {o.detail}" if o.detail else ""))
             for o in run_result.outcomes
         ]
-    if rows:
-        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        table.add_column("IMAGE", overflow="fold")
-        table.add_column("SIZE", justify="right")
-        table.add_column("REASON")
-        table.add_column("LAST USED")
-        if run_result is not None and not run_result.dry_run:
-            table.add_column("RESULT", overflow="fold")
-        for removal, result in rows:
-            image = by_id.get(removal.id)
-            cells = [
-                image.display_name if image else removal.id,
-                format_bytes(removal.size_bytes),
-                removal.reason,
-                _ago(image.last_used if image else None, now),
-            ]
-            if run_result is not None and not run_result.dry_run:
-                cells.append(result)
-            table.add_row(*cells)
-        stdout.print(table)
-    else:
+    if not rows:
         stdout.print("Nothing to remove.", markup=False)
+        return
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("IMAGE", overflow="fold")
+    table.add_column("SIZE", justify="right")
+    table.add_column("REASON")
+    table.add_column("LAST USED")
+    if done:
+        table.add_column("RESULT", overflow="fold")
+    for removal, result in rows:
+        image = by_id.get(removal.id)
+        cells = [
+            image.display_name if image else removal.id,
+            format_bytes(removal.size_bytes),
+            removal.reason,
+            _ago(image.last_used if image else None, now),
+        ]
+        if done:
+            cells.append(result)
+        table.add_row(*cells)
+    stdout.print(table)
 
-    if the_plan.kept:
-        kept = Table(title="Kept", title_justify="left", show_edge=False, pad_edge=False)
-        kept.add_column("IMAGE", overflow="fold")
-        kept.add_column("SIZE", justify="right")
-        kept.add_column("WHY")
-        for k in the_plan.kept:
-            kept.add_row(k.names[0] if k.names else k.id, format_bytes(k.size_bytes), k.reason)
-        stdout.print(kept)
 
+def _print_kept(the_plan: GcPlan) -> None:
+    if not the_plan.kept:
+        return
+    kept = Table(title="Kept", title_justify="left", show_edge=False, pad_edge=False)
+    kept.add_column("IMAGE", overflow="fold")
+    kept.add_column("SIZE", justify="right")
+    kept.add_column("WHY")
+    for k in the_plan.kept:
+        kept.add_row(k.names[0] if k.names else k.id, format_bytes(k.size_bytes), k.reason)
+    stdout.print(kept)
+
+
+def _print_summary(the_plan: GcPlan, run_result: GcRun | None) -> None:
     freed = run_result.bytes_freed if run_result is not None else the_plan.bytes_freed
     satisfied = run_result.satisfied if run_result is not None else the_plan.satisfied
     verb = "Freed" if run_result is not None and not run_result.dry_run else "Would free"
@@ -195,6 +203,21 @@ def _render_human(
             f"Available now (measured): {format_bytes(run_result.available_after_bytes)}",
             markup=False,
         )
+
+
+def _render_human(
+    the_plan: GcPlan,
+    images: tuple[GcImage, ...],
+    policy: GcPolicy,
+    now: datetime,
+    *,
+    run_result: GcRun | None,
+    source: str,
+) -> None:
+    _print_header(the_plan, policy, source)
+    _print_removals(the_plan, images, now, run_result)
+    _print_kept(the_plan)
+    _print_summary(the_plan, run_result)
 
 
 def _run_json(run_result: GcRun) -> dict[str, Any]:
@@ -230,34 +253,36 @@ def _opened(endpoint: str | None, image_fs: Path | None) -> Iterator[GcRuntime]:
             close()
 
 
-def _gc(
+def _gc_snapshot(
+    snapshot: Path, policy_name: PolicyName, overrides: dict[str, Any], output: OutputFormat
+) -> int:
+    snap = load_snapshot(snapshot)
+    policy = _merge_policy(snap.policy, overrides)
+    the_plan = plan(policy_name, snap.images, snap.filesystem, policy, now=snap.now)
+    if output is OutputFormat.JSON:
+        emit_json(plan_to_json(the_plan))
+    else:
+        _render_human(
+            the_plan,
+            snap.images,
+            policy,
+            snap.now,
+            run_result=None,
+            source=f"snapshot {snapshot} at {snap.now.isoformat()} (nothing is removed)",
+        )
+    return 0 if the_plan.satisfied else 1
+
+
+def _gc_live(
     *,
     policy_name: PolicyName,
     dry_run: bool,
-    snapshot: Path | None,
     output: OutputFormat,
     overrides: dict[str, Any],
     runtime_endpoint: str | None,
     state_file: Path,
     image_fs: Path | None,
 ) -> int:
-    if snapshot is not None:
-        snap = load_snapshot(snapshot)
-        policy = _merge_policy(snap.policy, overrides)
-        the_plan = plan(policy_name, snap.images, snap.filesystem, policy, now=snap.now)
-        if output is OutputFormat.JSON:
-            emit_json(plan_to_json(the_plan))
-        else:
-            _render_human(
-                the_plan,
-                snap.images,
-                policy,
-                snap.now,
-                run_result=None,
-                source=f"snapshot {snapshot} at {snap.now.isoformat()} (nothing is removed)",
-            )
-        return 0 if the_plan.satisfied else 1
-
     policy = _merge_policy(GcPolicy(), overrides)
     now = clock()
     with _opened(runtime_endpoint, image_fs) as runtime:
@@ -295,141 +320,149 @@ def _gc(
     return 0 if run_result.satisfied else 1
 
 
+def _overrides(
+    *,
+    high: int | None,
+    low: int | None,
+    minimum_age: str | None,
+    maximum_age: str | None,
+    kubelet_uptime: str | None,
+    headroom: str | None,
+    largest_image: str | None,
+    keep: list[str] | None,
+) -> dict[str, Any]:
+    """The policy fields the options set (None: not given), parsed."""
+
+    def seconds(text: str | None, option: str) -> float | None:
+        return duration_option(text, option) if text else None
+
+    def size(text: str | None, option: str) -> int | None:
+        return size_option(text, option) if text else None
+
+    return {
+        "high_threshold_percent": high,
+        "low_threshold_percent": low,
+        "minimum_age_seconds": seconds(minimum_age, "--minimum-age"),
+        "maximum_age_seconds": seconds(maximum_age, "--maximum-age"),
+        "kubelet_uptime_seconds": seconds(kubelet_uptime, "--kubelet-uptime"),
+        "headroom_bytes": size(headroom, "--headroom-bytes"),
+        "largest_image_bytes": size(largest_image, "--largest-image"),
+        "keep_patterns": tuple(keep) if keep else None,
+    }
+
+
+PolicyOption = Annotated[
+    PolicyName,
+    typer.Option(
+        "--policy",
+        help="ml (headroom for the largest image, fewest removals) or kubelet "
+        "(exactly the kubelet's image GC).",
+    ),
+]
+SnapshotOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--snapshot",
+        help="Plan offline from this JSON snapshot (schema in docs/gc.md); removes nothing.",
+        dir_okay=False,
+    ),
+]
+HighOption = Annotated[
+    int | None,
+    typer.Option("--high", metavar="PERCENT", help="High threshold, percent used (default 85)."),
+]
+LowOption = Annotated[
+    int | None,
+    typer.Option("--low", metavar="PERCENT", help="Low threshold, percent used (default 80)."),
+]
+MinimumAgeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--minimum-age", metavar="DURATION", help="Minimum image age, e.g. 2m (default 2m)."
+    ),
+]
+MaximumAgeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--maximum-age",
+        metavar="DURATION",
+        help="Remove images unused this long, e.g. 168h (0 = off).",
+    ),
+]
+KubeletUptimeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--kubelet-uptime",
+        metavar="DURATION",
+        help="kubelet policy: how long the kubelet has run (its maximum-age pass "
+        "waits until uptime exceeds the maximum age). Default: long enough.",
+    ),
+]
+HeadroomOption = Annotated[
+    str | None,
+    typer.Option(
+        "--headroom-bytes",
+        metavar="SIZE",
+        help="ml policy: keep at least this much free, e.g. 40GiB "
+        "(default: the largest image seen).",
+    ),
+]
+LargestImageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--largest-image",
+        metavar="SIZE",
+        help="ml policy: size of the largest image you will pull, e.g. 35GiB "
+        "(raises the default headroom).",
+    ),
+]
+KeepOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--keep",
+        metavar="GLOB",
+        help="ml policy: never remove images matching this glob (repeatable).",
+    ),
+]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("gc")
     def gc_command(
-        policy: Annotated[
-            PolicyName,
-            typer.Option(
-                "--policy",
-                help="ml (headroom for the largest image, fewest removals) or kubelet "
-                "(exactly the kubelet's image GC).",
-            ),
-        ] = PolicyName.ML,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
-        ] = False,
-        snapshot: Annotated[
-            Path | None,
-            typer.Option(
-                "--snapshot",
-                help="Plan offline from this JSON snapshot (schema in docs/gc.md); "
-                "removes nothing.",
-                dir_okay=False,
-            ),
-        ] = None,
-        output: OutputFormat = OutputOption,
-        high: Annotated[
-            int | None,
-            typer.Option(
-                "--high", metavar="PERCENT", help="High threshold, percent used (default 85)."
-            ),
-        ] = None,
-        low: Annotated[
-            int | None,
-            typer.Option(
-                "--low", metavar="PERCENT", help="Low threshold, percent used (default 80)."
-            ),
-        ] = None,
-        minimum_age: Annotated[
-            str | None,
-            typer.Option(
-                "--minimum-age", metavar="DURATION", help="Minimum image age, e.g. 2m (default 2m)."
-            ),
-        ] = None,
-        maximum_age: Annotated[
-            str | None,
-            typer.Option(
-                "--maximum-age",
-                metavar="DURATION",
-                help="Remove images unused this long, e.g. 168h (0 = off).",
-            ),
-        ] = None,
-        kubelet_uptime: Annotated[
-            str | None,
-            typer.Option(
-                "--kubelet-uptime",
-                metavar="DURATION",
-                help="kubelet policy: how long the kubelet has run (its maximum-age pass "
-                "waits until uptime exceeds the maximum age). Default: long enough.",
-            ),
-        ] = None,
-        headroom: Annotated[
-            str | None,
-            typer.Option(
-                "--headroom-bytes",
-                metavar="SIZE",
-                help="ml policy: keep at least this much free, e.g. 40GiB "
-                "(default: the largest image seen).",
-            ),
-        ] = None,
-        largest_image: Annotated[
-            str | None,
-            typer.Option(
-                "--largest-image",
-                metavar="SIZE",
-                help="ml policy: size of the largest image you will pull, e.g. 35GiB "
-                "(raises the default headroom).",
-            ),
-        ] = None,
-        keep: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--keep",
-                metavar="GLOB",
-                help="ml policy: never remove images matching this glob (repeatable).",
-            ),
-        ] = None,
-        runtime_endpoint: Annotated[
-            str | None,
-            typer.Option(
-                "--runtime-endpoint",
-                metavar="ENDPOINT",
-                help="CRI socket, e.g. unix:///run/containerd/containerd.sock (default: discover).",
-            ),
-        ] = None,
-        state_file: Annotated[
-            Path,
-            typer.Option(
-                "--state-file",
-                help="Where mlnode records when images were first seen and last used.",
-                dir_okay=False,
-            ),
-        ] = DEFAULT_STATE_FILE,
-        image_fs: Annotated[
-            Path | None,
-            typer.Option(
-                "--image-fs",
-                help="A directory on the filesystem holding the images "
-                "(default: the runtime's root).",
-            ),
-        ] = None,
+        policy: PolicyOption = PolicyName.ML,
+        dry_run: DryRunOption = False,
+        snapshot: SnapshotOption = None,
+        output: OutputOption = OutputFormat.HUMAN,
+        high: HighOption = None,
+        low: LowOption = None,
+        minimum_age: MinimumAgeOption = None,
+        maximum_age: MaximumAgeOption = None,
+        kubelet_uptime: KubeletUptimeOption = None,
+        headroom: HeadroomOption = None,
+        largest_image: LargestImageOption = None,
+        keep: KeepOption = None,
+        runtime_endpoint: RuntimeEndpointOption = None,
+        state_file: StateFileOption = DEFAULT_STATE_FILE,
+        image_fs: ImageFsOption = None,
     ) -> None:
         """Free image-filesystem space: plan (and, live, remove) unused images."""
 
         def body() -> int:
-            overrides: dict[str, Any] = {
-                "high_threshold_percent": high,
-                "low_threshold_percent": low,
-                "minimum_age_seconds": (
-                    duration_option(minimum_age, "--minimum-age") if minimum_age else None
-                ),
-                "maximum_age_seconds": (
-                    duration_option(maximum_age, "--maximum-age") if maximum_age else None
-                ),
-                "kubelet_uptime_seconds": (
-                    duration_option(kubelet_uptime, "--kubelet-uptime") if kubelet_uptime else None
-                ),
-                "headroom_bytes": size_option(headroom, "--headroom-bytes") if headroom else None,
-                "largest_image_bytes": (
-                    size_option(largest_image, "--largest-image") if largest_image else None
-                ),
-                "keep_patterns": tuple(keep) if keep else None,
-            }
-            return _gc(
+            overrides = _overrides(
+                high=high,
+                low=low,
+                minimum_age=minimum_age,
+                maximum_age=maximum_age,
+                kubelet_uptime=kubelet_uptime,
+                headroom=headroom,
+                largest_image=largest_image,
+                keep=keep,
+            )
+            if snapshot is not None:
+                return _gc_snapshot(snapshot, policy, overrides, output)
+            return _gc_live(
                 policy_name=policy,
                 dry_run=dry_run,
-                snapshot=snapshot,
                 output=output,
                 overrides=overrides,
                 runtime_endpoint=runtime_endpoint,
@@ -437,5 +470,4 @@ def register(app: typer.Typer) -> None:
                 image_fs=image_fs,
             )
 
-        code = run(body)
-        raise typer.Exit(code)
+        raise typer.Exit(run(body))

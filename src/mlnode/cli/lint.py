@@ -9,6 +9,13 @@ import typer
 
 from mlnode.cli._common import OutputFormat, emit_json, run, size_option, stdout
 from mlnode.cli._inputs import read_documents
+from mlnode.cli._options import (
+    ImageDiskOption,
+    KubernetesVersionOption,
+    OptionalRootOption,
+    OutputOption,
+    RuntimeOption,
+)
 from mlnode.errors import UsageError
 from mlnode.knowledge.model import Layer
 from mlnode.lint.engine import LintContext, LintReport, lint_documents
@@ -79,46 +86,36 @@ def _print_human(report: LintReport, files: list[str]) -> None:
     )
 
 
+FilesArgument = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Files to lint; their kind is detected from their content."),
+]
+# Not plan's --largest-image (compressed): lint checks the headroom a pull needs on disk.
+LargestImageOption = Annotated[
+    str | None,
+    typer.Option("--largest-image", help="Largest image on disk (content + unpacked)."),
+]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("lint")
     def lint(
-        files: Annotated[
-            list[Path] | None,
-            typer.Argument(help="Files to lint; their kind is detected from their content."),
-        ] = None,
-        root: Annotated[
-            Path | None,
-            typer.Option("--root", help="Lint the node's standard paths under this directory."),
-        ] = None,
-        kubernetes_version: Annotated[
-            str,
-            typer.Option(
-                "--kubernetes-version",
-                help="Kubelet version X.Y[.Z] (with --root: asked from the node's kubelet).",
-            ),
-        ] = "",
-        runtime: Annotated[
-            str,
-            typer.Option(
-                "--runtime", help="containerd@X.Y.Z | crio@X.Y.Z | cri-dockerd@X.Y.Z | docker."
-            ),
-        ] = "",
-        image_disk: Annotated[
-            str | None, typer.Option("--image-disk", help="Image filesystem capacity, e.g. 1TiB.")
-        ] = None,
-        largest_image: Annotated[
-            str | None,
-            typer.Option("--largest-image", help="Largest image on disk (content + unpacked)."),
-        ] = None,
-        output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.HUMAN,
+        files: FilesArgument = None,
+        root: OptionalRootOption = None,
+        kubernetes_version: KubernetesVersionOption = None,
+        runtime: RuntimeOption = None,
+        image_disk: ImageDiskOption = None,
+        largest_image: LargestImageOption = None,
+        output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
         """Find settings that stop the kubelet or runtime, or that do not do what they seem.
 
+        With --root DIR it also lints the node's standard paths under DIR.
         Exit 0: no error (warnings allowed). 1: an error was found. 2: an input is unusable.
         """
 
         def body() -> int:
-            k8s_text, runtime_text = kubernetes_version, runtime
+            k8s_text, runtime_text = kubernetes_version or "", runtime or ""
             if root is not None and not (k8s_text and runtime_text):
                 # A mounted node tells its versions through its binaries (kubelet --version).
                 from mlnode.planning.inspect import inspect_node

@@ -14,7 +14,14 @@ import typer
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
-from mlnode.cli._common import OutputFormat, OutputOption, emit_json, run, stdout
+from mlnode.cli._common import OutputFormat, emit_json, run, stdout
+from mlnode.cli._options import (
+    ImageDiskOption,
+    KubernetesVersionOption,
+    OutputOption,
+    RootOption,
+    RuntimeOption,
+)
 from mlnode.planning.inspect import inspect_node
 from mlnode.planning.plan import Plan, make_plan, plan_to_json
 from mlnode.planning.profile import (
@@ -93,65 +100,60 @@ def _print_human(plan: Plan) -> None:
         stdout.print(f"warning: {w}", markup=False)
 
 
+ProfileOption = Annotated[
+    Path | None,
+    typer.Option("--profile", help="Profile file (YAML, or JSON if it ends in .json)."),
+]
+LargestImageOption = Annotated[
+    str | None, typer.Option("--largest-image", help="Largest image, compressed, e.g. 15GiB.")
+]
+UnpackedOption = Annotated[
+    str | None,
+    typer.Option("--unpacked", help="That image unpacked on disk (default: 2 × compressed)."),
+]
+LargestLayerOption = Annotated[
+    str | None, typer.Option("--largest-layer", help="Largest layer, compressed.")
+]
+BandwidthOption = Annotated[
+    str | None,
+    typer.Option("--bandwidth", help="Registry → node rate, e.g. 10Gbit/s or 1.25GB/s."),
+]
+ConcurrentPullsOption = Annotated[
+    int | None, typer.Option("--concurrent-pulls", help="Large pulls the node may run at once.")
+]
+GrowthOption = Annotated[
+    str | None,
+    typer.Option("--growth", help="Other writers on the image disk, per hour, e.g. 10GiB."),
+]
+SharedWithOsOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--shared-with-os/--dedicated-disk",
+        help="Whether the image filesystem is the root filesystem.",
+    ),
+]
+NoInspectOption = Annotated[
+    bool, typer.Option("--no-inspect", help="Do not look at the local machine at all.")
+]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan_command(
-        profile: Annotated[
-            Path | None,
-            typer.Option("--profile", help="Profile file (YAML, or JSON if it ends in .json)."),
-        ] = None,
-        image_disk: Annotated[
-            str | None,
-            typer.Option("--image-disk", help="Capacity of the image filesystem, e.g. 1.75TiB."),
-        ] = None,
-        largest_image: Annotated[
-            str | None,
-            typer.Option("--largest-image", help="Largest image, compressed, e.g. 15GiB."),
-        ] = None,
-        unpacked: Annotated[
-            str | None,
-            typer.Option(
-                "--unpacked", help="That image unpacked on disk (default: 2 × compressed)."
-            ),
-        ] = None,
-        largest_layer: Annotated[
-            str | None, typer.Option("--largest-layer", help="Largest layer, compressed.")
-        ] = None,
-        bandwidth: Annotated[
-            str | None,
-            typer.Option("--bandwidth", help="Registry → node rate, e.g. 10Gbit/s or 1.25GB/s."),
-        ] = None,
-        concurrent_pulls: Annotated[
-            int | None,
-            typer.Option("--concurrent-pulls", help="Large pulls the node may run at once."),
-        ] = None,
-        growth: Annotated[
-            str | None,
-            typer.Option("--growth", help="Other writers on the image disk, per hour, e.g. 10GiB."),
-        ] = None,
-        shared_with_os: Annotated[
-            bool | None,
-            typer.Option(
-                "--shared-with-os/--dedicated-disk",
-                help="Whether the image filesystem is the root filesystem.",
-            ),
-        ] = None,
-        kubernetes_version: Annotated[
-            str | None, typer.Option("--kubernetes-version", help="Kubelet version, X.Y or X.Y.Z.")
-        ] = None,
-        runtime: Annotated[
-            str | None,
-            typer.Option(
-                "--runtime", help="containerd@X.Y.Z, crio@X.Y.Z, cri-dockerd@X.Y.Z or docker."
-            ),
-        ] = None,
-        root: Annotated[
-            Path, typer.Option("--root", help="Inspect the node whose filesystem is mounted here.")
-        ] = Path("/"),
-        no_inspect: Annotated[
-            bool, typer.Option("--no-inspect", help="Do not look at the local machine at all.")
-        ] = False,
-        output: OutputFormat = OutputOption,
+        profile: ProfileOption = None,
+        image_disk: ImageDiskOption = None,
+        largest_image: LargestImageOption = None,
+        unpacked: UnpackedOption = None,
+        largest_layer: LargestLayerOption = None,
+        bandwidth: BandwidthOption = None,
+        concurrent_pulls: ConcurrentPullsOption = None,
+        growth: GrowthOption = None,
+        shared_with_os: SharedWithOsOption = None,
+        kubernetes_version: KubernetesVersionOption = None,
+        runtime: RuntimeOption = None,
+        root: RootOption = Path("/"),
+        no_inspect: NoInspectOption = False,
+        output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
         """Recommend image GC, pull and deadline settings, with the arithmetic behind each."""
 

@@ -20,99 +20,34 @@ then). Exit codes: 0, 2 bad option, 3 runtime unreachable.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
-from mlnode.cli._common import OutputFormat, OutputOption, run, stdout
+from mlnode.cli._common import OutputFormat, emit_json_line, run, stdout
+from mlnode.cli._options import NamespaceOption, OutputOption, RuntimeEndpointOption
 from mlnode.errors import UsageError
-from mlnode.runtime.containerd import DEFAULT_NAMESPACE, ContainerdClient, IngestStatus
+from mlnode.ops.progress import Download, sample_downloads, sample_to_json
+from mlnode.runtime.containerd import DEFAULT_NAMESPACE, ContainerdClient
 from mlnode.runtime.discovery import discover_runtime
 from mlnode.units import format_bytes
 
-__all__ = ["SCHEMA", "Download", "downloads_from_samples", "register", "sample_to_json"]
+__all__ = ["register"]
 
-SCHEMA = "mlnode.progress/v1"
-
-
-@dataclass(frozen=True)
-class Download:
-    status: IngestStatus
-    rate_bytes_per_second: float | None
-
-    @property
-    def digest(self) -> str | None:
-        _, sep, rest = self.status.ref.partition("-")
-        candidate = rest if sep else self.status.ref
-        return candidate if ":" in candidate else None
-
-    @property
-    def percent(self) -> float | None:
-        total = self.status.total_bytes
-        return round(100.0 * self.status.offset_bytes / total, 1) if total > 0 else None
-
-    @property
-    def eta_seconds(self) -> float | None:
-        rate = self.rate_bytes_per_second
-        left = self.status.total_bytes - self.status.offset_bytes
-        if not rate or rate <= 0 or self.status.total_bytes <= 0:
-            return None
-        return round(left / rate, 1)
-
-
-def downloads_from_samples(
-    previous: Mapping[str, IngestStatus] | None,
-    current: Sequence[IngestStatus],
-    interval_seconds: float,
-) -> list[Download]:
-    """Pair each current ingest with the previous sample of the same ref for a rate."""
-    out: list[Download] = []
-    for s in sorted(current, key=lambda x: x.ref):
-        before = previous.get(s.ref) if previous else None
-        rate = None
-        if before is not None and interval_seconds > 0 and s.offset_bytes >= before.offset_bytes:
-            rate = (s.offset_bytes - before.offset_bytes) / interval_seconds
-        out.append(Download(s, rate))
-    return out
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z") if ts else None
-
-
-def sample_to_json(
-    downloads: Sequence[Download], *, namespace: str, interval_seconds: float, at: datetime
-) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "namespace": namespace,
-        "sampled_at": _iso(at),
-        "interval_seconds": interval_seconds,
-        "downloads": [
-            {
-                "ref": d.status.ref,
-                "digest": d.digest,
-                "offset_bytes": d.status.offset_bytes,
-                "total_bytes": d.status.total_bytes,
-                "percent": d.percent,
-                "rate_bytes_per_second": (
-                    None if d.rate_bytes_per_second is None else round(d.rate_bytes_per_second)
-                ),
-                "eta_seconds": d.eta_seconds,
-                "started_at": _iso(d.status.started_at),
-                "updated_at": _iso(d.status.updated_at),
-            }
-            for d in downloads
-        ],
-    }
+WatchOption = Annotated[
+    bool, typer.Option("--watch", "-w", help="Keep sampling until interrupted.")
+]
+IntervalOption = Annotated[
+    float, typer.Option("--interval", help="Seconds between samples (default 1).")
+]
+CountOption = Annotated[
+    int | None, typer.Option("--count", help="With --watch: stop after this many samples.")
+]
 
 
 def _table(downloads: Sequence[Download], namespace: str) -> Table:
@@ -135,67 +70,63 @@ def _table(downloads: Sequence[Download], namespace: str) -> Table:
     return table
 
 
+def _show_json(namespace: str, interval: float) -> Callable[[Sequence[Download]], None]:
+    def show(downloads: Sequence[Download]) -> None:
+        emit_json_line(
+            sample_to_json(
+                downloads,
+                namespace=namespace,
+                interval_seconds=round(interval, 3),
+                at=datetime.now(UTC),
+            )
+        )
+
+    return show
+
+
+def _show_each(
+    samples: Iterator[list[Download]],
+    stop_after: int | None,
+    show: Callable[[Sequence[Download]], None],
+) -> None:
+    """Show samples until ``stop_after`` were shown (None: until interrupted)."""
+    for shown, downloads in enumerate(samples, 1):
+        show(downloads)
+        if stop_after is not None and shown >= stop_after:
+            return
+
+
 def register(app: typer.Typer) -> None:
     @app.command("progress")
     def progress_cmd(
-        runtime_endpoint: Annotated[
-            str | None,
-            typer.Option("--runtime-endpoint", help="containerd socket (default: discover)."),
-        ] = None,
-        namespace: Annotated[
-            str, typer.Option("--namespace", help="containerd namespace (the kubelet's: k8s.io).")
-        ] = DEFAULT_NAMESPACE,
-        watch: Annotated[
-            bool, typer.Option("--watch", "-w", help="Keep sampling until interrupted.")
-        ] = False,
-        interval: Annotated[
-            float, typer.Option("--interval", help="Seconds between samples (default 1).")
-        ] = 1.0,
-        count: Annotated[
-            int | None,
-            typer.Option("--count", help="With --watch: stop after this many samples."),
-        ] = None,
-        output: OutputFormat = OutputOption,
+        runtime_endpoint: RuntimeEndpointOption = None,
+        namespace: NamespaceOption = DEFAULT_NAMESPACE,
+        watch: WatchOption = False,
+        interval: IntervalOption = 1.0,
+        count: CountOption = None,
+        output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
         """Byte progress of every pull in flight on the node, including the kubelet's."""
 
         def body() -> None:
             if interval <= 0:
                 raise UsageError("must be more than 0", option="--interval")
+            stop_after = count if watch else 1
             found = discover_runtime(runtime_endpoint)
             with ContainerdClient(found.socket_path, namespace=namespace) as ctrd:
-                previous = {s.ref: s for s in ctrd.list_statuses()}
-                t_prev = time.monotonic()
-                samples = 0
-                live: Live | None = None
-                if watch and output is OutputFormat.HUMAN and stdout.is_terminal:
-                    live = Live(console=stdout, auto_refresh=False)
-                    live.start()
-                try:
-                    while True:
-                        time.sleep(interval)
-                        current = ctrd.list_statuses()
-                        now = time.monotonic()
-                        downloads = downloads_from_samples(previous, current, now - t_prev)
-                        previous, t_prev = {s.ref: s for s in current}, now
-                        samples += 1
-                        if output is OutputFormat.JSON:
-                            doc = sample_to_json(
-                                downloads,
-                                namespace=namespace,
-                                interval_seconds=round(interval, 3),
-                                at=datetime.now(UTC),
-                            )
-                            sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
-                            sys.stdout.flush()
-                        elif live is not None:
-                            live.update(_table(downloads, namespace), refresh=True)
-                        else:
-                            stdout.print(_table(downloads, namespace))
-                        if not watch or (count is not None and samples >= count):
-                            return
-                finally:
-                    if live is not None:
-                        live.stop()
+                samples = sample_downloads(
+                    ctrd.list_statuses, interval, monotonic=time.monotonic, sleep=time.sleep
+                )
+                if output is OutputFormat.JSON:
+                    _show_each(samples, stop_after, _show_json(namespace, interval))
+                elif watch and stdout.is_terminal:
+                    with Live(console=stdout, auto_refresh=False) as live:
+                        _show_each(
+                            samples,
+                            stop_after,
+                            lambda d: live.update(_table(d, namespace), refresh=True),
+                        )
+                else:
+                    _show_each(samples, stop_after, lambda d: stdout.print(_table(d, namespace)))
 
         run(body)

@@ -15,8 +15,6 @@ space, 6 stalled past the retries.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,38 +35,91 @@ from rich.progress import (
 
 from mlnode.cli._common import (
     OutputFormat,
-    OutputOption,
     duration_option,
+    emit_json_line,
     run,
     size_option,
     stdout,
 )
+from mlnode.cli._options import ImageFsOption, OutputOption, RuntimeEndpointOption, StateFileOption
 from mlnode.errors import MlnodeError, UsageError
 from mlnode.ops.image_state import DEFAULT_STATE_FILE
-from mlnode.ops.pull import (
-    DEFAULT_UNPACK_FACTOR,
-    EventSink,
-    Puller,
-    PullOptions,
-    PullResult,
-    gc_free_space,
-)
-from mlnode.registry.client import RegistryClient
+from mlnode.ops.pull import DEFAULT_UNPACK_FACTOR, EventSink, PullOptions, PullResult
+from mlnode.ops.pull_session import error_event, open_and_pull
 from mlnode.registry.manifest import Platform, host_platform
-from mlnode.runtime.containerd import ContainerdClient
-from mlnode.runtime.cri import CriClient
-from mlnode.runtime.discovery import discover_runtime
-from mlnode.runtime.fs import FilesystemUsage, image_filesystem
 from mlnode.units import format_bytes
 
-__all__ = ["DEFAULT_HOSTS_DIR", "open_and_pull", "register"]
+__all__ = ["register"]
 
-DEFAULT_HOSTS_DIR = Path("/etc/containerd/certs.d")
-
-
-def _json_line(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
-    sys.stdout.flush()
+ImageArgument = Annotated[
+    str, typer.Argument(help="Image reference, e.g. nvcr.io/nvidia/pytorch:24.05-py3")
+]
+HostsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--hosts-dir",
+        help="containerd registry config_path with <host>/hosts.toml "
+        "(default: what the running containerd uses, else /etc/containerd/certs.d).",
+        file_okay=False,
+    ),
+]
+DockerConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--docker-config",
+        help="docker config.json with registry credentials "
+        "(default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).",
+        dir_okay=False,
+    ),
+]
+PlatformOption = Annotated[
+    str | None,
+    typer.Option(
+        "--platform",
+        help="os/arch or os/arch/variant to pick from an index (default: this host).",
+    ),
+]
+ConnectionsOption = Annotated[
+    int,
+    typer.Option("--connections", help="Parallel downloads; ranges per big layer (default 4)."),
+]
+SplitThresholdOption = Annotated[
+    str,
+    typer.Option(
+        "--split-threshold",
+        help="Fetch a layer at least this big over several ranged connections.",
+    ),
+]
+StallTimeoutOption = Annotated[
+    str,
+    typer.Option(
+        "--stall-timeout",
+        help="Retry a connection that delivers no byte for this long (default 5m).",
+    ),
+]
+RetriesOption = Annotated[
+    int,
+    typer.Option(
+        "--retries", help="Retries in a row without a new byte before giving up (default 5)."
+    ),
+]
+ReserveOption = Annotated[
+    str | None,
+    typer.Option(
+        "--reserve",
+        help="Space to leave free after the pull (default: 5% of the disk, at most 10GiB).",
+    ),
+]
+UnpackFactorOption = Annotated[
+    float,
+    typer.Option(
+        "--unpack-factor", help="Unpacked size estimate per compressed byte (default 2.0)."
+    ),
+]
+NoGcOption = Annotated[
+    bool,
+    typer.Option("--no-gc", help="If the image does not fit, refuse instead of running image GC."),
+]
 
 
 class _HumanView:
@@ -169,189 +220,83 @@ class _HumanView:
             self.progress.stop()
 
 
-def _runtime_config(cri: CriClient) -> tuple[Path | None, Path | None]:
-    """(containerd root, registry config_path) as the running containerd reports them."""
-    status = cri.status(verbose=True)
-    root = status.containerd_root_dir()
-    hosts: Path | None = None
-    raw = status.info.get("config")
-    if raw:
-        try:
-            cfg = json.loads(raw)
-        except ValueError:
-            cfg = None
-        registry = cfg.get("registry") if isinstance(cfg, dict) else None
-        path = registry.get("configPath") if isinstance(registry, dict) else None
-        if isinstance(path, str) and path:
-            hosts = Path(path)
-    return root, hosts
-
-
-def open_and_pull(
-    image: str,
+def _pull_options(
     *,
-    runtime_endpoint: str | None,
-    hosts_dir: Path | None,
-    docker_config: Path | None,
-    image_fs: Path | None,
-    state_file: Path | None,
-    options: PullOptions,
-    emit: EventSink,
-) -> PullResult:
-    """Connect to the runtime and the registry and run one pull."""
-    found = discover_runtime(runtime_endpoint)
-    with CriClient(found.socket_path) as cri, ContainerdClient(found.socket_path) as ctrd:
-        root, configured_hosts = _runtime_config(cri)
-        fs_path = image_fs or root or found.root_dir
-        if fs_path is None:
-            raise UsageError(
-                "cannot tell which filesystem holds the runtime's images", option="--image-fs"
-            )
-        hosts = hosts_dir or configured_hosts or DEFAULT_HOSTS_DIR
+    platform: str | None,
+    connections: int,
+    split_threshold: str,
+    stall_timeout: str,
+    retries: int,
+    reserve: str | None,
+    unpack_factor: float,
+    no_gc: bool,
+) -> PullOptions:
+    try:
+        plat = Platform.parse(platform) if platform else host_platform()
+    except ValueError as e:
+        raise UsageError(str(e), option="--platform") from e
+    return PullOptions(
+        connections=connections,
+        split_threshold_bytes=size_option(split_threshold, "--split-threshold"),
+        stall_timeout_seconds=duration_option(stall_timeout, "--stall-timeout", positive=True),
+        retries=retries,
+        reserve_bytes=None if reserve is None else size_option(reserve, "--reserve"),
+        gc=not no_gc,
+        unpack_factor=unpack_factor,
+        platform=plat,
+    )
 
-        def measure() -> FilesystemUsage:
-            return image_filesystem(fs_path)
 
-        with RegistryClient(
-            hosts_dir=hosts,
-            docker_config=docker_config,
-            read_timeout_seconds=options.stall_timeout_seconds,
-            max_connections=max(8, options.connections * 2),
-        ) as registry:
-            puller = Puller(
-                registry=registry,
-                containerd=ctrd,
-                cri=cri,
-                filesystem=measure,
-                options=options,
-                emit=emit,
-                free_space=gc_free_space(
-                    cri, ctrd, fs_path, state_file=state_file, emit=emit, measure=measure
-                ),
-            )
-            return puller.pull(image)
+def _print_summary(result: PullResult) -> None:
+    if result.already_present:
+        stdout.print(f"{result.reference} is already present ({result.image_id})", markup=False)
+        return
+    rate = result.fetched_bytes / result.fetch_seconds if result.fetch_seconds else 0
+    stdout.print(
+        f"pulled {result.reference} ({result.image_id}) in "
+        f"{result.total_seconds:.1f}s: fetched "
+        f"{format_bytes(result.fetched_bytes)} "
+        f"in {result.fetch_seconds:.1f}s ({format_bytes(int(rate))}/s), "
+        f"unpacked in {result.unpack_seconds:.1f}s, {result.retries} retries",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("pull")
     def pull_cmd(
-        image: Annotated[
-            str, typer.Argument(help="Image reference, e.g. nvcr.io/nvidia/pytorch:24.05-py3")
-        ],
-        runtime_endpoint: Annotated[
-            str | None,
-            typer.Option("--runtime-endpoint", help="containerd socket (default: discover)."),
-        ] = None,
-        hosts_dir: Annotated[
-            Path | None,
-            typer.Option(
-                "--hosts-dir",
-                help="containerd registry config_path with <host>/hosts.toml "
-                "(default: what the running containerd uses, else /etc/containerd/certs.d).",
-                file_okay=False,
-            ),
-        ] = None,
-        docker_config: Annotated[
-            Path | None,
-            typer.Option(
-                "--docker-config",
-                help="docker config.json with registry credentials "
-                "(default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).",
-                dir_okay=False,
-            ),
-        ] = None,
-        platform: Annotated[
-            str | None,
-            typer.Option(
-                "--platform",
-                help="os/arch or os/arch/variant to pick from an index (default: this host).",
-            ),
-        ] = None,
-        connections: Annotated[
-            int,
-            typer.Option(
-                "--connections", help="Parallel downloads; ranges per big layer (default 4)."
-            ),
-        ] = 4,
-        split_threshold: Annotated[
-            str,
-            typer.Option(
-                "--split-threshold",
-                help="Fetch a layer at least this big over several ranged connections.",
-            ),
-        ] = "64MiB",
-        stall_timeout: Annotated[
-            str,
-            typer.Option(
-                "--stall-timeout",
-                help="Retry a connection that delivers no byte for this long (default 5m).",
-            ),
-        ] = "5m",
-        retries: Annotated[
-            int,
-            typer.Option(
-                "--retries",
-                help="Retries in a row without a new byte before giving up (default 5).",
-            ),
-        ] = 5,
-        reserve: Annotated[
-            str | None,
-            typer.Option(
-                "--reserve",
-                help="Space to leave free after the pull (default: 5% of the disk, at most 10GiB).",
-            ),
-        ] = None,
-        unpack_factor: Annotated[
-            float,
-            typer.Option(
-                "--unpack-factor", help="Unpacked size estimate per compressed byte (default 2.0)."
-            ),
-        ] = DEFAULT_UNPACK_FACTOR,
-        no_gc: Annotated[
-            bool,
-            typer.Option(
-                "--no-gc", help="If the image does not fit, refuse instead of running image GC."
-            ),
-        ] = False,
-        state_file: Annotated[
-            Path,
-            typer.Option(
-                "--state-file",
-                help="mlnode's image first-seen/last-used record (for GC).",
-                dir_okay=False,
-            ),
-        ] = DEFAULT_STATE_FILE,
-        image_fs: Annotated[
-            Path | None,
-            typer.Option(
-                "--image-fs",
-                help="A directory on the image filesystem (default: containerd's root).",
-            ),
-        ] = None,
-        output: OutputFormat = OutputOption,
+        image: ImageArgument,
+        runtime_endpoint: RuntimeEndpointOption = None,
+        hosts_dir: HostsDirOption = None,
+        docker_config: DockerConfigOption = None,
+        platform: PlatformOption = None,
+        connections: ConnectionsOption = 4,
+        split_threshold: SplitThresholdOption = "64MiB",
+        stall_timeout: StallTimeoutOption = "5m",
+        retries: RetriesOption = 5,
+        reserve: ReserveOption = None,
+        unpack_factor: UnpackFactorOption = DEFAULT_UNPACK_FACTOR,
+        no_gc: NoGcOption = False,
+        state_file: StateFileOption = DEFAULT_STATE_FILE,
+        image_fs: ImageFsOption = None,
+        output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
         """Pull an image into containerd: resumable, with byte progress and a stall deadline."""
         json_mode = output is OutputFormat.JSON
         view = None if json_mode else _HumanView(Console(stderr=True, highlight=False))
 
         def body() -> None:
-            try:
-                plat = Platform.parse(platform) if platform else host_platform()
-            except ValueError as e:
-                raise UsageError(str(e), option="--platform") from e
-            options = PullOptions(
+            options = _pull_options(
+                platform=platform,
                 connections=connections,
-                split_threshold_bytes=size_option(split_threshold, "--split-threshold"),
-                stall_timeout_seconds=duration_option(
-                    stall_timeout, "--stall-timeout", positive=True
-                ),
+                split_threshold=split_threshold,
+                stall_timeout=stall_timeout,
                 retries=retries,
-                reserve_bytes=None if reserve is None else size_option(reserve, "--reserve"),
-                gc=not no_gc,
+                reserve=reserve,
                 unpack_factor=unpack_factor,
-                platform=plat,
+                no_gc=no_gc,
             )
-            emit: EventSink = _json_line if json_mode else view  # type: ignore[assignment]
+            emit: EventSink = emit_json_line if view is None else view
             try:
                 result = open_and_pull(
                     image,
@@ -365,34 +310,12 @@ def register(app: typer.Typer) -> None:
                 )
             except MlnodeError as e:
                 if json_mode:
-                    _json_line(
-                        {
-                            "event": "error",
-                            "error": type(e).__name__,
-                            "exit_code": e.exit_code,
-                            "message": str(e),
-                        }
-                    )
+                    emit_json_line(error_event(e))
                 raise
             finally:
                 if view is not None:
                     view.close()
             if not json_mode:
-                if result.already_present:
-                    stdout.print(
-                        f"{result.reference} is already present ({result.image_id})", markup=False
-                    )
-                else:
-                    rate = (
-                        result.fetched_bytes / result.fetch_seconds if result.fetch_seconds else 0
-                    )
-                    stdout.print(
-                        f"pulled {result.reference} ({result.image_id}) in "
-                        f"{result.total_seconds:.1f}s: fetched "
-                        f"{format_bytes(result.fetched_bytes)} "
-                        f"in {result.fetch_seconds:.1f}s ({format_bytes(int(rate))}/s), "
-                        f"unpacked in {result.unpack_seconds:.1f}s, {result.retries} retries",
-                        markup=False,
-                    )
+                _print_summary(result)
 
         run(body)

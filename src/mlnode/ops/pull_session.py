@@ -1,0 +1,108 @@
+"""One pull against this node: the running containerd's own config, then the puller.
+
+:func:`open_and_pull` finds the runtime, reads where containerd keeps its images and its
+registry hosts config (verbose CRI ``Status``), opens the registry client and runs
+:class:`mlnode.ops.pull.Puller` with image GC as the way to free space. The events a pull
+emits are described in docs/pull.md; :func:`error_event` is the last one of a failed pull.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mlnode.errors import MlnodeError, UsageError
+from mlnode.ops.pull import EventSink, Puller, PullOptions, PullResult, gc_free_space
+from mlnode.registry.client import RegistryClient
+from mlnode.runtime.containerd import ContainerdClient
+from mlnode.runtime.cri import CriClient
+from mlnode.runtime.discovery import discover_runtime
+from mlnode.runtime.fs import FilesystemUsage, image_filesystem
+
+__all__ = [
+    "DEFAULT_HOSTS_DIR",
+    "error_event",
+    "open_and_pull",
+    "registry_config_path",
+    "runtime_config",
+]
+
+#: Where containerd's registry hosts config lives when the running containerd names none.
+DEFAULT_HOSTS_DIR = Path("/etc/containerd/certs.d")
+
+
+def registry_config_path(config_json: str | None) -> Path | None:
+    """The registry ``config_path`` (hosts.toml tree) in the CRI plugin's config, as
+    containerd's verbose CRI ``Status`` reports it under ``info["config"]``; None if absent
+    or unreadable."""
+    if not config_json:
+        return None
+    try:
+        cfg = json.loads(config_json)
+    except ValueError:
+        return None
+    registry = cfg.get("registry") if isinstance(cfg, dict) else None
+    path = registry.get("configPath") if isinstance(registry, dict) else None
+    return Path(path) if isinstance(path, str) and path else None
+
+
+def runtime_config(cri: CriClient) -> tuple[Path | None, Path | None]:
+    """(containerd root, registry config_path) as the running containerd reports them."""
+    status = cri.status(verbose=True)
+    return status.containerd_root_dir(), registry_config_path(status.info.get("config"))
+
+
+def error_event(e: MlnodeError) -> dict[str, Any]:
+    """The ``error`` event that ends a failed pull's JSON lines (docs/pull.md)."""
+    return {
+        "event": "error",
+        "error": type(e).__name__,
+        "exit_code": e.exit_code,
+        "message": str(e),
+    }
+
+
+def open_and_pull(
+    image: str,
+    *,
+    runtime_endpoint: str | None,
+    hosts_dir: Path | None,
+    docker_config: Path | None,
+    image_fs: Path | None,
+    state_file: Path | None,
+    options: PullOptions,
+    emit: EventSink,
+) -> PullResult:
+    """Connect to the runtime and the registry and run one pull."""
+    found = discover_runtime(runtime_endpoint)
+    with CriClient(found.socket_path) as cri, ContainerdClient(found.socket_path) as ctrd:
+        root, configured_hosts = runtime_config(cri)
+        fs_path = image_fs or root or found.root_dir
+        if fs_path is None:
+            raise UsageError(
+                "cannot tell which filesystem holds the runtime's images", option="--image-fs"
+            )
+        hosts = hosts_dir or configured_hosts or DEFAULT_HOSTS_DIR
+
+        def measure() -> FilesystemUsage:
+            return image_filesystem(fs_path)
+
+        with RegistryClient(
+            hosts_dir=hosts,
+            docker_config=docker_config,
+            read_timeout_seconds=options.stall_timeout_seconds,
+            max_connections=max(8, options.connections * 2),
+        ) as registry:
+            puller = Puller(
+                registry=registry,
+                containerd=ctrd,
+                cri=cri,
+                filesystem=measure,
+                options=options,
+                emit=emit,
+                free_space=gc_free_space(
+                    cri, ctrd, fs_path, state_file=state_file, emit=emit, measure=measure
+                ),
+            )
+            return puller.pull(image)
