@@ -33,6 +33,7 @@ import typer
 from mlnode.cli._common import OutputFormat, duration_option, emit_json, run, stdout
 from mlnode.cli._settings_options import SettingsRequest, with_settings_options
 from mlnode.errors import UsageError
+from mlnode.node import host_path
 from mlnode.ops.apply import (
     ApplyPlan,
     ApplyRefused,
@@ -43,7 +44,6 @@ from mlnode.ops.apply import (
     lint_plan,
     plan_apply,
 )
-from mlnode.ops.fileio import host_path
 from mlnode.ops.services import ServiceManager, SystemdServiceManager
 from mlnode.ops.verify import (
     DEFAULT_HEALTHZ_URL,

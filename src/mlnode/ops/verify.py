@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mlnode.ops.runner import Runner, run_command
+from mlnode.node.commands import Runner, run_command
 from mlnode.ops.services import ServiceManager
 from mlnode.units import parse_go_duration
 

@@ -13,25 +13,35 @@ What it reads:
   1.6.20~ds1-1+deb12u3") and ``crio --version`` ("crio version 1.30.0", older releases
   print a table with "Version:  1.20.0").
 
-Every path is resolved under ``root`` (tests pass a temp dir; ``--root`` lets an operator
-inspect a mounted node image). Binaries are looked up under ``root``'s ``usr/local/bin``,
-``usr/bin``, ``bin``, ``usr/sbin``, and on ``PATH`` only when ``root`` is ``/``. The
-command runner and ``statvfs`` are injectable. Anything missing or unparseable is recorded
+Every path is resolved under ``root`` by :mod:`mlnode.node` (tests pass a temp dir;
+``--root`` lets an operator inspect a mounted node image). Binaries are the ones ``mlnode
+apply`` asks (:func:`mlnode.node.find_binary`: the unit's ExecStart= program, then
+``/usr/local/bin``, ``/usr/bin``, ``/bin``, ``/usr/sbin``, ``/usr/local/sbin`` under the
+root, then ``PATH`` only when ``root`` is ``/``). The command runner and ``statvfs`` are
+injectable. Anything missing or unparseable is recorded
 as unknown with a note, never raised.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from mlnode.errors import MlnodeError
-from mlnode.formats.node_paths import runtime_data_dir
+from mlnode.node import (
+    BIN_DIRS,
+    Runner,
+    find_binary,
+    probe_version,
+    read_kubelet_command,
+    read_path,
+    run_command,
+    runtime_data_dir,
+    unit_binary,
+)
 from mlnode.planning.profile import ProfileInput
 from mlnode.versions import (
     RuntimeKind,
@@ -41,19 +51,7 @@ from mlnode.versions import (
     parse_runtime,
 )
 
-__all__ = [
-    "Inspection",
-    "Runner",
-    "inspect_node",
-    "parse_containerd_version",
-    "parse_crio_version",
-    "parse_kubelet_version",
-    "run_command",
-]
-
-# A runner takes argv and returns the command's combined output, or None when it could
-# not be run (missing, not executable, timed out, non-zero exit).
-Runner = Callable[[Sequence[str]], str | None]
+__all__ = ["Inspection", "inspect_node"]
 
 
 class _StatVfs(Protocol):
@@ -66,52 +64,6 @@ class _StatVfs(Protocol):
 
 
 StatVfs = Callable[[str], _StatVfs]
-
-_BIN_DIRS = ("usr/local/bin", "usr/bin", "bin", "usr/sbin", "usr/local/sbin")
-_TRIPLE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
-
-
-def run_command(argv: Sequence[str]) -> str | None:
-    """Run ``argv`` with a 10 s timeout; its stdout+stderr, or None if it did not succeed."""
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
-        return None
-    return (done.stdout or "") + (done.stderr or "")
-
-
-def _triple(token: str) -> Version | None:
-    m = _TRIPLE.match(token)
-    return Version(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
-def parse_kubelet_version(output: str) -> Version | None:
-    """``Kubernetes v1.30.2`` → 1.30.2 (None when the text is not that)."""
-    m = re.search(r"\bKubernetes\s+(v?\d+\.\d+\.\d+)", output)
-    return _triple(m.group(1)) if m else None
-
-
-def parse_containerd_version(output: str) -> Version | None:
-    """The version in ``containerd <package> <version> <revision>``.
-
-    Handles upstream (``v1.7.13``), Docker's containerd.io (``1.7.13``) and Debian
-    (``1.6.20~ds1``) builds: the third word, minus a leading ``v`` and any distro suffix.
-    """
-    for line in output.splitlines():
-        words = line.split()
-        if len(words) >= 3 and words[0] == "containerd":
-            return _triple(words[2])
-    return None
-
-
-def parse_crio_version(output: str) -> Version | None:
-    """``crio version 1.30.0`` (current) or a ``Version:  1.20.0`` table row (older)."""
-    m = re.search(r"\bcrio version\s+(v?\d+\.\d+\.\d+)", output)
-    if not m:
-        m = re.search(r"^\s*Version:\s+(v?\d+\.\d+\.\d+)", output, re.MULTILINE)
-    return _triple(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
@@ -148,18 +100,7 @@ class Inspection:
 
 
 def _under(root: Path, path: PurePosixPath | str) -> Path:
-    return root / str(path).lstrip("/")
-
-
-def _find_binary(name: str, root: Path, path_env: str | None) -> Path | None:
-    dirs = [_under(root, d) for d in _BIN_DIRS]
-    if path_env:
-        dirs += [Path(d) for d in path_env.split(os.pathsep) if d]
-    for d in dirs:
-        candidate = d / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    return read_path(root, str(path))
 
 
 def _nearest_existing(path: Path, root: Path) -> Path:
@@ -170,26 +111,20 @@ def _nearest_existing(path: Path, root: Path) -> Path:
 
 
 def _version_of(
-    name: str,
-    parse: Callable[[str], Version | None],
-    root: Path,
-    path_env: str | None,
-    runner: Runner,
+    name: str, root: Path, path_env: str | None, runner: Runner, exec_start: str | None
 ) -> tuple[Version | None, str]:
-    binary = _find_binary(name, root, path_env)
+    binary = find_binary(root, name, exec_start=exec_start, path_env=path_env)
     if binary is None:
-        where = f"{_under(root, '{usr/local/bin,usr/bin,bin,usr/sbin}')}" + (
-            " or PATH" if path_env else ""
-        )
+        dirs = ",".join(d.lstrip("/") for d in BIN_DIRS)
+        where = f"{root / ('{' + dirs + '}')}" + (" or PATH" if path_env else "")
         return None, f"unknown: no {name} binary under {where}"
-    output = runner([str(binary), "--version"])
-    if output is None:
-        return None, f"unknown: `{binary} --version` did not run"
-    version = parse(output)
-    if version is None:
-        first = output.strip().splitlines()[0] if output.strip() else "(no output)"
-        return None, f"unknown: cannot read a version in `{binary} --version`: {first[:80]!r}"
-    return version, f"`{binary} --version` → {version}"
+    probe = probe_version(name, binary.host, runner)
+    if not probe.ran:
+        return None, f"unknown: `{binary.host} --version` did not run"
+    if probe.version is None:
+        first = probe.first_line()
+        return None, f"unknown: cannot read a version in `{binary.host} --version`: {first[:80]!r}"
+    return probe.version, f"`{binary.host} --version` → {probe.version}"
 
 
 def inspect_node(
@@ -205,18 +140,14 @@ def inspect_node(
     when None it is the process's PATH if ``root`` is ``/`` and nothing otherwise.
     """
     root = Path(root)
-    if path_env is None and root.resolve() == Path("/"):
-        path_env = os.environ.get("PATH", "")
     notes: dict[str, str] = {}
 
-    kubelet, notes["kubelet"] = _version_of(
-        "kubelet", parse_kubelet_version, root, path_env, runner
-    )
+    # The same binaries `mlnode apply` asks: ExecStart='s program first (mlnode.node).
+    kubelet_unit = read_kubelet_command(root, strict=False).binary
+    kubelet, notes["kubelet"] = _version_of("kubelet", root, path_env, runner, kubelet_unit)
     found: dict[RuntimeKind, tuple[Version | None, str]] = {
-        RuntimeKind.CONTAINERD: _version_of(
-            "containerd", parse_containerd_version, root, path_env, runner
-        ),
-        RuntimeKind.CRIO: _version_of("crio", parse_crio_version, root, path_env, runner),
+        kind: _version_of(kind.value, root, path_env, runner, unit_binary(root, kind.value))
+        for kind in (RuntimeKind.CONTAINERD, RuntimeKind.CRIO)
     }
     data_dirs = {
         kind: runtime_data_dir(kind, root) for kind in (RuntimeKind.CONTAINERD, RuntimeKind.CRIO)
