@@ -15,7 +15,8 @@ import pytest
 from mlnode.errors import ApplyError, LockHeld, VerificationFailed
 from mlnode.knowledge.model import ImageSettings
 from mlnode.ops.apply import ApplyPlan, detect_layout, execute_apply, execute_rollback, plan_apply
-from mlnode.ops.fileio import atomic_write, list_backups
+from mlnode.ops.backups import list_backups
+from mlnode.ops.fileio import atomic_write
 from mlnode.ops.services import RecordingServiceManager
 from mlnode.ops.verify import CommandRuntimeConfig, UrlConfigzSource, Verifier
 

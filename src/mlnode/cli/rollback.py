@@ -27,7 +27,7 @@ from mlnode.cli._common import OutputFormat, duration_option, emit_json, run, st
 from mlnode.cli.apply import service_options
 from mlnode.errors import UsageError
 from mlnode.ops.apply import execute_rollback
-from mlnode.ops.fileio import list_backups
+from mlnode.ops.backups import list_backups
 from mlnode.ops.services import RecordingServiceManager
 from mlnode.ops.verify import DEFAULT_HEALTHZ_URL, Verifier
 

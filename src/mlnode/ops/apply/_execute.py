@@ -13,14 +13,8 @@ from mlnode.node import host_path
 from mlnode.ops.apply._model import ApplyPlan
 from mlnode.ops.apply._result import ApplyResult, FileResult, restart_actions
 from mlnode.ops.apply._result import health as health_of
-from mlnode.ops.fileio import (
-    ApplyLock,
-    atomic_write,
-    create_backup,
-    file_sha256,
-    restore_backup,
-    update_backup,
-)
+from mlnode.ops.backups import create_backup, restore_backup, update_backup
+from mlnode.ops.fileio import ApplyLock, atomic_write, file_sha256
 from mlnode.ops.services import ActionKind, ServiceManager, perform
 from mlnode.ops.verify import Verifier
 
@@ -39,13 +33,19 @@ def execute_apply(
 ) -> ApplyResult:
     """Carry out ``plan``: lock, back up, write atomically, restart, verify; restore on failure.
 
-    Raises :class:`LockHeld` when another apply runs, :class:`ApplyError` when the files
-    changed since the plan was made. Failures after the backup are *returned* (status
-    ``restored``, ``error`` set; :meth:`ApplyResult.raise_for_status` raises them).
+    Raises :class:`~mlnode.node.RootEscape` when a file would be written outside the root
+    (through a symlink or ``..``), :class:`LockHeld` when another apply runs,
+    :class:`ApplyError` when the files changed since the plan was made. Failures after the
+    backup are *returned* (status ``restored``, ``error`` set;
+    :meth:`ApplyResult.raise_for_status` raises them).
     """
     root = plan.layout.root
     if plan.no_changes:
         return ApplyResult(plan, "no-change")
+    # Every target resolved before anything is touched (the lock file included): a path
+    # that would leave the root is RootEscape (exit 2) with not one byte written.
+    for e in plan.edits:
+        host_path(root, e.path)
     lock = ApplyLock(root)
     try:
         lock.acquire()
@@ -87,7 +87,7 @@ def _execute_locked(
     written: list[str] = []
     try:
         for e in plan.edits:
-            write(host_path(root, e.path), e.new_text.encode())
+            write(host_path(root, e.path), e.new_text.encode(), root=root)
             written.append(e.path)
     except Exception as exc:  # any failure mid-way: put every file back
         restore_backup(root, backup)

@@ -8,7 +8,7 @@ from typing import Any
 
 from mlnode.errors import ApplyError, VerificationFailed
 from mlnode.ops.apply._model import ApplyPlan
-from mlnode.ops.fileio import BackupSet
+from mlnode.ops.backups import BackupSet
 from mlnode.ops.services import ActionKind, ServiceAction
 from mlnode.ops.verify import Expectations, VerificationReport
 

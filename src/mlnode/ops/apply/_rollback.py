@@ -8,8 +8,7 @@ from typing import Any
 
 from mlnode.errors import ApplyError, VerificationFailed
 from mlnode.ops.apply._result import FileResult, described, health, restart_actions, units_of
-from mlnode.ops.fileio import (
-    ApplyLock,
+from mlnode.ops.backups import (
     BackupSet,
     latest_backup,
     list_backups,
@@ -17,6 +16,7 @@ from mlnode.ops.fileio import (
     restore_backup,
     update_backup,
 )
+from mlnode.ops.fileio import ApplyLock
 from mlnode.ops.services import ServiceAction, ServiceManager, perform
 from mlnode.ops.verify import VerificationReport, Verifier
 
