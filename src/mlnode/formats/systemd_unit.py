@@ -9,6 +9,8 @@ literally in ExecStart= are parsed like the kubelet does (pflag).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlnode.errors import InputError
@@ -26,27 +28,9 @@ def _unit_words(value: str) -> list[str]:
     return [w.text for w in split_words(value, unit=True)]
 
 
-def read_systemd_unit(path: str, text: str) -> ParsedDocument:
-    """Read kubelet.service or a drop-in: which env files and variables feed ExecStart=.
-
-    ``facts``: ``environment_files`` (as written, a leading ``-`` means optional; an empty
-    ``EnvironmentFile=`` resets the list and sets ``environment_files_reset``),
-    ``environment`` (from ``Environment=``), ``exec_start`` (the last command line; an empty
-    ``ExecStart=`` resets, noted as ``exec_start_reset``), ``exec_start_line``,
-    ``exec_start_argv``, ``env_references`` (``$VAR`` words, split at whitespace) and
-    ``env_references_inline`` (``${VAR}``, one word). ``flags`` are those written literally
-    in ExecStart= (``--config=...``, ``--config-dir=...``).
-    """
-    if "\x00" in text:
-        raise InputError("contains a NUL byte; not a text file", path=path)
-    section = ""
-    env_files: list[str] = []
-    env_files_reset = False
-    environment: dict[str, str] = {}
-    env_lines: dict[str, int] = {}
-    exec_start: str | None = None
-    exec_line: int | None = None
-    exec_reset = False
+def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(first line number, text) of each non-comment line, backslash continuations joined
+    (a comment line inside a continuation is skipped, as systemd does)."""
     raw_lines = text.split("\n")
     i = 0
     while i < len(raw_lines):
@@ -65,7 +49,52 @@ def read_systemd_unit(path: str, text: str) -> ParsedDocument:
             line += nxt
         if line.endswith("\\"):
             line = line[:-1]
-        stripped = line.strip()
+        yield start_line, line.strip()
+
+
+@dataclass
+class _Service:
+    """The ``[Service]`` settings read so far (later assignments win, empty ones reset)."""
+
+    env_files: list[str] = field(default_factory=list)
+    env_files_reset: bool = False
+    environment: dict[str, str] = field(default_factory=dict)
+    env_lines: dict[str, int] = field(default_factory=dict)
+    exec_start: str | None = None
+    exec_line: int | None = None
+    exec_reset: bool = False
+
+    def assign(self, key: str, value: str, line: int) -> None:
+        if key == "EnvironmentFile":
+            if not value:
+                self.env_files = []
+                self.env_files_reset = True
+            else:
+                self.env_files.append(value)
+        elif key == "Environment":
+            if not value:
+                self.environment = {}
+                self.env_lines = {}
+                return
+            for word in _unit_words(value):
+                name, eq, val = word.partition("=")
+                if eq and _NAME_RE.match(name):
+                    self.environment[name] = val
+                    self.env_lines[name] = line
+        elif key == "ExecStart":
+            if not value:
+                self.exec_start = None
+                self.exec_line = None
+                self.exec_reset = True
+            else:
+                self.exec_start = value
+                self.exec_line = line
+
+
+def _read_service(path: str, text: str) -> _Service:
+    section = ""
+    service = _Service()
+    for start_line, stripped in _logical_lines(text):
         if stripped.startswith("["):
             if not stripped.endswith("]"):
                 raise InputError(f"invalid section header {stripped!r}", path=path, line=start_line)
@@ -74,78 +103,76 @@ def read_systemd_unit(path: str, text: str) -> ParsedDocument:
         key, eq, value = stripped.partition("=")
         if not eq:
             raise InputError(f"expected KEY=VALUE, got {stripped!r}", path=path, line=start_line)
-        key, value = key.strip(), value.strip()
-        if section != "Service":
+        if section == "Service":
+            service.assign(key.strip(), value.strip(), start_line)
+    return service
+
+
+def _exec_start_facts(
+    path: str, exec_start: str, line: int | None, facts: dict[str, Any]
+) -> list[FlagOccurrence]:
+    """ExecStart='s argv, its ``$VAR``/``${VAR}`` references and the flags written in it."""
+    argv = _unit_words(exec_start)
+    if argv:
+        argv[0] = argv[0].lstrip("@-:+!")
+    facts["exec_start_argv"] = argv
+    refs: list[str] = []
+    inline: list[str] = []
+    words: list[Word | None] = []
+    src = ""
+    for w in argv[1:]:
+        if w.startswith("$") and not w.startswith(("${", "$$")):
+            refs.append(w[1:])
+            words.append(None)
             continue
-        if key == "EnvironmentFile":
-            if not value:
-                env_files = []
-                env_files_reset = True
-            else:
-                env_files.append(value)
-        elif key == "Environment":
-            if not value:
-                environment = {}
-                env_lines = {}
-                continue
-            for word in _unit_words(value):
-                name, eq2, val = word.partition("=")
-                if eq2 and _NAME_RE.match(name):
-                    environment[name] = val
-                    env_lines[name] = start_line
-        elif key == "ExecStart":
-            if not value:
-                exec_start = None
-                exec_line = None
-                exec_reset = True
-            else:
-                exec_start = value
-                exec_line = start_line
+        found = INLINE_VAR_REF.findall(w)
+        if found:
+            inline.extend(found)
+            words.append(None)
+            continue
+        w = w.replace("$$", "$")
+        if src:
+            src += " "
+        words.append(Word(w, len(src), len(src) + len(w)))
+        src += w
+    facts["env_references"] = refs
+    facts["env_references_inline"] = inline
+    flags, positional = parse_flags(words, source=src, path=path, line=line, detail="ExecStart")
+    facts["positional_args"] = positional
+    return flags
+
+
+def read_systemd_unit(path: str, text: str) -> ParsedDocument:
+    """Read kubelet.service or a drop-in: which env files and variables feed ExecStart=.
+
+    ``facts``: ``environment_files`` (as written, a leading ``-`` means optional; an empty
+    ``EnvironmentFile=`` resets the list and sets ``environment_files_reset``),
+    ``environment`` (from ``Environment=``), ``exec_start`` (the last command line; an empty
+    ``ExecStart=`` resets, noted as ``exec_start_reset``), ``exec_start_line``,
+    ``exec_start_argv``, ``env_references`` (``$VAR`` words, split at whitespace) and
+    ``env_references_inline`` (``${VAR}``, one word). ``flags`` are those written literally
+    in ExecStart= (``--config=...``, ``--config-dir=...``).
+    """
+    if "\x00" in text:
+        raise InputError("contains a NUL byte; not a text file", path=path)
+    svc = _read_service(path, text)
     facts: dict[str, Any] = {
-        "environment_files": env_files,
-        "environment_files_reset": env_files_reset,
-        "environment": environment,
-        "exec_start": exec_start,
-        "exec_start_line": exec_line,
-        "exec_start_reset": exec_reset,
+        "environment_files": svc.env_files,
+        "environment_files_reset": svc.env_files_reset,
+        "environment": svc.environment,
+        "exec_start": svc.exec_start,
+        "exec_start_line": svc.exec_line,
+        "exec_start_reset": svc.exec_reset,
         "exec_start_argv": [],
         "env_references": [],
         "env_references_inline": [],
     }
     flags: list[FlagOccurrence] = []
-    if exec_start is not None:
-        argv = _unit_words(exec_start)
-        if argv:
-            argv[0] = argv[0].lstrip("@-:+!")
-        facts["exec_start_argv"] = argv
-        refs: list[str] = []
-        inline: list[str] = []
-        words: list[Word | None] = []
-        src = ""
-        for w in argv[1:]:
-            if w.startswith("$") and not w.startswith(("${", "$$")):
-                refs.append(w[1:])
-                words.append(None)
-                continue
-            found = INLINE_VAR_REF.findall(w)
-            if found:
-                inline.extend(found)
-                words.append(None)
-                continue
-            w = w.replace("$$", "$")
-            if src:
-                src += " "
-            words.append(Word(w, len(src), len(src) + len(w)))
-            src += w
-        facts["env_references"] = refs
-        facts["env_references_inline"] = inline
-        flags, positional = parse_flags(
-            words, source=src, path=path, line=exec_line, detail="ExecStart"
-        )
-        facts["positional_args"] = positional
+    if svc.exec_start is not None:
+        flags = _exec_start_facts(path, svc.exec_start, svc.exec_line, facts)
     env = tuple(
-        EnvAssignment(k, v, Origin(path, env_lines[k], "Environment"))
-        for k, v in environment.items()
+        EnvAssignment(k, v, Origin(path, svc.env_lines[k], "Environment"))
+        for k, v in svc.environment.items()
     )
     return ParsedDocument(
         kind=DocumentKind.SYSTEMD_UNIT, path=path, flags=tuple(flags), env=env, facts=facts

@@ -24,6 +24,7 @@ as unknown with a note, never raised.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -99,10 +100,6 @@ class Inspection:
         )
 
 
-def _under(root: Path, path: PurePosixPath | str) -> Path:
-    return read_path(root, str(path))
-
-
 def _nearest_existing(path: Path, root: Path) -> Path:
     p = path
     while not p.exists() and p != root and p.parent != p:
@@ -125,6 +122,93 @@ def _version_of(
         first = probe.first_line()
         return None, f"unknown: cannot read a version in `{binary.host} --version`: {first[:80]!r}"
     return probe.version, f"`{binary.host} --version` → {probe.version}"
+
+
+def _choose_runtime(
+    root: Path,
+    found: Mapping[RuntimeKind, tuple[Version | None, str]],
+    data_dirs: Mapping[RuntimeKind, tuple[PurePosixPath, str]],
+    notes: dict[str, str],
+) -> tuple[RuntimeKind | None, RuntimeSpec | None]:
+    """Which runtime: the one whose binary answered; if both (or neither), the one whose
+    data directory exists; containerd first, as crictl's endpoint order has it."""
+    answered = [k for k, (ver, _) in found.items() if ver is not None]
+    with_data = [k for k, (d, _) in data_dirs.items() if read_path(root, str(d)).is_dir()]
+    kind: RuntimeKind | None
+    if len(answered) == 1:
+        kind = answered[0]
+    elif with_data:
+        kind = next((k for k in with_data if k in answered), with_data[0])
+    else:
+        kind = answered[0] if answered else None
+    if kind is None:
+        notes["runtime"] = (
+            f"unknown: containerd: {found[RuntimeKind.CONTAINERD][1]}; "
+            f"crio: {found[RuntimeKind.CRIO][1]}"
+        )
+        return None, None
+    version, how = found[kind]
+    if version is None:
+        notes["runtime"] = f"unknown: {kind.value} data directory exists; {how}"
+        return kind, None
+    try:
+        runtime = parse_runtime(f"{kind.value}@{version}")
+    except MlnodeError as e:
+        notes["runtime"] = f"unknown: {how}, but {e}"
+        return kind, None
+    notes["runtime"] = how
+    return kind, runtime
+
+
+@dataclass(frozen=True)
+class _Disk:
+    measured: Path | None
+    capacity_bytes: int | None = None
+    available_bytes: int | None = None
+    shared_with_os: bool | None = None
+
+
+def _measure(
+    root: Path,
+    image_kind: RuntimeKind,
+    data_dir: tuple[PurePosixPath, str],
+    statvfs: StatVfs,
+    notes: dict[str, str],
+) -> _Disk:
+    """statvfs of the image directory (or its nearest existing parent), and whether it is
+    on the root's filesystem."""
+    image_dir, configured_by = data_dir
+    target = read_path(root, str(image_dir))
+    measured = _nearest_existing(target, root)
+    try:
+        st = statvfs(str(measured))
+        capacity = int(st.f_blocks) * int(st.f_frsize)
+        available = int(st.f_bavail) * int(st.f_frsize)
+    except OSError as e:
+        notes["image_disk"] = f"unknown: statvfs {measured}: {e.strerror or e}"
+        return _Disk(None)
+    disk = _Disk(measured, capacity, available)
+    if capacity <= 0:
+        notes["image_disk"] = f"unknown: statvfs {measured} reports capacity 0"
+        disk = _Disk(measured)
+    else:
+        which = "" if configured_by == "default" else f", set in {configured_by}"
+        if measured == target:
+            notes["image_disk"] = f"statvfs {image_dir} ({image_kind.value}{which})"
+        else:
+            notes["image_disk"] = (
+                f"statvfs {measured} ({image_kind.value}'s {image_dir}{which} does not "
+                "exist; measured its nearest existing parent)"
+            )
+    try:
+        shared = measured.stat().st_dev == root.stat().st_dev
+        notes["shared_with_os"] = (
+            f"{measured} is {'on' if shared else 'not on'} the filesystem of {root}"
+        )
+    except OSError as e:
+        notes["shared_with_os"] = f"unknown: stat: {e.strerror or e}"
+        return disk
+    return dataclasses.replace(disk, shared_with_os=shared)
 
 
 def inspect_node(
@@ -152,35 +236,7 @@ def inspect_node(
     data_dirs = {
         kind: runtime_data_dir(kind, root) for kind in (RuntimeKind.CONTAINERD, RuntimeKind.CRIO)
     }
-
-    # Which runtime: the one whose binary answered; if both (or neither), the one whose
-    # data directory exists; containerd first, as crictl's endpoint order has it.
-    answered = [k for k, (ver, _) in found.items() if ver is not None]
-    with_data = [k for k, (d, _) in data_dirs.items() if _under(root, d).is_dir()]
-    kind: RuntimeKind | None
-    if len(answered) == 1:
-        kind = answered[0]
-    elif with_data:
-        kind = next((k for k in with_data if k in answered), with_data[0])
-    else:
-        kind = answered[0] if answered else None
-
-    runtime: RuntimeSpec | None = None
-    if kind is None:
-        notes["runtime"] = (
-            f"unknown: containerd: {found[RuntimeKind.CONTAINERD][1]}; "
-            f"crio: {found[RuntimeKind.CRIO][1]}"
-        )
-    else:
-        version, how = found[kind]
-        if version is None:
-            notes["runtime"] = f"unknown: {kind.value} data directory exists; {how}"
-        else:
-            try:
-                runtime = parse_runtime(f"{kind.value}@{version}")
-                notes["runtime"] = how
-            except MlnodeError as e:
-                notes["runtime"] = f"unknown: {how}, but {e}"
+    kind, runtime = _choose_runtime(root, found, data_dirs, notes)
 
     kubernetes: Version | None = None
     if kubelet is not None:
@@ -190,48 +246,14 @@ def inspect_node(
             notes["kubelet"] = f"unknown: {notes['kubelet']}, but {e}"
 
     image_kind = kind or RuntimeKind.CONTAINERD
-    image_dir, configured_by = data_dirs[image_kind]
-    target = _under(root, image_dir)
-    measured: Path | None = _nearest_existing(target, root)
-    capacity = available = None
-    shared: bool | None = None
-    try:
-        assert measured is not None
-        st = statvfs(str(measured))
-        capacity = int(st.f_blocks) * int(st.f_frsize)
-        available = int(st.f_bavail) * int(st.f_frsize)
-    except OSError as e:
-        notes["image_disk"] = f"unknown: statvfs {measured}: {e.strerror or e}"
-        measured = None
-    else:
-        if capacity <= 0:
-            notes["image_disk"] = f"unknown: statvfs {measured} reports capacity 0"
-            capacity = available = None
-        else:
-            which = "" if configured_by == "default" else f", set in {configured_by}"
-            if measured == target:
-                notes["image_disk"] = f"statvfs {image_dir} ({image_kind.value}{which})"
-            else:
-                notes["image_disk"] = (
-                    f"statvfs {measured} ({image_kind.value}'s {image_dir}{which} does not "
-                    "exist; measured its nearest existing parent)"
-                )
-    if measured is not None:
-        try:
-            shared = measured.stat().st_dev == root.stat().st_dev
-            notes["shared_with_os"] = (
-                f"{measured} is {'on' if shared else 'not on'} the filesystem of {root}"
-            )
-        except OSError as e:
-            notes["shared_with_os"] = f"unknown: stat: {e.strerror or e}"
-
+    disk = _measure(root, image_kind, data_dirs[image_kind], statvfs, notes)
     return Inspection(
         root=root,
-        image_dir=image_dir,
-        measured_dir=measured,
-        capacity_bytes=capacity,
-        available_bytes=available,
-        shared_with_os=shared,
+        image_dir=data_dirs[image_kind][0],
+        measured_dir=disk.measured,
+        capacity_bytes=disk.capacity_bytes,
+        available_bytes=disk.available_bytes,
+        shared_with_os=disk.shared_with_os,
         kubelet_version=kubernetes,
         runtime=runtime,
         notes=notes,
