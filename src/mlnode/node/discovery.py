@@ -37,12 +37,13 @@ __all__ = [
     "CRIO_CONFIG",
     "CRIO_DIR",
     "Binary",
-    "KubeletCommand",
+    "UnitCommand",
     "containerd_config_files",
     "crio_config_files",
     "find_binary",
     "kubelet_dropins",
     "read_kubelet_command",
+    "read_unit_command",
     "unit_binary",
     "unit_files",
 ]
@@ -90,10 +91,10 @@ def unit_files(root: Path, unit: str, notes: list[str]) -> tuple[str | None, lis
 
 
 @dataclass(frozen=True)
-class KubeletCommand:
-    """What systemd would run for the kubelet, and every file that went into it."""
+class UnitCommand:
+    """What systemd would run for a unit (the kubelet), and every file that went into it."""
 
-    unit_files: tuple[str, ...] = ()  # kubelet.service then its drop-ins, node paths
+    unit_files: tuple[str, ...] = ()  # <unit>.service then its drop-ins, node paths
     env_files: tuple[str, ...] = ()  # absolute EnvironmentFile= paths in order, existing or not
     environment: Mapping[str, str] = field(default_factory=dict)
     exec_argv: tuple[str, ...] = ()  # the last ExecStart= as written (argv[0] included)
@@ -145,8 +146,13 @@ def _unit_facts(
     return env_files, environment, exec_argv
 
 
-def read_kubelet_command(root: Path, *, strict: bool, unit: str = "kubelet") -> KubeletCommand:
+def read_kubelet_command(root: Path, *, strict: bool) -> UnitCommand:
     """The kubelet unit, its EnvironmentFiles and its expanded command line under ``root``."""
+    return read_unit_command(root, "kubelet", strict=strict)
+
+
+def read_unit_command(root: Path, unit: str, *, strict: bool) -> UnitCommand:
+    """``<unit>.service``, its EnvironmentFiles and its expanded ExecStart= under ``root``."""
     notes: list[str] = []
     files: dict[str, str | None] = {}
     main, dropins = unit_files(root, unit, notes)
@@ -155,7 +161,7 @@ def read_kubelet_command(root: Path, *, strict: bool, unit: str = "kubelet") -> 
             raise InputError(
                 f"no {unit}.service under {root} (looked in {', '.join(UNIT_DIRS)})", path=root
             )
-        return KubeletCommand(notes=tuple(notes))
+        return UnitCommand(notes=tuple(notes))
     paths = [main, *dropins]
     raw_env, environment, exec_argv = _unit_facts(root, paths, files, notes, strict)
     if not exec_argv and strict:
@@ -186,7 +192,7 @@ def read_kubelet_command(root: Path, *, strict: bool, unit: str = "kubelet") -> 
             files[path] = None
             continue
         environment.update({a.name: a.value for a in assignments})
-    return KubeletCommand(
+    return UnitCommand(
         unit_files=tuple(paths),
         env_files=tuple(env_paths),
         environment=environment,
@@ -249,7 +255,7 @@ def find_binary(
 
 def unit_binary(root: Path, unit: str) -> str | None:
     """The program of ``unit``'s last ExecStart= (lenient), when it is an absolute path."""
-    command = read_kubelet_command(root, strict=False, unit=unit)
+    command = read_unit_command(root, unit, strict=False)
     prog = command.exec_argv[0] if command.exec_argv else None
     return prog if prog and prog.startswith("/") else None
 

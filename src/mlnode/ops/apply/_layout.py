@@ -16,8 +16,8 @@ from mlnode.node import (
     CRIO_CONFIG,
     CRIO_DIR,
     Binary,
-    KubeletCommand,
     Runner,
+    UnitCommand,
     containerd_config_files,
     crio_config_files,
     find_binary,
@@ -44,7 +44,7 @@ _KUBEADM_FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"
 _KUBESPRAY_ENV = "/etc/kubernetes/kubelet.env"
 
 
-def _layout_kind(command: KubeletCommand) -> LayoutKind:
+def _layout_kind(command: UnitCommand) -> LayoutKind:
     env_paths = command.env_files
     if (
         any(uf.endswith("/10-kubeadm.conf") for uf in command.unit_files)
@@ -58,7 +58,7 @@ def _layout_kind(command: KubeletCommand) -> LayoutKind:
     return LayoutKind.SYSTEMD
 
 
-def _args_file(kind: LayoutKind, command: KubeletCommand) -> tuple[str | None, str | None]:
+def _args_file(kind: LayoutKind, command: UnitCommand) -> tuple[str | None, str | None]:
     """The EnvironmentFile (and its variable) operators own for extra kubelet flags."""
     if kind is LayoutKind.KUBEADM_DEB:
         return "/etc/default/kubelet", "KUBELET_EXTRA_ARGS"
@@ -92,7 +92,7 @@ def _probe(name: str, binary: Binary | None, runner: Runner) -> tuple[Version | 
 
 def _kubelet_version(
     root: Path,
-    command: KubeletCommand,
+    command: UnitCommand,
     given: Version | None,
     runner: Runner,
     versions_from: dict[str, str],
@@ -120,7 +120,7 @@ def _kubelet_version(
     return given, binary.path if binary else None
 
 
-def _runtime_kind(root: Path, command: KubeletCommand) -> RuntimeKind | None:
+def _runtime_kind(root: Path, command: UnitCommand) -> RuntimeKind | None:
     endpoint = command.flag("container-runtime-endpoint") or ""
     if "crio" in endpoint:
         return RuntimeKind.CRIO
@@ -137,7 +137,7 @@ def _runtime_kind(root: Path, command: KubeletCommand) -> RuntimeKind | None:
 
 def _runtime(
     root: Path,
-    command: KubeletCommand,
+    command: UnitCommand,
     given: RuntimeSpec | None,
     runner: Runner,
     versions_from: dict[str, str],
