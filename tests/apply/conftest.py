@@ -47,7 +47,7 @@ def make_standin(tmp_path: Path, standin_factory: list[StandinServiceManager]) -
 
 def containerd_dump_runner(root: Path):  # type: ignore[no-untyped-def]
     """A runner answering ``containerd config dump`` with the root's config.toml."""
-    from mlnode.ops.runner import CommandResult
+    from mlnode.node import CommandResult
 
     def run(argv):  # type: ignore[no-untyped-def]
         argv = tuple(argv)

@@ -15,7 +15,8 @@ import pytest
 from mlnode.errors import ApplyError, LockHeld, VerificationFailed
 from mlnode.knowledge.model import ImageSettings
 from mlnode.ops.apply import ApplyPlan, detect_layout, execute_apply, execute_rollback, plan_apply
-from mlnode.ops.fileio import atomic_write, list_backups
+from mlnode.ops.backups import list_backups
+from mlnode.ops.fileio import atomic_write, file_sha256
 from mlnode.ops.services import RecordingServiceManager
 from mlnode.ops.verify import CommandRuntimeConfig, UrlConfigzSource, Verifier
 
@@ -91,9 +92,13 @@ def test_apply_each_layout_for_real(
     assert live["imageGCLowThresholdPercent"] == 60
     assert "restart kubelet" in mgr.calls and "restart containerd" in mgr.calls
     names = {c.name for c in result.verification.checks}
-    assert "runtime plugins.io.containerd.grpc.v1.cri.image_pull_progress_timeout" in names or (
-        "runtime plugins.io.containerd.cri.v1.images.image_pull_progress_timeout" in names
-    )
+    # build_plain installs containerd 2.0.2 (CRI images plugin, config version 3); the other
+    # layouts containerd 1.7.13 (the grpc.v1.cri plugin). Exactly that table is verified.
+    table, other = "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images"
+    if build is build_plain:
+        table, other = other, table
+    assert f"runtime plugins.{table}.image_pull_progress_timeout" in names
+    assert not any(other in n for n in names)
     # Idempotent: the second apply changes nothing and restarts nothing.
     calls = list(mgr.calls)
     again = execute_apply(plan_apply(detect_layout(root), GC), services=mgr)
@@ -199,7 +204,7 @@ def test_killed_between_two_writes_then_rollback(root: Path) -> None:
         plan = ap.plan_apply(ap.detect_layout(root), ImageSettings(
             image_gc_high_threshold_percent=75, image_gc_low_threshold_percent=60,
             image_pull_progress_deadline_seconds=1800.0))
-        print([e.path for e in plan.edits], flush=True)
+        print([(e.path, e.sha256_after) for e in plan.edits], flush=True)
         n = 0
         def write(path, data, **kw):
             global n
@@ -212,13 +217,14 @@ def test_killed_between_two_writes_then_rollback(root: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr
-    edited = eval(proc.stdout.strip())  # the planned order of writes
-    first, second = edited[0], edited[1]
+    edited = eval(proc.stdout.strip())  # the planned order of writes, with the new sha256
+    (first, first_sha), (second, _) = edited[0], edited[1]
+    # kubeadm 1.30: the new drop-in is written first, then /etc/default/kubelet (which exists).
+    assert first == "/etc/kubernetes/kubelet.conf.d/90-mlnode-images.conf"
+    assert second == "/etc/default/kubelet"
     # The first file is fully new, the second fully old; no temp file anywhere.
-    assert (root / second.lstrip("/")).read_bytes() == originals.get(second, b"") or not (
-        root / second.lstrip("/")
-    ).exists()
-    assert (root / first.lstrip("/")).exists()
+    assert file_sha256(root / first.lstrip("/")) == first_sha
+    assert (root / second.lstrip("/")).read_bytes() == originals[second]
     leftovers = [p for p in root.rglob("*") if ".mlnode-tmp-" in p.name]
     assert leftovers == []
     [backup] = list_backups(root)

@@ -1,4 +1,4 @@
-"""Atomic writes, backup sets, restore and the apply lock (mlnode.ops.fileio)."""
+"""Atomic writes, backup sets, restore and the apply lock (ops.fileio, ops.backups)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,16 @@ from pathlib import Path
 import pytest
 
 from mlnode.errors import ApplyError, LockHeld
-from mlnode.ops.fileio import (
-    ApplyLock,
-    atomic_write,
+from mlnode.node import host_path
+from mlnode.ops.backups import (
     create_backup,
-    file_sha256,
-    host_path,
     latest_backup,
     list_backups,
     load_backup,
     restore_backup,
     update_backup,
 )
+from mlnode.ops.fileio import ApplyLock, atomic_write, file_sha256
 
 from .treeutil import tree_digest
 

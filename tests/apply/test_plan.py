@@ -8,6 +8,7 @@ import pytest
 
 from mlnode.errors import UsageError
 from mlnode.knowledge.model import ImageSettings
+from mlnode.node import host_path
 from mlnode.ops.apply import (
     ApplyRefused,
     LayoutKind,
@@ -15,7 +16,7 @@ from mlnode.ops.apply import (
     lint_plan,
     plan_apply,
 )
-from mlnode.ops.fileio import atomic_write, host_path
+from mlnode.ops.fileio import atomic_write
 from mlnode.versions import Version, parse_runtime
 
 from .layouts import build_kubeadm, build_kubespray, build_plain

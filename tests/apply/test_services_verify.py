@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from mlnode.errors import ApplyError
-from mlnode.ops.runner import CommandResult, run_command
+from mlnode.node import CommandResult, run_command
 from mlnode.ops.services import (
     ActionKind,
     RecordingServiceManager,

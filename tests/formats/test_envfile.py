@@ -11,14 +11,9 @@ from hypothesis import strategies as st
 
 from mlnode.errors import InputError
 from mlnode.formats.base import DocumentKind
-from mlnode.formats.envfile import (
-    expand_exec_start,
-    merge_env,
-    read_env,
-    read_systemd_unit,
-    render_env,
-    split_words,
-)
+from mlnode.formats.envfile import merge_env, read_env, render_env
+from mlnode.formats.kubelet_argv import expand_exec_start, split_words
+from mlnode.formats.systemd_unit import read_systemd_unit
 from mlnode.knowledge.placement import Placement
 from mlnode.versions import RuntimeKind, RuntimeSpec, Version
 

@@ -11,13 +11,14 @@ from pathlib import Path, PurePosixPath
 import pytest
 from prereq import unavailable
 
-from mlnode.planning.inspect import (
-    inspect_node,
+from mlnode.node import (
+    CommandResult,
     parse_containerd_version,
     parse_crio_version,
     parse_kubelet_version,
     run_command,
 )
+from mlnode.planning.inspect import inspect_node
 from mlnode.versions import RuntimeKind, Version
 
 KUBELET_OUT = "Kubernetes v1.30.2\n"
@@ -63,9 +64,14 @@ class FakeRunner:
         self.outputs = outputs
         self.calls: list[list[str]] = []
 
-    def __call__(self, argv: Sequence[str]) -> str | None:
+    def __call__(self, argv: Sequence[str]) -> CommandResult:
         self.calls.append(list(argv))
-        return self.outputs.get(Path(argv[0]).name)
+        out = self.outputs.get(Path(argv[0]).name)
+        return (
+            CommandResult(tuple(argv), 1, "", "failed")
+            if out is None
+            else (CommandResult(tuple(argv), 0, out))
+        )
 
 
 def make_binary(root: Path, name: str, where: str = "usr/bin") -> Path:
@@ -171,21 +177,22 @@ def test_path_is_searched_only_when_asked_for_a_fake_root(tmp_path: Path) -> Non
     assert got.kubelet_version == Version(1, 30, 2)
 
 
-def test_run_command_failures_are_none(tmp_path: Path) -> None:
-    assert run_command([str(tmp_path / "absent")]) is None
+def test_run_command_failures_are_not_ok(tmp_path: Path) -> None:
+    assert not run_command([str(tmp_path / "absent")]).ok
     false, echo = shutil.which("false"), shutil.which("echo")
     if false is None or echo is None:
         pytest.skip("no false/echo on PATH")
-    assert run_command([false]) is None  # non-zero exit
-    assert (run_command([echo, "hi"]) or "").strip() == "hi"
+    assert not run_command([false]).ok  # non-zero exit
+    assert run_command([echo, "hi"]).stdout.strip() == "hi"
 
 
 def test_real_debian_containerd() -> None:
     binary = Path("/usr/bin/containerd")
     if not binary.exists():
         unavailable("/usr/bin/containerd is not installed (apt-get install containerd)")
-    output = run_command([str(binary), "--version"])
-    assert output is not None, "`/usr/bin/containerd --version` failed"
+    result = run_command([str(binary), "--version"])
+    assert result.ok, "`/usr/bin/containerd --version` failed"
+    output = result.stdout + result.stderr
     version = parse_containerd_version(output)
     assert version is not None, f"cannot parse {output!r}"
     assert version.major in (1, 2) and version.patch is not None

@@ -19,7 +19,7 @@ import typer
 
 from mlnode.cli._options import KUBERNETES_VERSION_HELP, RUNTIME_HELP
 from mlnode.errors import UsageError
-from mlnode.formats.envfile import parse_flags, split_words
+from mlnode.formats.kubelet_argv import parse_flags, split_words
 from mlnode.knowledge.model import ImageSettings
 from mlnode.knowledge.table import kubelet_setting_by_flag
 from mlnode.knowledge.values import parse_flag_value, parse_signal_map

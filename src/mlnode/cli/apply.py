@@ -43,6 +43,7 @@ from mlnode.cli._options import (
     TimeoutOption,
 )
 from mlnode.cli._settings_options import SettingsRequest, with_settings_options
+from mlnode.node import host_path
 from mlnode.ops.apply import (
     ApplyPlan,
     ApplyRefused,
@@ -54,7 +55,6 @@ from mlnode.ops.apply import (
     lint_plan,
     plan_apply,
 )
-from mlnode.ops.fileio import host_path
 from mlnode.ops.services import RecordingServiceManager, ServiceManager
 from mlnode.ops.verify import (
     DEFAULT_HEALTHZ_URL,

@@ -29,7 +29,7 @@ _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO:
 
 
 def _node_files(root: Path) -> list[Path]:
-    from mlnode.formats.node_paths import discover_node_files
+    from mlnode.node import discover_node_files
 
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", option="--root")

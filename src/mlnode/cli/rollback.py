@@ -34,7 +34,7 @@ from mlnode.cli._options import (
     TimeoutOption,
 )
 from mlnode.ops.apply import RollbackResult, execute_rollback
-from mlnode.ops.fileio import list_backups
+from mlnode.ops.backups import list_backups
 from mlnode.ops.services import RecordingServiceManager
 from mlnode.ops.verify import DEFAULT_HEALTHZ_URL, Verifier
 

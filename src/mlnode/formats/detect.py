@@ -193,7 +193,7 @@ def _read_other(kind: DocumentKind, path: str, text: str) -> tuple[ParsedDocumen
 
             return _as_tuple(read_env(path, text))
         if kind is DocumentKind.SYSTEMD_UNIT:
-            from mlnode.formats.envfile import read_systemd_unit
+            from mlnode.formats.systemd_unit import read_systemd_unit
 
             return _as_tuple(read_systemd_unit(path, text))
         if kind in (DocumentKind.KUBELET_CONFIG, DocumentKind.KUBELET_DROPIN):

@@ -27,7 +27,7 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from mlnode.errors import InputError
 from mlnode.formats.base import DocumentKind, FlagOccurrence, ParsedDocument
-from mlnode.formats.envfile import field_override_flags
+from mlnode.formats.kubelet_argv import field_override_flags
 from mlnode.formats.kubelet_config import (
     KUBELET_API_VERSION,
     KUBELET_KIND,

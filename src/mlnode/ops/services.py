@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from mlnode.errors import ApplyError
-from mlnode.ops.runner import Runner, run_command
+from mlnode.node import Runner, run_command
 
 __all__ = [
     "ActionKind",

@@ -24,7 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mlnode.ops.runner import Runner, run_command
+from mlnode.errors import MlnodeError
+from mlnode.node import Runner, run_command
 from mlnode.ops.services import ServiceManager
 from mlnode.units import parse_go_duration
 
@@ -65,8 +66,13 @@ def http_get(url: str, timeout_seconds: float) -> tuple[int, str]:
     return resp.status_code, resp.text
 
 
-class SourceUnavailable(Exception):
-    """A configz or runtime-config source gave no usable answer (this attempt)."""
+class SourceUnavailable(MlnodeError):
+    """A configz or runtime-config source gave no usable answer (this attempt).
+
+    Internal: :class:`Verifier` catches it and records a failed check (retried until the
+    deadline); it never reaches the user as an exception. It is an ``MlnodeError`` anyway,
+    so a source used elsewhere (the agent) cannot leak a bare exception.
+    """
 
 
 class ConfigzSource(Protocol):

@@ -13,25 +13,36 @@ What it reads:
   1.6.20~ds1-1+deb12u3") and ``crio --version`` ("crio version 1.30.0", older releases
   print a table with "Version:  1.20.0").
 
-Every path is resolved under ``root`` (tests pass a temp dir; ``--root`` lets an operator
-inspect a mounted node image). Binaries are looked up under ``root``'s ``usr/local/bin``,
-``usr/bin``, ``bin``, ``usr/sbin``, and on ``PATH`` only when ``root`` is ``/``. The
-command runner and ``statvfs`` are injectable. Anything missing or unparseable is recorded
+Every path is resolved under ``root`` by :mod:`mlnode.node` (tests pass a temp dir;
+``--root`` lets an operator inspect a mounted node image). Binaries are the ones ``mlnode
+apply`` asks (:func:`mlnode.node.find_binary`: the unit's ExecStart= program, then
+``/usr/local/bin``, ``/usr/bin``, ``/bin``, ``/usr/sbin``, ``/usr/local/sbin`` under the
+root, then ``PATH`` only when ``root`` is ``/``). The command runner and ``statvfs`` are
+injectable. Anything missing or unparseable is recorded
 as unknown with a note, never raised.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
-import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from mlnode.errors import MlnodeError
-from mlnode.formats.node_paths import runtime_data_dir
+from mlnode.node import (
+    BIN_DIRS,
+    Runner,
+    find_binary,
+    probe_version,
+    read_kubelet_command,
+    read_path,
+    run_command,
+    runtime_data_dir,
+    unit_binary,
+)
 from mlnode.planning.profile import ProfileInput
 from mlnode.versions import (
     RuntimeKind,
@@ -41,19 +52,7 @@ from mlnode.versions import (
     parse_runtime,
 )
 
-__all__ = [
-    "Inspection",
-    "Runner",
-    "inspect_node",
-    "parse_containerd_version",
-    "parse_crio_version",
-    "parse_kubelet_version",
-    "run_command",
-]
-
-# A runner takes argv and returns the command's combined output, or None when it could
-# not be run (missing, not executable, timed out, non-zero exit).
-Runner = Callable[[Sequence[str]], str | None]
+__all__ = ["Inspection", "inspect_node"]
 
 
 class _StatVfs(Protocol):
@@ -66,52 +65,6 @@ class _StatVfs(Protocol):
 
 
 StatVfs = Callable[[str], _StatVfs]
-
-_BIN_DIRS = ("usr/local/bin", "usr/bin", "bin", "usr/sbin", "usr/local/sbin")
-_TRIPLE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
-
-
-def run_command(argv: Sequence[str]) -> str | None:
-    """Run ``argv`` with a 10 s timeout; its stdout+stderr, or None if it did not succeed."""
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
-        return None
-    return (done.stdout or "") + (done.stderr or "")
-
-
-def _triple(token: str) -> Version | None:
-    m = _TRIPLE.match(token)
-    return Version(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
-def parse_kubelet_version(output: str) -> Version | None:
-    """``Kubernetes v1.30.2`` → 1.30.2 (None when the text is not that)."""
-    m = re.search(r"\bKubernetes\s+(v?\d+\.\d+\.\d+)", output)
-    return _triple(m.group(1)) if m else None
-
-
-def parse_containerd_version(output: str) -> Version | None:
-    """The version in ``containerd <package> <version> <revision>``.
-
-    Handles upstream (``v1.7.13``), Docker's containerd.io (``1.7.13``) and Debian
-    (``1.6.20~ds1``) builds: the third word, minus a leading ``v`` and any distro suffix.
-    """
-    for line in output.splitlines():
-        words = line.split()
-        if len(words) >= 3 and words[0] == "containerd":
-            return _triple(words[2])
-    return None
-
-
-def parse_crio_version(output: str) -> Version | None:
-    """``crio version 1.30.0`` (current) or a ``Version:  1.20.0`` table row (older)."""
-    m = re.search(r"\bcrio version\s+(v?\d+\.\d+\.\d+)", output)
-    if not m:
-        m = re.search(r"^\s*Version:\s+(v?\d+\.\d+\.\d+)", output, re.MULTILINE)
-    return _triple(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
@@ -147,21 +100,6 @@ class Inspection:
         )
 
 
-def _under(root: Path, path: PurePosixPath | str) -> Path:
-    return root / str(path).lstrip("/")
-
-
-def _find_binary(name: str, root: Path, path_env: str | None) -> Path | None:
-    dirs = [_under(root, d) for d in _BIN_DIRS]
-    if path_env:
-        dirs += [Path(d) for d in path_env.split(os.pathsep) if d]
-    for d in dirs:
-        candidate = d / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def _nearest_existing(path: Path, root: Path) -> Path:
     p = path
     while not p.exists() and p != root and p.parent != p:
@@ -170,26 +108,107 @@ def _nearest_existing(path: Path, root: Path) -> Path:
 
 
 def _version_of(
-    name: str,
-    parse: Callable[[str], Version | None],
-    root: Path,
-    path_env: str | None,
-    runner: Runner,
+    name: str, root: Path, path_env: str | None, runner: Runner, exec_start: str | None
 ) -> tuple[Version | None, str]:
-    binary = _find_binary(name, root, path_env)
+    binary = find_binary(root, name, exec_start=exec_start, path_env=path_env)
     if binary is None:
-        where = f"{_under(root, '{usr/local/bin,usr/bin,bin,usr/sbin}')}" + (
-            " or PATH" if path_env else ""
-        )
+        dirs = ",".join(d.lstrip("/") for d in BIN_DIRS)
+        where = f"{root / ('{' + dirs + '}')}" + (" or PATH" if path_env else "")
         return None, f"unknown: no {name} binary under {where}"
-    output = runner([str(binary), "--version"])
-    if output is None:
-        return None, f"unknown: `{binary} --version` did not run"
-    version = parse(output)
+    probe = probe_version(name, binary.host, runner)
+    if not probe.ran:
+        return None, f"unknown: `{binary.host} --version` did not run"
+    if probe.version is None:
+        first = probe.first_line()
+        return None, f"unknown: cannot read a version in `{binary.host} --version`: {first[:80]!r}"
+    return probe.version, f"`{binary.host} --version` → {probe.version}"
+
+
+def _choose_runtime(
+    root: Path,
+    found: Mapping[RuntimeKind, tuple[Version | None, str]],
+    data_dirs: Mapping[RuntimeKind, tuple[PurePosixPath, str]],
+    notes: dict[str, str],
+) -> tuple[RuntimeKind | None, RuntimeSpec | None]:
+    """Which runtime: the one whose binary answered; if both (or neither), the one whose
+    data directory exists; containerd first, as crictl's endpoint order has it."""
+    answered = [k for k, (ver, _) in found.items() if ver is not None]
+    with_data = [k for k, (d, _) in data_dirs.items() if read_path(root, str(d)).is_dir()]
+    kind: RuntimeKind | None
+    if len(answered) == 1:
+        kind = answered[0]
+    elif with_data:
+        kind = next((k for k in with_data if k in answered), with_data[0])
+    else:
+        kind = answered[0] if answered else None
+    if kind is None:
+        notes["runtime"] = (
+            f"unknown: containerd: {found[RuntimeKind.CONTAINERD][1]}; "
+            f"crio: {found[RuntimeKind.CRIO][1]}"
+        )
+        return None, None
+    version, how = found[kind]
     if version is None:
-        first = output.strip().splitlines()[0] if output.strip() else "(no output)"
-        return None, f"unknown: cannot read a version in `{binary} --version`: {first[:80]!r}"
-    return version, f"`{binary} --version` → {version}"
+        notes["runtime"] = f"unknown: {kind.value} data directory exists; {how}"
+        return kind, None
+    try:
+        runtime = parse_runtime(f"{kind.value}@{version}")
+    except MlnodeError as e:
+        notes["runtime"] = f"unknown: {how}, but {e}"
+        return kind, None
+    notes["runtime"] = how
+    return kind, runtime
+
+
+@dataclass(frozen=True)
+class _Disk:
+    measured: Path | None
+    capacity_bytes: int | None = None
+    available_bytes: int | None = None
+    shared_with_os: bool | None = None
+
+
+def _measure(
+    root: Path,
+    image_kind: RuntimeKind,
+    data_dir: tuple[PurePosixPath, str],
+    statvfs: StatVfs,
+    notes: dict[str, str],
+) -> _Disk:
+    """statvfs of the image directory (or its nearest existing parent), and whether it is
+    on the root's filesystem."""
+    image_dir, configured_by = data_dir
+    target = read_path(root, str(image_dir))
+    measured = _nearest_existing(target, root)
+    try:
+        st = statvfs(str(measured))
+        capacity = int(st.f_blocks) * int(st.f_frsize)
+        available = int(st.f_bavail) * int(st.f_frsize)
+    except OSError as e:
+        notes["image_disk"] = f"unknown: statvfs {measured}: {e.strerror or e}"
+        return _Disk(None)
+    disk = _Disk(measured, capacity, available)
+    if capacity <= 0:
+        notes["image_disk"] = f"unknown: statvfs {measured} reports capacity 0"
+        disk = _Disk(measured)
+    else:
+        which = "" if configured_by == "default" else f", set in {configured_by}"
+        if measured == target:
+            notes["image_disk"] = f"statvfs {image_dir} ({image_kind.value}{which})"
+        else:
+            notes["image_disk"] = (
+                f"statvfs {measured} ({image_kind.value}'s {image_dir}{which} does not "
+                "exist; measured its nearest existing parent)"
+            )
+    try:
+        shared = measured.stat().st_dev == root.stat().st_dev
+        notes["shared_with_os"] = (
+            f"{measured} is {'on' if shared else 'not on'} the filesystem of {root}"
+        )
+    except OSError as e:
+        notes["shared_with_os"] = f"unknown: stat: {e.strerror or e}"
+        return disk
+    return dataclasses.replace(disk, shared_with_os=shared)
 
 
 def inspect_node(
@@ -205,51 +224,19 @@ def inspect_node(
     when None it is the process's PATH if ``root`` is ``/`` and nothing otherwise.
     """
     root = Path(root)
-    if path_env is None and root.resolve() == Path("/"):
-        path_env = os.environ.get("PATH", "")
     notes: dict[str, str] = {}
 
-    kubelet, notes["kubelet"] = _version_of(
-        "kubelet", parse_kubelet_version, root, path_env, runner
-    )
+    # The same binaries `mlnode apply` asks: ExecStart='s program first (mlnode.node).
+    kubelet_unit = read_kubelet_command(root, strict=False).binary
+    kubelet, notes["kubelet"] = _version_of("kubelet", root, path_env, runner, kubelet_unit)
     found: dict[RuntimeKind, tuple[Version | None, str]] = {
-        RuntimeKind.CONTAINERD: _version_of(
-            "containerd", parse_containerd_version, root, path_env, runner
-        ),
-        RuntimeKind.CRIO: _version_of("crio", parse_crio_version, root, path_env, runner),
+        kind: _version_of(kind.value, root, path_env, runner, unit_binary(root, kind.value))
+        for kind in (RuntimeKind.CONTAINERD, RuntimeKind.CRIO)
     }
     data_dirs = {
         kind: runtime_data_dir(kind, root) for kind in (RuntimeKind.CONTAINERD, RuntimeKind.CRIO)
     }
-
-    # Which runtime: the one whose binary answered; if both (or neither), the one whose
-    # data directory exists; containerd first, as crictl's endpoint order has it.
-    answered = [k for k, (ver, _) in found.items() if ver is not None]
-    with_data = [k for k, (d, _) in data_dirs.items() if _under(root, d).is_dir()]
-    kind: RuntimeKind | None
-    if len(answered) == 1:
-        kind = answered[0]
-    elif with_data:
-        kind = next((k for k in with_data if k in answered), with_data[0])
-    else:
-        kind = answered[0] if answered else None
-
-    runtime: RuntimeSpec | None = None
-    if kind is None:
-        notes["runtime"] = (
-            f"unknown: containerd: {found[RuntimeKind.CONTAINERD][1]}; "
-            f"crio: {found[RuntimeKind.CRIO][1]}"
-        )
-    else:
-        version, how = found[kind]
-        if version is None:
-            notes["runtime"] = f"unknown: {kind.value} data directory exists; {how}"
-        else:
-            try:
-                runtime = parse_runtime(f"{kind.value}@{version}")
-                notes["runtime"] = how
-            except MlnodeError as e:
-                notes["runtime"] = f"unknown: {how}, but {e}"
+    kind, runtime = _choose_runtime(root, found, data_dirs, notes)
 
     kubernetes: Version | None = None
     if kubelet is not None:
@@ -259,48 +246,14 @@ def inspect_node(
             notes["kubelet"] = f"unknown: {notes['kubelet']}, but {e}"
 
     image_kind = kind or RuntimeKind.CONTAINERD
-    image_dir, configured_by = data_dirs[image_kind]
-    target = _under(root, image_dir)
-    measured: Path | None = _nearest_existing(target, root)
-    capacity = available = None
-    shared: bool | None = None
-    try:
-        assert measured is not None
-        st = statvfs(str(measured))
-        capacity = int(st.f_blocks) * int(st.f_frsize)
-        available = int(st.f_bavail) * int(st.f_frsize)
-    except OSError as e:
-        notes["image_disk"] = f"unknown: statvfs {measured}: {e.strerror or e}"
-        measured = None
-    else:
-        if capacity <= 0:
-            notes["image_disk"] = f"unknown: statvfs {measured} reports capacity 0"
-            capacity = available = None
-        else:
-            which = "" if configured_by == "default" else f", set in {configured_by}"
-            if measured == target:
-                notes["image_disk"] = f"statvfs {image_dir} ({image_kind.value}{which})"
-            else:
-                notes["image_disk"] = (
-                    f"statvfs {measured} ({image_kind.value}'s {image_dir}{which} does not "
-                    "exist; measured its nearest existing parent)"
-                )
-    if measured is not None:
-        try:
-            shared = measured.stat().st_dev == root.stat().st_dev
-            notes["shared_with_os"] = (
-                f"{measured} is {'on' if shared else 'not on'} the filesystem of {root}"
-            )
-        except OSError as e:
-            notes["shared_with_os"] = f"unknown: stat: {e.strerror or e}"
-
+    disk = _measure(root, image_kind, data_dirs[image_kind], statvfs, notes)
     return Inspection(
         root=root,
-        image_dir=image_dir,
-        measured_dir=measured,
-        capacity_bytes=capacity,
-        available_bytes=available,
-        shared_with_os=shared,
+        image_dir=data_dirs[image_kind][0],
+        measured_dir=disk.measured,
+        capacity_bytes=disk.capacity_bytes,
+        available_bytes=disk.available_bytes,
+        shared_with_os=disk.shared_with_os,
         kubelet_version=kubernetes,
         runtime=runtime,
         notes=notes,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mlnode.errors import RuntimeUnavailable, UsageError
-from mlnode.formats.node_paths import RUNTIME_DATA_DIRS, runtime_data_dir
+from mlnode.formats.node_paths import RUNTIME_DATA_DIRS
+from mlnode.node import runtime_data_dir
 from mlnode.versions import RuntimeKind
 
 __all__ = [
@@ -91,7 +92,7 @@ def _under(root: Path, path: PurePosixPath | str) -> Path:
 
 def runtime_root_dir(kind: RuntimeKind, *, root: Path = Path("/")) -> Path:
     """Where ``kind`` keeps images, from its config under ``root`` or the default
-    (:func:`mlnode.formats.node_paths.runtime_data_dir` says how)."""
+    (:func:`mlnode.node.runtime_data_dir` says how)."""
     return _under(root, runtime_data_dir(kind, root)[0])
 
 

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlnode.formats.node_paths import (
-    NODE_PATHS,
-    NodeFileRole,
-    discover_node_files,
-    node_path,
-)
+from mlnode.formats.node_paths import NODE_PATHS, NodeFileRole
+from mlnode.node import discover_node_files
+from mlnode.node import read_path as node_path
 
 KUBEADM_DROPIN = (Path(__file__).parent.parent / "data" / "formats" / "10-kubeadm.conf").read_text()
 UNIT = """\
