@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mlnode.errors import InputError
@@ -195,8 +195,21 @@ def test_render_read_render(p: Placement) -> None:
     assert render_kubeadm(again) == text
 
 
+_DEADLINE_FLAG = "image-pull-progress-deadline"
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(placements, st.sampled_from(["kubeadm-init-v1beta3.yaml", "kubeadm-init-v1beta4.yaml"]))
+# Both sides of the removal rule, whatever hypothesis draws: the placement does not place the
+# flag (containerd), and it does (dockershim ≤ 1.23, where the deadline is a kubelet flag).
+@example(
+    place(ImageSettings(image_gc_high_threshold_percent=80), Version(1, 29), CONTAINERD),
+    "kubeadm-init-v1beta3.yaml",
+)
+@example(
+    place(ImageSettings(image_pull_progress_deadline_seconds=900.0), Version(1, 23), DOCKER),
+    "kubeadm-init-v1beta3.yaml",
+)
 def test_merge_idempotent(p: Placement, sample: str) -> None:
     text = (DATA / sample).read_text()
     once = merge_kubeadm(text, "k", p, remove_flags=REMOVE)
@@ -206,7 +219,9 @@ def test_merge_idempotent(p: Placement, sample: str) -> None:
     assert flags.get("node-labels") == "gpu=true"
     for name, value in p.kubelet_flags.items():
         assert flags[name] == value
-    assert "image-pull-progress-deadline" not in flags or p.kubelet_flags
+    # The sample's --image-pull-progress-deadline=30m is in remove_flags: it is gone unless
+    # the placement itself puts the flag there, and then it has the placed value.
+    assert flags.get(_DEADLINE_FLAG) == p.kubelet_flags.get(_DEADLINE_FLAG)
     if "v1beta3" in sample:
         assert "# kubeadm init --config kubeadm-init-v1beta3.yaml" in once
 

@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mlnode.errors import InputError
@@ -14,6 +14,7 @@ from mlnode.formats.base import DocumentKind
 from mlnode.formats.kubespray import (
     KUBESPRAY_VARIABLES,
     TEMPLATE_ALWAYS_WRITES,
+    Target,
     merge_kubespray,
     read_kubespray,
     render_kubespray,
@@ -221,6 +222,20 @@ def test_render_read_render(p: Placement) -> None:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(placements)
+# Placed fields with dedicated variables, one of them (maxParallelImagePulls) already in the
+# sample's kubelet_config_extra_args, where the template writes it too.
+@example(
+    place(
+        ImageSettings(
+            image_gc_high_threshold_percent=80,
+            image_gc_low_threshold_percent=70,
+            serialize_image_pulls=False,
+            max_parallel_image_pulls=4,
+        ),
+        Version(1, 31),
+        CONTAINERD,
+    )
+)
 def test_merge_idempotent_keeps_unrelated(p: Placement) -> None:
     text = (DATA / SAMPLE).read_text()
     once = merge_kubespray(text, "g", p)
@@ -231,9 +246,12 @@ def test_merge_idempotent_keeps_unrelated(p: Placement) -> None:
     got = {f.field: f.value for f in doc.fields}
     for fld, value in p.kubelet_fields.items():
         assert got[fld] == value
-    assert "maxParallelImagePulls" not in doc.facts["extra_args_duplicating_template"] or (
-        "maxParallelImagePulls" not in p.kubelet_fields
-    )
+    # A placed field with a dedicated kubespray variable is written through it and leaves
+    # kubelet_config_extra_args, so kubelet-config.yaml never holds a placed key twice.
+    dedicated = {r.setting for r in KUBESPRAY_VARIABLES if r.target is Target.FIELD}
+    extra_args = {f.field for f in doc.fields if f.origin.detail == "kubelet_config_extra_args"}
+    assert not (set(p.kubelet_fields) & dedicated) & extra_args
+    assert not set(p.kubelet_fields) & set(doc.facts["extra_args_duplicating_template"])
 
 
 @settings(max_examples=100, deadline=None)

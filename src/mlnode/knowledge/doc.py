@@ -41,14 +41,23 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown() -> str:
-    out: list[str] = [
+def _row(cells: tuple[str, ...]) -> str:
+    return "| " + " | ".join(_cell(x) for x in cells) + " |"
+
+
+def _intro() -> list[str]:
+    return [
         "# Image settings mlnode knows",
         "",
         "Generated from `src/mlnode/knowledge/` by `python -m mlnode.knowledge.doc`; do not",
         "edit by hand. Versions are kubelet versions unless the row names a runtime; a span",
         '"since A to before B" means present in A and later, absent from B on.',
         "",
+    ]
+
+
+def _kubelet_section() -> list[str]:
+    out = [
         "## Kubelet",
         "",
         "| setting | config field (span) | flag (span) | default | unit | gate | summary"
@@ -63,10 +72,8 @@ def render_markdown() -> str:
         elif r.flag and r.flag_deprecated_since:
             flag += f", deprecated since {r.flag_deprecated_since}"
         out.append(
-            "| "
-            + " | ".join(
-                _cell(x)
-                for x in (
+            _row(
+                (
                     f"`{r.key}`",
                     field,
                     flag,
@@ -77,9 +84,12 @@ def render_markdown() -> str:
                     r.source,
                 )
             )
-            + " |"
         )
-    out += [
+    return out
+
+
+def _runtime_section() -> list[str]:
+    out = [
         "",
         "## Runtimes",
         "",
@@ -89,10 +99,8 @@ def render_markdown() -> str:
     for rr in RUNTIME_SETTINGS:
         where = "[" + ".".join(rr.table) + "]" if rr.table else "command-line flag"
         out.append(
-            "| "
-            + " | ".join(
-                _cell(x)
-                for x in (
+            _row(
+                (
                     f"`{rr.key}`",
                     rr.runtime.value,
                     _span(rr.span),
@@ -103,33 +111,38 @@ def render_markdown() -> str:
                     rr.source,
                 )
             )
-            + " |"
         )
-    out += ["", "## Kubelet validation (the kubelet's wording)", ""]
+    return out
+
+
+# Values that break every validation rule, so each rule's wording shows with numbers in it.
+_VALIDATION_SAMPLE = {
+    "image_gc_high_threshold_percent": 101,
+    "image_gc_low_threshold_percent": 101,
+    "image_minimum_gc_age_seconds": 120.0,
+    "image_maximum_gc_age_seconds": -1e-9,
+    "max_parallel_image_pulls": 0,
+    "serialize_image_pulls": True,
+    "node_status_max_images": -2,
+    "registry_pull_qps": -1,
+    "registry_burst": -1,
+}
+
+
+def _validation_section() -> list[str]:
+    out = ["", "## Kubelet validation (the kubelet's wording)", ""]
     out += ["| rule | settings | kubelet versions | wording per version | source |"]
     out += ["|---|---|---|---|---|"]
-    sample = {
-        "image_gc_high_threshold_percent": 101,
-        "image_gc_low_threshold_percent": 101,
-        "image_minimum_gc_age_seconds": 120.0,
-        "image_maximum_gc_age_seconds": -1e-9,
-        "max_parallel_image_pulls": 0,
-        "serialize_image_pulls": True,
-        "node_status_max_images": -2,
-        "registry_pull_qps": -1,
-        "registry_burst": -1,
-    }
     for rule in VALIDATION_RULES:
-        wording = "; ".join(f"{_span(span)}: {msg(sample)}" for span, msg in rule.messages)
-        out.append(
-            "| "
-            + " | ".join(
-                _cell(x)
-                for x in (rule.rule, ", ".join(rule.keys), _span(rule.span), wording, rule.source)
-            )
-            + " |"
+        wording = "; ".join(
+            f"{_span(span)}: {msg(_VALIDATION_SAMPLE)}" for span, msg in rule.messages
         )
-    out += ["", "## Feature gates", "", "| gate | from | stage | default | source |"]
+        out.append(_row((rule.rule, ", ".join(rule.keys), _span(rule.span), wording, rule.source)))
+    return out
+
+
+def _kubelet_facts_sections() -> list[str]:
+    out = ["", "## Feature gates", "", "| gate | from | stage | default | source |"]
     out += ["|---|---|---|---|---|"]
     for g in FEATURE_GATES:
         out.append(f"| {g.gate} | {g.since} | {g.stage} | {g.default} | {_cell(g.source)} |")
@@ -148,7 +161,11 @@ def render_markdown() -> str:
     for e in EVICTION_HARD_DEFAULTS:
         sig = ", ".join(f"{k}<{v}" for k, v in e.signals.items())
         out.append(f"| {_span(e.span)} | {sig} | {_cell(e.source)} |")
-    out += ["", "## Removed kubelet flags (the kubelet refuses to start)", ""]
+    return out
+
+
+def _removed_flags_section() -> list[str]:
+    out = ["", "## Removed kubelet flags (the kubelet refuses to start)", ""]
     out += ["| flag | removed in | why | fix | source |", "|---|---|---|---|---|"]
     for f in REMOVED_FLAGS:
         out.append(
@@ -161,7 +178,19 @@ def render_markdown() -> str:
         "(1.21–1.24, 1.26–1.32, read from kubelet sources; see its `_source`).",
         "",
     ]
-    return "\n".join(out)
+    return out
+
+
+def render_markdown() -> str:
+    sections = (
+        _intro,
+        _kubelet_section,
+        _runtime_section,
+        _validation_section,
+        _kubelet_facts_sections,
+        _removed_flags_section,
+    )
+    return "\n".join(line for section in sections for line in section())
 
 
 if __name__ == "__main__":

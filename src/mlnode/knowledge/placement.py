@@ -9,6 +9,7 @@ refused with the reason, never written where it would break the node.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,20 +128,30 @@ def _first_version(span: Span) -> str:
 
 
 def place(settings: ImageSettings, k8s: Version, runtime: RuntimeSpec) -> Placement:
+    wanted = settings.set_fields()
+    kubelet = _place_kubelet(wanted, k8s, runtime)
+    runtime_values, runtime_refusals = _place_runtime(wanted, runtime)
+    return dataclasses.replace(
+        kubelet,
+        runtime_values=runtime_values,
+        refusals=kubelet.refusals + runtime_refusals,
+        warnings=kubelet.warnings + _eviction_warnings(wanted, k8s),
+    )
+
+
+def _place_kubelet(wanted: Mapping[str, Any], k8s: Version, runtime: RuntimeSpec) -> Placement:
+    """The kubelet's part: config fields, flags, the feature gates they need, refusals."""
     fields: dict[str, Any] = {}
     flags: dict[str, str] = {}
     gates: dict[str, bool] = {}
-    runtime_values: list[PlacedRuntimeValue] = []
     refusals: list[Refusal] = []
     warnings: list[str] = []
-    wanted = settings.set_fields()
-
     for row in KUBELET_SETTINGS:
         if row.key not in wanted:
             continue
         value = wanted[row.key]
         if row.key in _DOCKERSHIM_ONLY and runtime.kind is not RuntimeKind.DOCKER:
-            continue  # placed with the runtime below
+            continue  # placed with the runtime
         home = _kubelet_home(row, k8s)
         if home == "field":
             assert row.field is not None
@@ -155,21 +166,41 @@ def place(settings: ImageSettings, k8s: Version, runtime: RuntimeSpec) -> Placem
             assert row.flag is not None
             flags[row.flag] = flag_value(row.kind, value)
         else:
-            if row.key in _DOCKERSHIM_ONLY:
-                reason = (
-                    f"--{row.flag} was removed in Kubernetes 1.24 together with dockershim; "
-                    "run cri-dockerd (which has its own --image-pull-progress-deadline) "
-                    "or move to containerd >= 1.7 or CRI-O"
-                )
-            elif row.field:
-                reason = (
-                    f"{row.field} does not exist in kubelet {k8s} "
-                    f"(it arrived in {_first_version(row.field_span)})"
-                )
-            else:
-                reason = f"{row.key} has no flag or field in kubelet {k8s}"
-            refusals.append(Refusal(row.key, reason))
+            refusals.append(_kubelet_refusal(row, k8s))
+    return Placement(
+        kubernetes_version=k8s,
+        runtime=runtime,
+        kubelet_fields=fields,
+        kubelet_flags=flags,
+        feature_gates=gates,
+        refusals=tuple(refusals),
+        warnings=tuple(warnings),
+    )
 
+
+def _kubelet_refusal(row: KubeletSetting, k8s: Version) -> Refusal:
+    if row.key in _DOCKERSHIM_ONLY:
+        reason = (
+            f"--{row.flag} was removed in Kubernetes 1.24 together with dockershim; "
+            "run cri-dockerd (which has its own --image-pull-progress-deadline) "
+            "or move to containerd >= 1.7 or CRI-O"
+        )
+    elif row.field:
+        reason = (
+            f"{row.field} does not exist in kubelet {k8s} "
+            f"(it arrived in {_first_version(row.field_span)})"
+        )
+    else:
+        reason = f"{row.key} has no flag or field in kubelet {k8s}"
+    return Refusal(row.key, reason)
+
+
+def _place_runtime(
+    wanted: Mapping[str, Any], runtime: RuntimeSpec
+) -> tuple[tuple[PlacedRuntimeValue, ...], tuple[Refusal, ...]]:
+    """The runtime's part: its config values, and refusals where this version has none."""
+    runtime_values: list[PlacedRuntimeValue] = []
+    refusals: list[Refusal] = []
     rows_here = runtime_settings_for(runtime.kind, runtime.version)
     for key in sorted({r.key for r in RUNTIME_SETTINGS}):
         if key not in wanted:
@@ -181,46 +212,40 @@ def place(settings: ImageSettings, k8s: Version, runtime: RuntimeSpec) -> Placem
             rrow = match[0]
             runtime_values.append(PlacedRuntimeValue(rrow, file_value(rrow.kind, wanted[key])))
             continue
-        existing = [r for r in RUNTIME_SETTINGS if r.key == key and r.runtime is runtime.kind]
-        if existing:
-            earliest = min(existing, key=lambda r: min(p.key() for p in r.span.since))
-            extra = (
-                "; containerd 1.6 ignores unknown keys, so writing it would change nothing"
-                if runtime.kind is RuntimeKind.CONTAINERD
-                else ""
-            )
-            reason = (
-                f"{runtime} has no {earliest.name} (it arrived in {runtime.kind.value} "
-                f"{_first_version(earliest.span)}){extra}"
-            )
-        else:
-            reason = f"{runtime.kind.value} has no setting for {key}"
-        refusals.append(Refusal(key, reason))
+        refusals.append(_runtime_refusal(key, runtime))
+    return tuple(runtime_values), tuple(refusals)
 
+
+def _runtime_refusal(key: str, runtime: RuntimeSpec) -> Refusal:
+    existing = [r for r in RUNTIME_SETTINGS if r.key == key and r.runtime is runtime.kind]
+    if not existing:
+        return Refusal(key, f"{runtime.kind.value} has no setting for {key}")
+    earliest = min(existing, key=lambda r: min(p.key() for p in r.span.since))
+    extra = (
+        "; containerd 1.6 ignores unknown keys, so writing it would change nothing"
+        if runtime.kind is RuntimeKind.CONTAINERD
+        else ""
+    )
+    return Refusal(
+        key,
+        f"{runtime} has no {earliest.name} (it arrived in {runtime.kind.value} "
+        f"{_first_version(earliest.span)}){extra}",
+    )
+
+
+def _eviction_warnings(wanted: Mapping[str, Any], k8s: Version) -> tuple[str, ...]:
+    """evictionHard that lists only some signals zeroes the others."""
     eviction = wanted.get("eviction_hard")
-    if eviction is not None and not wanted.get("merge_default_eviction_settings"):
-        missing = sorted(set(eviction_hard_defaults(k8s)) - set(eviction))
-        if missing:
-            warnings.append(
-                "evictionHard sets only "
-                + ", ".join(sorted(eviction))
-                + "; the kubelet then sets "
-                + ", ".join(missing)
-                + " to 0 (no eviction for them) unless they are listed too"
-                + (
-                    " or mergeDefaultEvictionSettings is true"
-                    if k8s.at_least(Version(1, 33))
-                    else ""
-                )
-            )
-
-    return Placement(
-        kubernetes_version=k8s,
-        runtime=runtime,
-        kubelet_fields=fields,
-        kubelet_flags=flags,
-        feature_gates=gates,
-        runtime_values=tuple(runtime_values),
-        refusals=tuple(refusals),
-        warnings=tuple(warnings),
+    if eviction is None or wanted.get("merge_default_eviction_settings"):
+        return ()
+    missing = sorted(set(eviction_hard_defaults(k8s)) - set(eviction))
+    if not missing:
+        return ()
+    return (
+        "evictionHard sets only "
+        + ", ".join(sorted(eviction))
+        + "; the kubelet then sets "
+        + ", ".join(missing)
+        + " to 0 (no eviction for them) unless they are listed too"
+        + (" or mergeDefaultEvictionSettings is true" if k8s.at_least(Version(1, 33)) else ""),
     )

@@ -135,29 +135,59 @@ def _parse_feature_gates(text: str) -> dict[str, bool]:
     return gates
 
 
+@dataclass
+class _Seen:
+    """What the steps of :func:`compute_effective` collect, in precedence order.
+
+    Mutable on purpose: each step appends to it, so the history keeps the order of layers.
+    """
+
+    history: dict[str, list[SettingValue]] = field(default_factory=dict)
+    problems: list[ValueProblem] = field(default_factory=list)
+    configured_gates: dict[str, bool] = field(default_factory=dict)
+
+
 def compute_effective(
     docs: Iterable[ParsedDocument], version: Version, runtime: RuntimeSpec
 ) -> EffectiveSettings:
     docs = list(docs)
-    history: dict[str, list[SettingValue]] = {}
-    problems: list[ValueProblem] = []
-    configured_gates: dict[str, bool] = {}
+    seen = _Seen()
+    _add_defaults(seen, version, runtime)
+    _add_config_files(seen, docs, version)
+    _add_flags(seen, docs, version, runtime)
+    kubelet = _winners(seen.history)
+    runtime_values = _add_runtime_config(seen, docs, runtime)
+    gates = default_feature_gates(version)
+    gates.update(seen.configured_gates)
+    return EffectiveSettings(
+        kubelet=kubelet,
+        runtime=runtime_values,
+        feature_gates=gates,
+        history={k: tuple(v) for k, v in seen.history.items()},
+        problems=tuple(seen.problems),
+    )
 
+
+def _add_defaults(seen: _Seen, version: Version, runtime: RuntimeSpec) -> None:
+    """The kubelet's default for every setting this version has (as a field or a flag)."""
     for row in KUBELET_SETTINGS:
         if row.key == "image_pull_progress_deadline_seconds" and (
             runtime.kind is not RuntimeKind.DOCKER or not row.flag_span.contains(version)
         ):
-            continue  # the runtime owns this deadline; its default is added below
+            continue  # the runtime owns this deadline; its default is added later
         exists = (row.field is not None and row.field_span.contains(version)) or (
             row.flag is not None and row.flag_span.contains(version)
         )
         if not exists:
             continue
         default = eviction_hard_defaults(version) if row.key == "eviction_hard" else row.default
-        history.setdefault(row.key, []).append(
+        seen.history.setdefault(row.key, []).append(
             SettingValue(row.key, default, Layer.DEFAULT, None, None)
         )
 
+
+def _add_config_files(seen: _Seen, docs: Sequence[ParsedDocument], version: Version) -> None:
+    """The --config file(s), then the drop-ins sorted by file name."""
     config_docs = [d for d in docs if _config_layer(d) is Layer.CONFIG_FILE]
     dropins = sorted(
         (d for d in docs if _config_layer(d) is Layer.DROP_IN), key=lambda d: d.path.rsplit("/")[-1]
@@ -167,19 +197,7 @@ def compute_effective(
         assert layer is not None
         for occ in doc.fields:
             if occ.field == "featureGates":
-                if not isinstance(occ.value, dict) or not all(
-                    isinstance(v, bool) for v in occ.value.values()
-                ):
-                    problems.append(
-                        ValueProblem(
-                            "feature_gates",
-                            occ.origin,
-                            f"featureGates: expected gate names mapped to true or false, "
-                            f"got {occ.value!r}",
-                        )
-                    )
-                    continue
-                configured_gates.update({str(k): v for k, v in occ.value.items()})
+                _add_feature_gates_field(seen, occ.value, occ.origin)
                 continue
             frow = kubelet_setting_by_field(occ.field)
             if frow is None or not frow.field_span.contains(version):
@@ -187,15 +205,33 @@ def compute_effective(
             try:
                 value = parse_field_value(frow, occ.value)
             except ValueError as e:
-                problems.append(ValueProblem(frow.key, occ.origin, str(e)))
+                seen.problems.append(ValueProblem(frow.key, occ.origin, str(e)))
                 continue
             if value == 0 and frow.key in _ZERO_MEANS_DEFAULT:
                 continue  # defaults.go replaces the zero before anything reads it
-            history[frow.key].append(SettingValue(frow.key, value, layer, occ.origin, None))
+            seen.history[frow.key].append(SettingValue(frow.key, value, layer, occ.origin, None))
 
+
+def _add_feature_gates_field(seen: _Seen, value: Any, origin: Origin) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, bool) for v in value.values()):
+        seen.problems.append(
+            ValueProblem(
+                "feature_gates",
+                origin,
+                f"featureGates: expected gate names mapped to true or false, got {value!r}",
+            )
+        )
+        return
+    seen.configured_gates.update({str(k): v for k, v in value.items()})
+
+
+def _add_flags(
+    seen: _Seen, docs: Sequence[ParsedDocument], version: Version, runtime: RuntimeSpec
+) -> None:
+    """Flags in ExecStart order; each overrides the files and any earlier flag."""
     for flag in ordered_flags(docs):
         if flag.name == "feature-gates" and flag.value:
-            configured_gates.update(_parse_feature_gates(flag.value))
+            seen.configured_gates.update(_parse_feature_gates(flag.value))
             continue
         grow = kubelet_setting_by_flag(flag.name)
         if grow is None or not grow.flag_span.contains(version):
@@ -207,10 +243,15 @@ def compute_effective(
         try:
             value = parse_flag_value(grow, flag.value)
         except ValueError as e:
-            problems.append(ValueProblem(grow.key, flag.origin, str(e)))
+            seen.problems.append(ValueProblem(grow.key, flag.origin, str(e)))
             continue
-        history[grow.key].append(SettingValue(grow.key, value, Layer.FLAG, flag.origin, flag.text))
+        seen.history[grow.key].append(
+            SettingValue(grow.key, value, Layer.FLAG, flag.origin, flag.text)
+        )
 
+
+def _winners(history: Mapping[str, list[SettingValue]]) -> dict[str, SettingValue]:
+    """The last value of each setting, remembering where later (overridden) ones were."""
     kubelet: dict[str, SettingValue] = {}
     for key, values in history.items():
         winner = values[-1]
@@ -222,7 +263,13 @@ def compute_effective(
                 winner.key, winner.value, winner.layer, winner.origin, winner.raw, later
             )
         )
+    return kubelet
 
+
+def _add_runtime_config(
+    seen: _Seen, docs: Sequence[ParsedDocument], runtime: RuntimeSpec
+) -> dict[str, SettingValue]:
+    """The runtime's settings: later files win; the version's defaults fill the rest."""
     runtime_values: dict[str, SettingValue] = {}
     for doc in docs:
         for rv in doc.runtime_values:
@@ -246,29 +293,13 @@ def compute_effective(
                 try:
                     rvalue = parse_go_duration(str(rv.value))
                 except ValueError as e:
-                    problems.append(ValueProblem(rrow.key, rv.origin, f"{rv.name}: {e}"))
+                    seen.problems.append(ValueProblem(rrow.key, rv.origin, f"{rv.name}: {e}"))
                     continue
             sv = SettingValue(rrow.key, rvalue, Layer.RUNTIME_CONFIG, rv.origin, str(rv.value))
-            history.setdefault(rrow.key, []).append(sv)
+            seen.history.setdefault(rrow.key, []).append(sv)
             runtime_values[rrow.key] = sv
-
     for rrow in runtime_settings_for(runtime.kind, runtime.version):
         if rrow.key not in runtime_values:
             runtime_values[rrow.key] = SettingValue(rrow.key, rrow.default, Layer.DEFAULT)
-            history.setdefault(rrow.key, []).insert(0, runtime_values[rrow.key])
-
-    for rrow in runtime_settings_for(runtime.kind, runtime.version):
-        if rrow.key not in runtime_values:
-            runtime_values[rrow.key] = SettingValue(rrow.key, rrow.default, Layer.DEFAULT)
-            history.setdefault(rrow.key, []).insert(0, runtime_values[rrow.key])
-
-    gates = default_feature_gates(version)
-    gates.update(configured_gates)
-
-    return EffectiveSettings(
-        kubelet=kubelet,
-        runtime=runtime_values,
-        feature_gates=gates,
-        history={k: tuple(v) for k, v in history.items()},
-        problems=tuple(problems),
-    )
+            seen.history.setdefault(rrow.key, []).insert(0, runtime_values[rrow.key])
+    return runtime_values

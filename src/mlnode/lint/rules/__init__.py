@@ -1,0 +1,42 @@
+"""The lint rules, by subject; :data:`RULES` is every rule in the order the engine runs them.
+
+Each rule is a small function over the documents, the effective settings and the
+:class:`~mlnode.lint.engine.LintContext`; the knowledge (which flag was removed when, which
+wording the kubelet uses, where a setting lives) comes from :mod:`mlnode.knowledge`, so the
+rules hold no version numbers. Findings that tie on severity and place keep this order.
+"""
+
+from __future__ import annotations
+
+from mlnode.lint._context import Rule
+from mlnode.lint.rules._disk import eviction_rule, gc_rule
+from mlnode.lint.rules._files import (
+    config_dir_rule,
+    kubeadm_managed_rule,
+    kubespray_duplicates_rule,
+)
+from mlnode.lint.rules._flags import flag_rule
+from mlnode.lint.rules._kubelet_values import (
+    fields_unknown_rule,
+    overrides_rule,
+    problems_rule,
+    validation_rule,
+)
+from mlnode.lint.rules._runtime import deadline_info_rule, runtime_keys_rule
+
+__all__ = ["RULES"]
+
+RULES: tuple[Rule, ...] = (
+    flag_rule,
+    problems_rule,
+    validation_rule,
+    config_dir_rule,
+    fields_unknown_rule,
+    runtime_keys_rule,
+    gc_rule,
+    eviction_rule,
+    overrides_rule,
+    kubeadm_managed_rule,
+    kubespray_duplicates_rule,
+    deadline_info_rule,
+)

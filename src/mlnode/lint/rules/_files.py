@@ -1,0 +1,128 @@
+"""The kubelet's files: --config-dir and its drop-ins, kubeadm's file, kubespray's duplicates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from mlnode.formats.base import DocumentKind, ParsedDocument
+from mlnode.knowledge.model import Origin
+from mlnode.knowledge.table import (
+    config_dir_support,
+    kubelet_setting_by_field,
+)
+from mlnode.lint._context import LintContext
+from mlnode.lint.effective import EffectiveSettings
+from mlnode.lint.findings import Finding
+
+__all__ = ["config_dir_rule", "kubeadm_managed_rule", "kubespray_duplicates_rule"]
+
+
+_KUBEADM_LOSES = (
+    "image_gc_high_threshold_percent",
+    "image_gc_low_threshold_percent",
+    "image_minimum_gc_age_seconds",
+    "image_maximum_gc_age_seconds",
+    "serialize_image_pulls",
+    "max_parallel_image_pulls",
+    "eviction_hard",
+)
+
+
+def config_dir_rule(
+    docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
+) -> Iterable[Finding]:
+    support = config_dir_support(ctx.kubernetes_version)
+    env_names = {a.name for d in docs for a in d.env}
+    for d in docs:
+        env_names.update(d.facts.get("environment", {}) or {})
+    for doc in docs:
+        for flag in doc.flags:
+            if flag.name != "config-dir":
+                continue
+            if not support.supported:
+                yield Finding(
+                    "E106",
+                    f"--config-dir does not exist in kubelet {ctx.kubernetes_version}"
+                    " (added in 1.28)",
+                    'the kubelet does not start: "unknown flag: --config-dir"',
+                    "put the settings in the --config file instead",
+                    flag.origin,
+                )
+            elif support.env_required and support.env_required not in env_names:
+                consequence = (
+                    'the kubelet does not start: "flag --config-dir specified but environment '
+                    f'variable {support.env_required} not set, cannot start kubelet"'
+                )
+                yield Finding(
+                    "E106" if ctx.whole_node else "W203",
+                    f"--config-dir needs {support.env_required} in the kubelet's environment in"
+                    f" {ctx.kubernetes_version}, and "
+                    + (
+                        "the node's units do not set it"
+                        if ctx.whole_node
+                        else "the files given do not set it"
+                    ),
+                    consequence,
+                    f"add Environment={support.env_required}=<dir> in a kubelet.service drop-in,"
+                    " or use the --config file",
+                    flag.origin,
+                )
+    for doc in docs:
+        untyped = not doc.facts.get("api_version") or not doc.facts.get("kind")
+        if doc.kind is DocumentKind.KUBELET_DROPIN and support.requires_type_meta and untyped:
+            yield Finding(
+                "E107",
+                f"drop-in {doc.path} has no apiVersion/kind",
+                'the kubelet does not start: "failed to load kubelet dropin file, path: '
+                f'{doc.path}, no apiVersion/kind"',
+                "start the file with apiVersion: kubelet.config.k8s.io/v1beta1 and "
+                "kind: KubeletConfiguration",
+                Origin(doc.path, 1),
+            )
+
+
+def kubeadm_managed_rule(
+    docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
+) -> Iterable[Finding]:
+    for doc in docs:
+        managed = doc.facts.get("kubeadm_managed") or doc.path.endswith(
+            "/var/lib/kubelet/config.yaml"
+        )
+        if doc.kind is not DocumentKind.KUBELET_CONFIG or not managed:
+            continue
+        for occ in doc.fields:
+            row = kubelet_setting_by_field(occ.field)
+            if row is None or row.key not in _KUBEADM_LOSES:
+                continue
+            if occ.value in ("0s", 0) or occ.value == row.default:
+                continue  # what kubeadm itself writes: nothing of the operator's to lose
+            yield Finding(
+                "W209",
+                f"{occ.field} is set in {doc.path}, which kubeadm writes",
+                "`kubeadm upgrade` (and `kubeadm upgrade node phase kubelet-config`) rewrite this"
+                " file from the kube-system/kubelet-config ConfigMap: the value is lost",
+                "put it in a --config-dir drop-in (1.28+) or in the kubelet-config ConfigMap; "
+                "`mlnode apply` does this",
+                occ.origin,
+            )
+
+
+def kubespray_duplicates_rule(
+    docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
+) -> Iterable[Finding]:
+    for doc in docs:
+        if doc.kind is not DocumentKind.KUBESPRAY:
+            continue
+        duplicated = set(doc.facts.get("extra_args_duplicating_template") or ())
+        for occ in doc.fields:
+            if occ.field not in duplicated or occ.origin.detail != "kubelet_config_extra_args":
+                continue
+            yield Finding(
+                "W212",
+                f"kubelet_config_extra_args sets {occ.field}, which kubespray's kubelet-config"
+                " template also writes",
+                "the rendered kubelet-config.yaml holds the key twice; the kubelet's lenient"
+                " decoding keeps the template's later value, so this one has no effect",
+                "use kubespray's own variable for it (see `mlnode render --format kubespray`)",
+                occ.origin,
+            )
