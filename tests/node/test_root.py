@@ -1,4 +1,4 @@
-"""mlnode.node.root: node paths under a root, symlinks resolved as if the root were ``/``."""
+"""mlnode.rootpath: node paths under a root, symlinks resolved as if the root were ``/``."""
 
 from __future__ import annotations
 

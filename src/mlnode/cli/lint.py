@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
             k8s_text, runtime_text = kubernetes_version or "", runtime or ""
             if root is not None and not (k8s_text and runtime_text):
                 # A mounted node tells its versions through its binaries (kubelet --version).
-                from mlnode.planning.inspect import inspect_node
+                from mlnode.ops.inspect import inspect_node
 
                 seen = inspect_node(root)
                 if not k8s_text and seen.kubelet_version is not None:

@@ -22,7 +22,7 @@ from mlnode.cli._options import (
     RootOption,
     RuntimeOption,
 )
-from mlnode.planning.inspect import inspect_node
+from mlnode.ops.inspect import inspect_node
 from mlnode.planning.plan import Plan, make_plan, plan_to_json
 from mlnode.planning.profile import (
     ProfileInput,

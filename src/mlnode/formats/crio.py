@@ -19,6 +19,7 @@ How CRI-O loads its configuration (``internal/criocli/criocli.go mergeConfigFile
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from mlnode.formats._tomlscan import flatten, format_table, key_lines, parse_tom
 from mlnode.formats.base import DocumentKind, ParsedDocument, RuntimeValueOccurrence
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
+from mlnode.rootpath import read_path
 from mlnode.versions import RuntimeKind
 
 __all__ = [
@@ -138,10 +140,10 @@ def read_crio_dir(
     at it (CRI-O applies it all the same).
     """
     docs: list[ParsedDocument] = []
-    main = root / config_path.lstrip("/")
+    main = read_path(root, posixpath.join("/", config_path))
     if main.is_file():
         docs.append(read_crio(str(main), _read(main)))
-    for p in crio_dropin_files(root / config_dir.lstrip("/")):
+    for p in crio_dropin_files(read_path(root, posixpath.join("/", config_dir))):
         doc = read_crio(str(p), _read(p))
         if not p.name.endswith(".conf"):
             doc.facts["not_dot_conf"] = True

@@ -1,7 +1,7 @@
 """One way to read a node: its files under a root, its kubelet command line, its binaries.
 
 Layering: ``knowledge → formats → node → lint/planning → ops → cli``. This package reads
-files (always through :mod:`mlnode.node.root`) and runs commands only through an injected
+files (always through :mod:`mlnode.rootpath`) and runs commands only through an injected
 :data:`Runner`; ``mlnode apply`` (strict), ``mlnode lint --root`` and ``mlnode plan``'s
 inspection (lenient) all discover a node here.
 """
@@ -34,7 +34,7 @@ from mlnode.node.discovery import (
     unit_files,
 )
 from mlnode.node.files import NodeFiles, discover_node_files, runtime_data_dir
-from mlnode.node.root import RootEscape, host_path, node_path_of, read_path, read_text
+from mlnode.rootpath import RootEscape, host_path, node_path_of, read_path, read_text
 
 __all__ = [
     "BIN_DIRS",

@@ -1,6 +1,6 @@
 """How systemd and the kubelet find their files on a node: one reading, two modes.
 
-Everything is read under a root through :mod:`mlnode.node.root` (symlinks resolved as if
+Everything is read under a root through :mod:`mlnode.rootpath` (symlinks resolved as if
 the root were ``/``). The unit's files are found the way systemd does (systemd.unit(5)):
 the first ``<unit>.service`` in
 :data:`~mlnode.formats.node_paths.UNIT_DIRS` (highest precedence first), then every
@@ -28,7 +28,7 @@ from mlnode.formats.envfile import read_env
 from mlnode.formats.kubelet_argv import expand_exec_start, last_flag
 from mlnode.formats.node_paths import UNIT_DIRS
 from mlnode.formats.systemd_unit import read_systemd_unit
-from mlnode.node.root import node_path_of, read_path, read_text
+from mlnode.rootpath import node_path_of, read_path, read_text
 from mlnode.versions import Version
 
 __all__ = [

@@ -24,7 +24,7 @@ from mlnode.node.discovery import (
     kubelet_dropins,
     read_kubelet_command,
 )
-from mlnode.node.root import read_path
+from mlnode.rootpath import read_path
 from mlnode.versions import RuntimeKind
 
 __all__ = ["NodeFiles", "discover_node_files", "runtime_data_dir"]

@@ -8,12 +8,14 @@ machine's own ``/run`` or ``/etc``.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mlnode.errors import RuntimeUnavailable, UsageError
 from mlnode.formats.node_paths import RUNTIME_DATA_DIRS
 from mlnode.node import runtime_data_dir
+from mlnode.rootpath import read_path
 from mlnode.versions import RuntimeKind
 
 __all__ = [
@@ -84,10 +86,8 @@ def guess_kind(socket_path: Path | str) -> RuntimeKind | None:
 
 
 def _under(root: Path, path: PurePosixPath | str) -> Path:
-    """``path`` (absolute on the node) as seen from ``root``."""
-    return (
-        root.joinpath(*PurePosixPath(path).parts[1:]) if str(path).startswith("/") else root / path
-    )
+    """``path`` (absolute on the node) as seen from ``root``, symlinks resolved inside it."""
+    return read_path(root, posixpath.join("/", str(path)))
 
 
 def runtime_root_dir(kind: RuntimeKind, *, root: Path = Path("/")) -> Path:

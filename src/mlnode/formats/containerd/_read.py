@@ -30,6 +30,7 @@ from mlnode.formats.containerd._tables import (
     V2_0,
 )
 from mlnode.knowledge.model import Origin
+from mlnode.rootpath import read_path
 from mlnode.versions import Version
 
 __all__ = ["effective_containerd_values", "read_containerd", "read_containerd_with_imports"]
@@ -198,7 +199,8 @@ def effective_containerd_values(
 
 
 def _under(root: Path, node_path: str) -> Path:
-    return root / node_path.lstrip("/") if node_path.startswith("/") else root / node_path
+    """Where to read ``node_path``, symlinks resolved inside ``root`` (mlnode.rootpath)."""
+    return read_path(root, posixpath.join("/", node_path))
 
 
 def _resolve_import(parent: str, entry: str, root: Path, *, legacy_globs: bool) -> list[str]:

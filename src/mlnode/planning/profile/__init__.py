@@ -2,7 +2,7 @@
 
 A :class:`NodeProfile` is assembled from layers, highest priority first: command-line
 options, a profile file (:func:`load_profile`), local inspection
-(:mod:`mlnode.planning.inspect`), and finally :data:`ML_DEFAULTS`. Every value remembers
+(:mod:`mlnode.ops.inspect`), and finally :data:`ML_DEFAULTS`. Every value remembers
 where it came from (``NodeProfile.sources``) so a plan can say "15 GiB (ML default)".
 
 Profile file keys (YAML or JSON; every key optional; sizes and rates as below)::

@@ -18,7 +18,7 @@ from mlnode.node import (
     parse_kubelet_version,
     run_command,
 )
-from mlnode.planning.inspect import inspect_node
+from mlnode.ops.inspect import inspect_node
 from mlnode.versions import RuntimeKind, Version
 
 KUBELET_OUT = "Kubernetes v1.30.2\n"
