@@ -2,14 +2,26 @@
 
     MlnodeError                     exit 1 unless a subclass says otherwise
     ├── UsageError                  exit 2: an option is missing, malformed or contradicts another
-    │   └── VersionError            exit 2: a version string we cannot parse or do not know
+    │   ├── VersionError            exit 2: a version string we cannot parse or do not know
+    │   └── NotApplicable           formats.render: a format that is not this runtime's
+    ├── InvalidValue                exit 2: a value that does not parse (a size, duration,
+    │                               flag value); also a ValueError. The caller that knows
+    │                               where the value came from re-raises it with the option
+    │                               or file:line
     ├── InputError                  exit 2: a file we cannot use; carries path and line
+    │   ├── RootEscape              rootpath: a node path that would leave --root
+    │   ├── ApplyRefused            ops.apply: the node's files cannot be changed safely
+    │   ├── SnapshotError           gc: a --snapshot file that is not a snapshot
+    │   └── InvalidGcInput          gc: impossible GC input (e.g. InvalidCapacity)
     ├── RuntimeError_               exit 3: the container runtime
     │   ├── RuntimeUnavailable  (R) socket missing, connection refused, runtime down
     │   ├── RuntimePermissionDenied socket exists but we may not talk to it
+    │   │   └── IngestLocked    (R) runtime.errors: another writer holds the ingest
     │   ├── ImageNotFound           the runtime or registry does not know the image
     │   └── RuntimeCallFailed       any other gRPC failure, with the status code
-    │       └── RuntimeCallInterrupted (R) UNKNOWN, CANCELLED, INTERNAL, ABORTED: cut short
+    │       ├── RuntimeCallInterrupted (R) UNKNOWN, CANCELLED, INTERNAL, ABORTED: cut short
+    │       └── AlreadyExists, ContentNotFound, ContainerNotFound, FailedPrecondition
+    │                               runtime.errors: the status codes callers act on
     ├── RegistryError               exit 4: the registry answered with an error or not at all
     │   ├── RegistryUnavailable (R) 5xx, 408, 429, or no HTTP answer
     │   │   ├── RegistryConnectionLost (R) connection dropped or refused, body ended early
@@ -17,9 +29,13 @@
     │   └── DigestMismatch          bytes received do not hash to the digest asked for
     ├── InsufficientSpace           exit 5: the image cannot fit, even after GC
     ├── PullStalled                 exit 6: no new byte within the stall deadline
-    └── ApplyError                  exit 7: applying settings to a node failed (files restored)
-        ├── LockHeld                another apply holds the node lock
-        └── VerificationFailed      the services did not come back healthy with the new values
+    ├── ApplyError                  exit 7: applying settings to a node failed (files restored)
+    │   ├── LockHeld                another apply holds the node lock
+    │   └── VerificationFailed      the services did not come back healthy with the new values
+    └── SourceUnavailable           ops.verify, internal: a health source did not answer; the
+                                    verifier records it as a failed check, it never escapes
+
+Classes named with a module are defined there, next to the code that raises them.
 
 (R) marks the :class:`Retryable` ones: the same call may succeed when tried again after a
 wait (``mlnode pull`` retries them with backoff). Every other error is permanent: trying
@@ -42,6 +58,7 @@ __all__ = [
     "ImageNotFound",
     "InputError",
     "InsufficientSpace",
+    "InvalidValue",
     "LockHeld",
     "MlnodeError",
     "PullStalled",
@@ -87,6 +104,18 @@ class UsageError(MlnodeError):
 
 class VersionError(UsageError):
     """A version string that cannot be parsed or is outside what mlnode knows."""
+
+
+class InvalidValue(MlnodeError, ValueError):
+    """A value that does not parse: a size, a duration, a flag value, a number.
+
+    Raised by the value parsers (:mod:`mlnode.units`, :mod:`mlnode.knowledge.values`, the
+    profile's value table), which do not know where the value came from; the caller that
+    does catches it and raises a :class:`UsageError` naming the option or an
+    :class:`InputError` naming file:line. Should one escape, it is still one line, exit 2.
+    """
+
+    exit_code = 2
 
 
 class InputError(MlnodeError):

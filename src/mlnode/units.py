@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 
+from mlnode.errors import InvalidValue
+
 __all__ = [
     "format_bytes",
     "format_go_duration",
@@ -39,7 +41,7 @@ def parse_go_duration(text: str) -> float:
     s = text.strip()
     orig = s
     if not s:
-        raise ValueError(f'time: invalid duration "{orig}"')
+        raise InvalidValue(f'time: invalid duration "{orig}"')
     sign = 1.0
     if s[0] in "+-":
         sign = -1.0 if s[0] == "-" else 1.0
@@ -47,15 +49,15 @@ def parse_go_duration(text: str) -> float:
     if s == "0":
         return 0.0
     if not s:
-        raise ValueError(f'time: invalid duration "{orig}"')
+        raise InvalidValue(f'time: invalid duration "{orig}"')
     pos = 0
     total = 0.0
     while pos < len(s):
         m = _PART.match(s, pos)
         if not m:
             if re.match(r"(\d+(?:\.\d*)?|\.\d+)$", s[pos:]):
-                raise ValueError(f'time: missing unit in duration "{orig}"')
-            raise ValueError(f'time: invalid duration "{orig}"')
+                raise InvalidValue(f'time: missing unit in duration "{orig}"')
+            raise InvalidValue(f'time: invalid duration "{orig}"')
         total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         pos = m.end()
     return sign * total
@@ -123,7 +125,7 @@ def parse_bytes(text: str) -> int:
     """Parse ``15GiB``, ``15G``, ``200Mi`` or a plain byte count into bytes."""
     m = _BYTES_RE.match(text)
     if not m or m.group(2).lower() not in _BYTE_UNITS:
-        raise ValueError(f"{text!r} is not a size (examples: 15GiB, 800Gi, 500MB, 1048576)")
+        raise InvalidValue(f"{text!r} is not a size (examples: 15GiB, 800Gi, 500MB, 1048576)")
     return int(float(m.group(1)) * _BYTE_UNITS[m.group(2).lower()])
 
 

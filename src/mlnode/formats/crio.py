@@ -26,7 +26,7 @@ from typing import Any
 
 import tomlkit
 
-from mlnode.errors import InputError
+from mlnode.errors import InputError, InvalidValue
 from mlnode.formats._tomlscan import flatten, format_table, key_lines, parse_toml, set_value
 from mlnode.formats.base import DocumentKind, ParsedDocument, RuntimeValueOccurrence
 from mlnode.knowledge.model import Origin
@@ -160,7 +160,7 @@ def _read(p: Path) -> str:
 
 def _require_crio(placement: Placement) -> None:
     if placement.runtime.kind is not RuntimeKind.CRIO:
-        raise ValueError(f"a CRI-O config needs a CRI-O placement, not {placement.runtime}")
+        raise InvalidValue(f"a CRI-O config needs a CRI-O placement, not {placement.runtime}")
 
 
 def render_crio(placement: Placement) -> str:

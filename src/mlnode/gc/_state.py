@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mlnode.errors import InvalidValue
 from mlnode.gc._model import InvalidGcInput
 from mlnode.gc._snapshot import parse_timestamp
 
@@ -79,7 +80,7 @@ def detect(
     included, as the kubelet's ``GetPods(all=true)`` sees them.
     """
     if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
+        raise InvalidValue("now must be timezone-aware")
     in_use = set(images_in_use)
     records: dict[str, ImageRecord] = {}
     largest = state.largest_image_bytes

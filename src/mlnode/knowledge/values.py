@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlnode.errors import InvalidValue
 from mlnode.knowledge.table import KubeletSetting, ValueKind
 from mlnode.units import parse_go_duration
 
@@ -22,7 +23,7 @@ _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 def _go_int(text: str) -> int:
     t = text.strip()
     if not t or not (t.lstrip("+-").isdigit()):
-        raise ValueError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+        raise InvalidValue(f'strconv.ParseInt: parsing "{text}": invalid syntax')
     return int(t)
 
 
@@ -36,9 +37,9 @@ def parse_flag_value(row: KubeletSetting, text: str | None) -> Any:
             return True
         if text in _FALSE:
             return False
-        raise ValueError(f'invalid argument "{text}" for "{flag}": invalid boolean')
+        raise InvalidValue(f'invalid argument "{text}" for "{flag}": invalid boolean')
     if text is None:
-        raise ValueError(f"flag needs an argument: {flag}")
+        raise InvalidValue(f"flag needs an argument: {flag}")
     try:
         if row.kind in (ValueKind.PERCENT, ValueKind.INT):
             return _go_int(text)
@@ -47,7 +48,7 @@ def parse_flag_value(row: KubeletSetting, text: str | None) -> Any:
         if row.kind is ValueKind.SIGNAL_MAP:
             return parse_signal_map(text)
     except ValueError as e:
-        raise ValueError(f'invalid argument "{text}" for "{flag}" flag: {e}') from None
+        raise InvalidValue(f'invalid argument "{text}" for "{flag}" flag: {e}') from None
     raise AssertionError(row.kind)
 
 
@@ -56,7 +57,7 @@ def parse_signal_map(text: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         signal, sep, quantity = part.partition("<")
         if not sep or not signal or not quantity:
-            raise ValueError(f"malformed pair {part!r}, expected SIGNAL<QUANTITY")
+            raise InvalidValue(f"malformed pair {part!r}, expected SIGNAL<QUANTITY")
         out[signal.strip()] = quantity.strip()
     return out
 
@@ -67,21 +68,21 @@ def parse_field_value(row: KubeletSetting, value: Any) -> Any:
     if row.kind is ValueKind.BOOL:
         if isinstance(value, bool):
             return value
-        raise ValueError(f"{name}: expected true or false, got {value!r}")
+        raise InvalidValue(f"{name}: expected true or false, got {value!r}")
     if row.kind in (ValueKind.PERCENT, ValueKind.INT):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name}: expected a whole number, got {value!r}")
+            raise InvalidValue(f"{name}: expected a whole number, got {value!r}")
         return value
     if row.kind is ValueKind.DURATION:
         if not isinstance(value, str):
-            raise ValueError(f'{name}: expected a duration string such as "2m0s", got {value!r}')
+            raise InvalidValue(f'{name}: expected a duration string such as "2m0s", got {value!r}')
         try:
             return parse_go_duration(value)
         except ValueError as e:
-            raise ValueError(f"{name}: {e}") from None
+            raise InvalidValue(f"{name}: {e}") from None
     if row.kind is ValueKind.SIGNAL_MAP:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ValueError(
+            raise InvalidValue(
                 f"{name}: expected a mapping of signal to quantity strings "
                 f'(imagefs.available: "15%"), got {value!r}'
             )

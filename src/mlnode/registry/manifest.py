@@ -12,7 +12,7 @@ import platform as _platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mlnode.errors import RegistryError
+from mlnode.errors import InvalidValue, RegistryError
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -60,7 +60,7 @@ class Platform:
     def parse(cls, text: str) -> Platform:
         parts = text.strip().split("/")
         if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"{text!r} is not os/arch[/variant] (e.g. linux/amd64)")
+            raise InvalidValue(f"{text!r} is not os/arch[/variant] (e.g. linux/amd64)")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
 

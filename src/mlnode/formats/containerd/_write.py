@@ -8,7 +8,7 @@ from typing import Any
 
 import tomlkit
 
-from mlnode.errors import InputError
+from mlnode.errors import InputError, InvalidValue
 from mlnode.formats._tomlscan import (
     format_table,
     key_lines,
@@ -33,7 +33,7 @@ __all__ = ["merge_containerd", "render_containerd"]
 def _require_containerd(placement: Placement) -> Version:
     rt = placement.runtime
     if rt.kind is not RuntimeKind.CONTAINERD or rt.version is None:
-        raise ValueError(f"a containerd config needs a containerd placement, not {rt}")
+        raise InvalidValue(f"a containerd config needs a containerd placement, not {rt}")
     return rt.version
 
 

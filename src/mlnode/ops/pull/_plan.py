@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlnode.errors import UsageError
+from mlnode.errors import InvalidValue, UsageError
 from mlnode.registry.manifest import BlobDescriptor, Platform, host_platform
 from mlnode.runtime.fs import FilesystemUsage
 from mlnode.units import format_bytes
@@ -77,7 +77,7 @@ def default_reserve(capacity_bytes: int) -> int:
 def choose_chunk_bytes(remaining: int, connections: int, max_chunk_bytes: int) -> int:
     """Range size for a split fetch: about 8 ranges per connection, 1 MiB to the max."""
     if connections <= 0:
-        raise ValueError("connections must be positive")
+        raise InvalidValue("connections must be positive")
     want = math.ceil(remaining / (connections * 8)) if remaining > 0 else max_chunk_bytes
     return max(min(want, max_chunk_bytes), min(MiB, max_chunk_bytes))
 
@@ -85,9 +85,9 @@ def choose_chunk_bytes(remaining: int, connections: int, max_chunk_bytes: int) -
 def chunk_ranges(start: int, total: int, chunk_bytes: int) -> list[tuple[int, int]]:
     """Consecutive inclusive ``(first, last)`` byte ranges covering ``[start, total)``."""
     if chunk_bytes <= 0:
-        raise ValueError("chunk_bytes must be positive")
+        raise InvalidValue("chunk_bytes must be positive")
     if start < 0 or start > total:
-        raise ValueError(f"start {start} outside 0..{total}")
+        raise InvalidValue(f"start {start} outside 0..{total}")
     return [(s, min(s + chunk_bytes, total) - 1) for s in range(start, total, chunk_bytes)]
 
 

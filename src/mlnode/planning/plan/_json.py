@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlnode.errors import MlnodeError
+from mlnode.errors import InvalidValue, MlnodeError
 from mlnode.knowledge.model import SETTING_KEYS, ImageSettings
 from mlnode.knowledge.table import KUBELET_SETTINGS, RUNTIME_SETTINGS, ValueKind
 from mlnode.planning._documents import load_document
@@ -77,22 +77,22 @@ def _setting_value(key: str, raw: Any) -> Any:
     kind = _KINDS.get(key, ValueKind.INT)
     if kind is ValueKind.BOOL:
         if not isinstance(raw, bool):
-            raise ValueError(f"{raw!r} is not true or false")
+            raise InvalidValue(f"{raw!r} is not true or false")
         return raw
     if kind in (ValueKind.INT, ValueKind.PERCENT):
         if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ValueError(f"{raw!r} is not a whole number")
+            raise InvalidValue(f"{raw!r} is not a whole number")
         if kind is ValueKind.PERCENT and not 0 <= raw <= 100:
-            raise ValueError(f"{raw} is not a percent from 0 to 100")
+            raise InvalidValue(f"{raw} is not a percent from 0 to 100")
         return raw
     if kind is ValueKind.DURATION:
         if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
-            raise ValueError(f"{raw!r} is not a number of seconds ≥ 0")
+            raise InvalidValue(f"{raw!r} is not a number of seconds ≥ 0")
         return float(raw)
     if not isinstance(raw, Mapping) or not all(
         isinstance(k, str) and isinstance(x, str) for k, x in raw.items()
     ):
-        raise ValueError(f"{raw!r} is not a mapping of signal to quantity")
+        raise InvalidValue(f"{raw!r} is not a mapping of signal to quantity")
     return dict(raw)
 
 

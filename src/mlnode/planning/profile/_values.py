@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlnode.errors import MlnodeError
+from mlnode.errors import InvalidValue, MlnodeError
 from mlnode.units import parse_bytes, parse_go_duration
 from mlnode.versions import RuntimeSpec, Version, parse_kubernetes_version, parse_runtime
 
@@ -25,7 +25,7 @@ _RATE_PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 def parse_rate(text: str | float) -> float:
     """``10Gbit/s``, ``10Gbps``, ``1.25GB/s``, ``800MiB/s`` or a number → bytes per second."""
     if isinstance(text, bool):
-        raise ValueError("a rate is a number or text like 10Gbit/s, not true/false")
+        raise InvalidValue("a rate is a number or text like 10Gbit/s, not true/false")
     if isinstance(text, int | float):
         value = float(text)
     else:
@@ -35,7 +35,7 @@ def parse_rate(text: str | float) -> float:
         else:
             m = _RATE_RE.match(text)
             if not m:
-                raise ValueError(
+                raise InvalidValue(
                     f"{text!r} is not a rate (examples: 10Gbit/s, 10Gbps, 1.25GB/s, 800MiB/s)"
                 )
             prefix = m.group("prefix") or ""
@@ -47,7 +47,7 @@ def parse_rate(text: str | float) -> float:
             if m.group("unit") != "B/s":
                 value /= 8
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{text!r}: a rate must be greater than 0")
+        raise InvalidValue(f"{text!r}: a rate must be greater than 0")
     return value
 
 
@@ -63,50 +63,50 @@ def format_rate(bytes_per_second: float) -> str:
 def parse_size(value: str | int) -> int:
     """A size as text (``15GiB``) or a byte count → bytes (``ValueError`` when not a size)."""
     if isinstance(value, bool):
-        raise ValueError("a size is a number or text like 15GiB, not true/false")
+        raise InvalidValue("a size is a number or text like 15GiB, not true/false")
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         if not value.is_integer():
-            raise ValueError(f"{value!r} is not a whole number of bytes")
+            raise InvalidValue(f"{value!r} is not a whole number of bytes")
         return int(value)
     text = str(value).strip()
     if text.startswith("-"):
-        raise ValueError(f"{text!r}: a size cannot be negative")
+        raise InvalidValue(f"{text!r}: a size cannot be negative")
     return parse_bytes(text)
 
 
 def _parse_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{value!r} is not a whole number")
+        raise InvalidValue(f"{value!r} is not a whole number")
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not a whole number") from None
+        raise InvalidValue(f"{value!r} is not a whole number") from None
 
 
 def _parse_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"{value!r} is not a number")
+        raise InvalidValue(f"{value!r} is not a number")
     text = str(value).strip().removesuffix("%")
     try:
         out = float(text)
     except ValueError:
-        raise ValueError(f"{value!r} is not a number") from None
+        raise InvalidValue(f"{value!r} is not a number") from None
     if not math.isfinite(out):
-        raise ValueError(f"{value!r} is not a finite number")
+        raise InvalidValue(f"{value!r} is not a finite number")
     return out
 
 
 def _parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise ValueError(f"{value!r} is not true or false")
+    raise InvalidValue(f"{value!r} is not true or false")
 
 
 def _parse_seconds(value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
+        raise InvalidValue(f"{value!r} is not a duration")
     if isinstance(value, int | float):
         return float(value)
     return parse_go_duration(str(value))
@@ -114,21 +114,21 @@ def _parse_seconds(value: Any) -> float:
 
 def _parse_k8s(value: Any) -> Version:
     if isinstance(value, float):
-        raise ValueError(
+        raise InvalidValue(
             f'{value!r} was read as a number; quote the version ("1.30"), '
             "since YAML reads 1.30 as 1.3"
         )
     try:
         return parse_kubernetes_version(str(value), option="kubernetes_version")
     except MlnodeError as e:
-        raise ValueError(str(e).removeprefix("kubernetes_version: ")) from e
+        raise InvalidValue(str(e).removeprefix("kubernetes_version: ")) from e
 
 
 def _parse_runtime(value: Any) -> RuntimeSpec:
     try:
         return parse_runtime(str(value), option="runtime")
     except MlnodeError as e:
-        raise ValueError(str(e).removeprefix("runtime: ")) from e
+        raise InvalidValue(str(e).removeprefix("runtime: ")) from e
 
 
 @dataclass(frozen=True)
