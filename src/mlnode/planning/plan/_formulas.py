@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 
 from mlnode.planning.plan._model import PlanNumbers
 from mlnode.planning.profile import NodeProfile
@@ -138,17 +139,23 @@ def plan_numbers(profile: NodeProfile) -> PlanNumbers:
         growth_per_period_bytes=growth,
         need_bytes=need,
         need_percent=100.0 * need / c,
-        gap_percent=math.ceil(100.0 * resident / c - 1e-9),
+        gap_percent=_ceil_percent(resident, c),
         unremovable_bytes=unremovable,
-        unremovable_percent=math.ceil(100.0 * unremovable / c - 1e-9),
+        unremovable_percent=_ceil_percent(unremovable, c),
     )
+
+
+def _ceil_percent(part_bytes: int, capacity_bytes: int) -> int:
+    """ceil(100 · part / capacity) in exact integers: a float with an epsilon rounded
+    268435456 B of 26843545574 B (1.0000000001 %) down to 1 % (found by hypothesis)."""
+    return -(-100 * part_bytes // capacity_bytes)
 
 
 def thresholds(profile: NodeProfile, nums: PlanNumbers) -> tuple[int, int] | str:
     """(high, low), or why no pair works."""
     e = profile.imagefs_eviction_percent
     c = profile.image_disk_capacity_bytes
-    high = min(100, math.floor(100.0 - e - nums.need_percent + 1e-9))
+    high = min(100, math.floor(100 - Fraction(e) - Fraction(100 * nums.need_bytes, c)))
     if high < 1:
         return (
             f"the room above the high threshold must hold {format_bytes(nums.need_bytes)} "
@@ -162,7 +169,7 @@ def thresholds(profile: NodeProfile, nums: PlanNumbers) -> tuple[int, int] | str
             f"({format_bytes(nums.resident_footprint_bytes)} = {nums.gap_percent}% of "
             f"{format_bytes(c)}) would need low = {low}%"
         )
-    if nums.unremovable_bytes >= high / 100 * c:
+    if 100 * nums.unremovable_bytes >= high * c:
         return (
             f"high can be at most {high}% ({format_bytes(int(high / 100 * c))}), but what GC can "
             f"never free is already {format_bytes(nums.unremovable_bytes)}: other data "
