@@ -168,3 +168,12 @@ def test_explanations_and_kept_reasons() -> None:
     }
     assert not plan.satisfied
     assert any("FreeDiskSpaceFailed" in e for e in plan.explanations)
+
+
+def test_ml_policy_capacity_zero_snapshot_is_one_line_exit_2() -> None:
+    path = DATA / "kubelet_src_capacity_0_after_age_pass.json"
+    result = invoke("--snapshot", str(path), "--policy", "ml")
+    assert result.exit_code == 2
+    assert result.output == (
+        "mlnode: error: filesystem.capacity_bytes: invalid capacity 0 on image filesystem\n"
+    )

@@ -56,11 +56,16 @@ class InvalidGcInput(InputError, ValueError):
 
 
 class InvalidCapacity(InvalidGcInput):
-    """The image filesystem reports capacity 0; the kubelet refuses to garbage collect."""
+    """The image filesystem reports capacity 0.
+
+    The kubelet's ``GarbageCollect`` returns this error after its maximum-age pass
+    (:func:`~mlnode.gc.plan_kubelet` then returns a plan with ``error`` set); the ml
+    policy refuses to plan. The key names the snapshot field.
+    """
 
     def __init__(self) -> None:
         # Same text as the kubelet's InvalidDiskCapacity event (v1.28+).
-        super().__init__("capacity_bytes", "invalid capacity 0 on image filesystem")
+        super().__init__("filesystem.capacity_bytes", "invalid capacity 0 on image filesystem")
 
 
 def _check_int64(key: str, value: int, *, minimum: int = 0) -> None:
