@@ -30,6 +30,8 @@ class Case:
     exit_code: int = 0
     #: warning and error codes lint must report (info findings are not checked)
     codes: frozenset[str] = field(default_factory=frozenset)
+    #: for exit 1: lint must report at least one error-level finding
+    require_error: bool = False
     #: for exit 2: a fragment of the one-line error
     error: str | None = None
     xfail: str | None = None
@@ -53,7 +55,30 @@ CASES = [
             '"pulls get no progress deadline" is wrong for that key'
         ),
     ),
+    Case(
+        ("containerd/default-1.7.toml",),
+        "1.32",
+        "containerd@2.0.5",
+        xfail=(
+            "issue 8: false W201 on max_concurrent_downloads under "
+            '[plugins."io.containerd.transfer.v1.local"]: containerd 2.0.5 reads it there '
+            "(plugins/transfer/plugin.go line 154, TransferConfig.MaxConcurrentDownloads)"
+        ),
+    ),
     Case(("containerd/docs-cri-config-2.0.11-v3.toml",), "1.32", "containerd@2.0.11"),
+    # The 2.x file on a node still running 1.7.20: containerd refuses to start on it.
+    Case(
+        ("containerd/docs-cri-config-2.0.11-v3.toml",),
+        "1.30",
+        "containerd@1.7.20",
+        exit_code=1,
+        require_error=True,
+        xfail=(
+            "issue 8: `version = 3` for containerd 1.7.20 gives two W201 warnings and exit 0; "
+            "containerd 1.7.20 refuses to start on it (services/server/config/config.go "
+            "ValidateV2 lines 106-109: unsupported config version `3`)"
+        ),
+    ),
     # CRI-O 1.17.0's generated crio.conf; mlnode knows CRI-O from 1.20 and Kubernetes from
     # 1.20, so it is linted as the file an upgraded 1.20 node still carries.
     Case(("crio/config-v1.17.0.toml",), "1.20", "crio@1.20.0"),
@@ -116,6 +141,9 @@ def test_lint_genuine_file(case: Case) -> None:
         assert case.error is not None and case.error in lines[0]
         return
     report = json.loads(out)
+    if case.require_error:
+        assert any(f["severity"] == "error" for f in report["findings"]), report["findings"]
+        return
     serious = {f["code"] for f in report["findings"] if f["severity"] in ("warning", "error")}
     assert serious == case.codes, report["findings"]
 
