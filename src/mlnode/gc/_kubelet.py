@@ -110,20 +110,7 @@ def plan_kubelet(
         )
     capacity = filesystem.capacity_bytes
     if capacity == 0:
-        error = InvalidCapacity().message
-        explanations.append(
-            f"{error}: the kubelet stops here (InvalidDiskCapacity event) after the "
-            "maximum-age pass, whose removals stand; no space-based collection"
-        )
-        kept.extend(keep(i, "not reached: invalid capacity") for i in remaining)
-        return build_plan(
-            PolicyName.KUBELET,
-            filesystem,
-            kept=kept,
-            explanations=explanations,
-            age=age_removed,
-            error=error,
-        )
+        return _invalid_capacity(filesystem, kept, remaining, explanations, age_removed)
     available = min(capacity, filesystem.available_bytes + sum(r.size_bytes for r in age_removed))
     usage = usage_percent(available, capacity)
     high, low = policy.high_threshold_percent, policy.low_threshold_percent
@@ -156,6 +143,30 @@ def plan_kubelet(
         space=space_removed,
         need_bytes=need,
         target_available_bytes=low_target_bytes(capacity, low),
+    )
+
+
+def _invalid_capacity(
+    filesystem: FilesystemState,
+    kept: list[Kept],
+    remaining: Sequence[GcImage],
+    explanations: list[str],
+    age_removed: list[Removal],
+) -> GcPlan:
+    """Step 4 on capacity 0: the age pass's removals stand, and collection fails."""
+    error = InvalidCapacity().message
+    explanations.append(
+        f"{error}: the kubelet stops here (InvalidDiskCapacity event) after the "
+        "maximum-age pass, whose removals stand; no space-based collection"
+    )
+    kept.extend(keep(i, "not reached: invalid capacity") for i in remaining)
+    return build_plan(
+        PolicyName.KUBELET,
+        filesystem,
+        kept=kept,
+        explanations=explanations,
+        age=age_removed,
+        error=error,
     )
 
 
