@@ -2,6 +2,10 @@
 
 Each tests/data/gc/kubelet_*.json is a snapshot with the plan the kubelet's test asserts
 (``_expect``), or the error it expects (``_expect_error``); ``_source`` names the test.
+``kubelet_src_*.json`` cases come from reading image_gc_manager.go itself (``_source``
+names file, function and lines; ``_before`` says what mlnode did before issue 8).
+Optional keys: ``_expect_exit`` (default 0 if satisfied, else 1) and ``_expect_human``
+(phrases the human output must contain, whitespace-insensitive).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from mlnode.gc import (
     InvalidCapacity,
     InvalidGcInput,
     plan_kubelet,
+    plan_ml,
 )
 
 DATA = Path(__file__).parent / "data" / "gc"
@@ -44,7 +49,23 @@ def test_kubelet_scenario(path: Path) -> None:
         return
     expect = doc["_expect"]
     assert json.loads(result.stdout) == expect
-    assert result.exit_code == (0 if expect["satisfied"] else 1), result.output
+    exit_code = doc.get("_expect_exit", 0 if expect["satisfied"] else 1)
+    assert result.exit_code == exit_code, result.output
+    if "_expect_human" in doc:
+        human = invoke("--snapshot", str(path), "--policy", "kubelet")
+        assert human.exit_code == exit_code, human.output
+        assert "Traceback" not in human.output
+        flat = " ".join(human.output.split())
+        for phrase in doc["_expect_human"]:
+            assert phrase in flat, human.output
+
+
+def test_source_cases_name_their_lines() -> None:
+    cases = [p for p in SCENARIOS if p.stem.startswith("kubelet_src_")]
+    assert len(cases) >= 15
+    for path in cases:
+        doc = json.loads(path.read_text())
+        assert "image_gc_manager.go" in doc["_source"] or "kubelet.go" in doc["_source"], path
 
 
 def _img(image_id: str, size: int, **kw: object) -> GcImage:
@@ -52,9 +73,37 @@ def _img(image_id: str, size: int, **kw: object) -> GcImage:
     return GcImage(id=image_id, size_bytes=size, **kw)  # type: ignore[arg-type]
 
 
-def test_capacity_zero_is_the_kubelets_error() -> None:
+def test_capacity_zero_is_the_kubelets_error_after_the_age_pass() -> None:
+    # image_gc_manager.go GarbageCollect: freeOldImages runs, then "invalid capacity 0".
+    stale = _img("stale", 7, last_used=NOW - timedelta(days=2))
+    fresh = _img("fresh", 9, last_used=NOW - timedelta(hours=1))
+    policy = GcPolicy(minimum_age_seconds=0, maximum_age_seconds=86400)
+    plan = plan_kubelet(
+        [stale, fresh], FilesystemState(capacity_bytes=0, available_bytes=0), policy, now=NOW
+    )
+    assert plan.error == "invalid capacity 0 on image filesystem"
+    assert [(r.id, r.reason) for r in plan.removed] == [("stale", "age")]
+    assert not plan.satisfied and plan.triggered and plan.bytes_freed == 7
+    assert [k.id for k in plan.kept] == ["fresh"]
+    empty = plan_kubelet(
+        [], FilesystemState(capacity_bytes=0, available_bytes=0), GcPolicy(), now=NOW
+    )
+    assert empty.error is not None and empty.removed == () and not empty.satisfied
+
+
+def test_ml_policy_still_refuses_capacity_zero() -> None:
     with pytest.raises(InvalidCapacity, match="invalid capacity 0 on image filesystem"):
-        plan_kubelet([], FilesystemState(capacity_bytes=0, available_bytes=0), GcPolicy(), now=NOW)
+        plan_ml([], FilesystemState(capacity_bytes=0, available_bytes=0), GcPolicy(), now=NOW)
+
+
+def test_available_over_capacity_is_clamped_not_refused() -> None:
+    fs = FilesystemState(capacity_bytes=1000, available_bytes=1500)
+    assert fs.over_reported and fs.usage_percent == 0
+    assert fs.clamped() == FilesystemState(capacity_bytes=1000, available_bytes=1000)
+    for planner in (plan_kubelet, plan_ml):
+        plan = planner([_img("a", 10)], fs, GcPolicy(), now=NOW)
+        assert plan.available_bytes == 1000 and plan.usage_percent == 0 and plan.satisfied
+        assert any("larger than capacity" in e for e in plan.explanations)
 
 
 @pytest.mark.parametrize(
@@ -119,3 +168,12 @@ def test_explanations_and_kept_reasons() -> None:
     }
     assert not plan.satisfied
     assert any("FreeDiskSpaceFailed" in e for e in plan.explanations)
+
+
+def test_ml_policy_capacity_zero_snapshot_is_one_line_exit_2() -> None:
+    path = DATA / "kubelet_src_capacity_0_after_age_pass.json"
+    result = invoke("--snapshot", str(path), "--policy", "ml")
+    assert result.exit_code == 2
+    assert result.output == (
+        "mlnode: error: filesystem.capacity_bytes: invalid capacity 0 on image filesystem\n"
+    )

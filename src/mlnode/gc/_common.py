@@ -122,6 +122,7 @@ def build_plan(
     need_bytes: int | None = None,
     target_available_bytes: int | None = None,
     headroom_bytes: int | None = None,
+    error: str | None = None,
 ) -> GcPlan:
     """Assemble a plan from what the passes chose.
 
@@ -129,7 +130,8 @@ def build_plan(
     age pass (``None``: no space-based collection was due, so the plan is satisfied and
     not triggered). ``bytes_to_free`` adds the age pass's bytes back, so it is the
     shortfall on the filesystem as given, and ``satisfied`` is the space pass reaching
-    its own need.
+    its own need. With an ``error`` (the collection stopped after the age pass) the plan
+    is triggered and never satisfied; on capacity 0 it reports usage 100%.
     """
     age_freed = sum(r.size_bytes for r in age)
     space_freed = sum(r.size_bytes for r in space)
@@ -141,6 +143,9 @@ def build_plan(
             space_freed >= need_bytes,
             True,
         )
+    if error is not None:
+        satisfied, triggered = False, True
+    usage = filesystem.usage_percent if filesystem.capacity_bytes > 0 else 100
     return GcPlan(
         policy=policy,
         bytes_to_free=bytes_to_free,
@@ -148,11 +153,12 @@ def build_plan(
         bytes_freed=age_freed + space_freed,
         satisfied=satisfied,
         triggered=triggered,
-        usage_percent=filesystem.usage_percent,
+        usage_percent=usage,
         capacity_bytes=filesystem.capacity_bytes,
-        available_bytes=filesystem.available_bytes,
+        available_bytes=min(filesystem.available_bytes, filesystem.capacity_bytes),
         target_available_bytes=target_available_bytes,
         headroom_bytes=headroom_bytes,
         kept=tuple(kept),
         explanations=tuple(explanations),
+        error=error,
     )

@@ -1,29 +1,39 @@
 """The kubelet's ``realImageGCManager.GarbageCollect`` (``pkg/kubelet/images/
-image_gc_manager.go``, v1.29+ with ``imageMaximumGCAge``; identical to v1.28 and earlier
+image_gc_manager.go``, v1.30+ with ``imageMaximumGCAge``; identical to v1.29 and earlier
 when ``maximum_age_seconds`` is 0), reproduced step by step with Go's int64 arithmetic.
 
-Step by step (``image_gc_manager.go`` on main; 1.28 is the same without step 2):
+Line numbers below are from the copy KubeEdge v1.23.1 vendors (Kubernetes v1.32.10,
+``vendor/k8s.io/kubernetes/pkg/kubelet/images/image_gc_manager.go``; ``kubelet.go``
+next to it).
 
 0. ``imageGCHighThresholdPercent == 100`` and ``imageMaximumGCAge == 0``: the kubelet
-   never starts the GC loop (``kubelet.go StartGarbageCollection``; up to v1.28 the
-   high threshold alone decides, and v1.28 has no maximum age). Nothing is removed.
+   never starts the GC loop (``kubelet.go StartGarbageCollection``, lines 1409-1415).
+   Up to v1.29 the high threshold alone decides (v1.29.6 ``kubelet.go`` line 1331:
+   ``== 100`` disables GC whatever the maximum age); from v1.30 a maximum age keeps
+   the loop running, and mlnode models that. Nothing is removed when the loop is off.
    The eviction manager can still delete unused images under disk pressure; that
    path is not modelled here.
 1. Eviction order: skip images in use by any container (all states) and pinned
    images (mlnode also skips images being pulled); sort by ``lastUsed`` (never used
    = Go zero time, so first), ties by earlier ``firstDetected``.
-2. Maximum-age pass, only when ``maximum_age_seconds > 0`` and the kubelet's GC loop
-   has been running longer than that (``kubelet_uptime_seconds``; ``None`` = yes):
-   remove every image in the order with ``now - lastUsed > maxAge``. It ignores the
-   minimum age, and a never-used image counts as infinitely old.
-3. Read the filesystem. The kubelet reads its stats *after* step 2, and its bytes are
-   not added to the space pass's count; mlnode models that read as the snapshot's
-   ``available_bytes`` plus the age pass's bytes (capped at capacity), which is the
-   same size accounting the kubelet uses for the space pass.
-4. ``capacity == 0``: error "invalid capacity 0 on image filesystem".
-   ``usage = 100 - int(available*100/capacity)``; nothing more unless
-   ``usage >= high``. Then ``amountToFree = capacity*(100-low)/100 - available``
-   (int64, truncating).
+2. Maximum-age pass (``freeOldImages``, lines 399-428), only when
+   ``maximum_age_seconds > 0`` and the kubelet's GC loop has been running longer than
+   that (``kubelet_uptime_seconds``; ``None`` = yes): remove every image in the order
+   with ``now - lastUsed > maxAge``. It ignores the minimum age, and a never-used
+   image counts as infinitely old. It runs *before* the filesystem is read, so
+   nothing below (not even capacity 0) undoes its removals.
+3. Read the filesystem (lines 353-370). The kubelet reads its stats *after* step 2,
+   and its bytes are not added to the space pass's count; mlnode models that read as
+   the snapshot's ``available_bytes`` plus the age pass's bytes (capped at capacity),
+   which is the same size accounting the kubelet uses for the space pass. When
+   ``available > capacity`` the kubelet logs "Availability is larger than capacity"
+   and sets ``available = capacity`` (lines 367-370); it does not refuse.
+4. ``capacity == 0`` (lines 372-377): the kubelet emits ``InvalidDiskCapacity`` and
+   returns "invalid capacity 0 on image filesystem"; the age pass's removals stand.
+   mlnode returns a plan with those removals and ``error`` set (never satisfied).
+   Otherwise ``usage = 100 - int(available*100/capacity)``; nothing more unless
+   ``usage >= high`` (line 381: so usage 100 at high 100 does trigger). Then
+   ``amountToFree = capacity*(100-low)/100 - available`` (int64, truncating).
 5. Space pass over the images left by step 2, in order: skip ``lastUsed >= now``,
    skip ``now - firstDetected < minAge``, otherwise remove and add its size; stop as
    soon as the total freed is ``>= amountToFree``. The check comes *after* a removal,
@@ -32,7 +42,7 @@ Step by step (``image_gc_manager.go`` on main; 1.28 is the same without step 2):
 ``bytes_to_free`` in the result is ``amountToFree`` plus the age pass's bytes, i.e.
 the shortfall against the low threshold on the filesystem as given, so that
 ``satisfied == (bytes_freed >= bytes_to_free)`` is the kubelet's own
-``freed >= amountToFree`` test. Raises :class:`InvalidCapacity` for capacity 0.
+``freed >= amountToFree`` test.
 """
 
 from __future__ import annotations
@@ -77,8 +87,6 @@ def plan_kubelet(
 
     The rules, step by step, are in the module docstring.
     """
-    if filesystem.capacity_bytes == 0:
-        raise InvalidCapacity()
     if policy.high_threshold_percent == 100 and policy.maximum_age_seconds == 0:
         return build_plan(
             PolicyName.KUBELET,
@@ -94,7 +102,15 @@ def plan_kubelet(
     age_removed, remaining = _age_pass(order, policy, now, explanations)
 
     # Steps 3-4: the filesystem as read after the age pass.
+    if filesystem.over_reported:
+        explanations.append(
+            f"available {filesystem.available_bytes} bytes is larger than capacity "
+            f'{filesystem.capacity_bytes} bytes: the kubelet logs "Availability is larger '
+            'than capacity" and uses the capacity'
+        )
     capacity = filesystem.capacity_bytes
+    if capacity == 0:
+        return _invalid_capacity(filesystem, kept, remaining, explanations, age_removed)
     available = min(capacity, filesystem.available_bytes + sum(r.size_bytes for r in age_removed))
     usage = usage_percent(available, capacity)
     high, low = policy.high_threshold_percent, policy.low_threshold_percent
@@ -127,6 +143,30 @@ def plan_kubelet(
         space=space_removed,
         need_bytes=need,
         target_available_bytes=low_target_bytes(capacity, low),
+    )
+
+
+def _invalid_capacity(
+    filesystem: FilesystemState,
+    kept: list[Kept],
+    remaining: Sequence[GcImage],
+    explanations: list[str],
+    age_removed: list[Removal],
+) -> GcPlan:
+    """Step 4 on capacity 0: the age pass's removals stand, and collection fails."""
+    error = InvalidCapacity().message
+    explanations.append(
+        f"{error}: the kubelet stops here (InvalidDiskCapacity event) after the "
+        "maximum-age pass, whose removals stand; no space-based collection"
+    )
+    kept.extend(keep(i, "not reached: invalid capacity") for i in remaining)
+    return build_plan(
+        PolicyName.KUBELET,
+        filesystem,
+        kept=kept,
+        explanations=explanations,
+        age=age_removed,
+        error=error,
     )
 
 

@@ -140,6 +140,8 @@ def plan_ml(
     """
     if filesystem.capacity_bytes == 0:
         raise InvalidCapacity()
+    over_reported = filesystem.over_reported
+    filesystem = filesystem.clamped()
     goal = _target(images, filesystem, policy)
     order, kept = eviction_order(images, policy.keep_patterns)
     candidates: list[GcImage] = []
@@ -150,6 +152,10 @@ def plan_ml(
         else:
             kept.append(keep(image, why))
     explanations: list[str] = []
+    if over_reported:
+        explanations.append(
+            "available is larger than capacity: taken as capacity (as the kubelet does)"
+        )
     age_removed: list[Removal] = []
     if policy.maximum_age_seconds > 0:
         max_age = policy.maximum_age

@@ -56,11 +56,16 @@ class InvalidGcInput(InputError, ValueError):
 
 
 class InvalidCapacity(InvalidGcInput):
-    """The image filesystem reports capacity 0; the kubelet refuses to garbage collect."""
+    """The image filesystem reports capacity 0.
+
+    The kubelet's ``GarbageCollect`` returns this error after its maximum-age pass
+    (:func:`~mlnode.gc.plan_kubelet` then returns a plan with ``error`` set); the ml
+    policy refuses to plan. The key names the snapshot field.
+    """
 
     def __init__(self) -> None:
         # Same text as the kubelet's InvalidDiskCapacity event (v1.28+).
-        super().__init__("capacity_bytes", "invalid capacity 0 on image filesystem")
+        super().__init__("filesystem.capacity_bytes", "invalid capacity 0 on image filesystem")
 
 
 def _check_int64(key: str, value: int, *, minimum: int = 0) -> None:
@@ -186,20 +191,30 @@ class FilesystemState:
     def __post_init__(self) -> None:
         _check_int64("capacity_bytes", self.capacity_bytes)
         _check_int64("available_bytes", self.available_bytes)
-        if self.available_bytes > self.capacity_bytes:
-            # The kubelet logs "Availability is larger than capacity" and clamps; a
-            # snapshot saying so is wrong, so mlnode rejects it.
-            raise InvalidGcInput(
-                "available_bytes",
-                f"{self.available_bytes} is larger than capacity_bytes {self.capacity_bytes}",
-            )
+        # available > capacity is accepted: cAdvisor can report it, and the kubelet then
+        # logs "Availability is larger than capacity" and uses capacity (clamped()).
+
+    @property
+    def over_reported(self) -> bool:
+        """Whether the reading says more is available than the filesystem holds."""
+        return self.available_bytes > self.capacity_bytes
+
+    def clamped(self) -> FilesystemState:
+        """The reading as the kubelet's ``GarbageCollect`` uses it: ``available`` at most
+        ``capacity`` (image_gc_manager.go, "Availability is larger than capacity")."""
+        if not self.over_reported:
+            return self
+        return FilesystemState(
+            capacity_bytes=self.capacity_bytes, available_bytes=self.capacity_bytes
+        )
 
     @property
     def usage_percent(self) -> int:
-        """The kubelet's ``100 - int(available*100/capacity)`` (raises on capacity 0)."""
+        """The kubelet's ``100 - int(available*100/capacity)`` after its clamp of
+        ``available`` to ``capacity`` (raises on capacity 0)."""
         if self.capacity_bytes == 0:
             raise InvalidCapacity()
-        return usage_percent(self.available_bytes, self.capacity_bytes)
+        return usage_percent(min(self.available_bytes, self.capacity_bytes), self.capacity_bytes)
 
 
 @dataclass(frozen=True)
@@ -229,7 +244,12 @@ class GcPlan:
     ``bytes_to_free`` is 0 when no space-based collection is due. Otherwise it is the
     shortfall against the target measured on the filesystem as given (for the kubelet:
     its ``amountToFree``). ``bytes_freed`` is the sum of the sizes of ``removed``, both
-    passes included. ``satisfied`` is ``bytes_freed >= bytes_to_free``.
+    passes included. ``satisfied`` is ``bytes_freed >= bytes_to_free``, except that a plan
+    with an ``error`` is never satisfied.
+
+    ``error`` is set when the planner stopped where the kubelet's ``GarbageCollect``
+    returns an error after having removed images (capacity 0 after the age pass): the
+    removals in ``removed`` still happen, and the collection counts as failed.
     """
 
     policy: PolicyName
@@ -245,6 +265,7 @@ class GcPlan:
     headroom_bytes: int | None = None
     kept: tuple[Kept, ...] = ()
     explanations: tuple[str, ...] = field(default_factory=tuple)
+    error: str | None = None
 
 
 def plan_to_json(p: GcPlan) -> dict[str, Any]:

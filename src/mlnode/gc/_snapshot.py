@@ -188,8 +188,8 @@ def _parse(data: object) -> GcSnapshot:
     fs_raw = _obj(top["filesystem"], "filesystem", _FS_KEYS)
     capacity = _int(fs_raw["capacity_bytes"], "filesystem.capacity_bytes")
     available = _int(fs_raw["available_bytes"], "filesystem.available_bytes")
-    if capacity == 0:
-        raise InvalidGcInput("filesystem.capacity_bytes", "invalid capacity 0 on image filesystem")
+    # capacity 0 and available > capacity are readings the kubelet acts on (an error after
+    # its age pass; a clamp), so they are the planners' business, not refused here.
     filesystem = _build(
         "filesystem", FilesystemState, capacity_bytes=capacity, available_bytes=available
     )
