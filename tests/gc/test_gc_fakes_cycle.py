@@ -218,3 +218,20 @@ def test_cli_dry_run_removes_nothing(tmp_path: Path, live: Node) -> None:
     assert [r["id"] for r in json.loads(out)["removed"]] == [live.old.id, live.cold.id]
     assert live.cri.removed == [] and live.fs.available_bytes == 2 * GiB
     assert state.path.read_text() == before
+
+
+def test_kubelet_cycle_on_capacity_zero_runs_the_age_pass_then_fails(tmp_path: Path) -> None:
+    # image_gc_manager.go: the maximum-age pass runs before the capacity check, whose error
+    # ("invalid capacity 0 on image filesystem") then ends the cycle unsatisfied.
+    node = make_node()
+    node.fs.capacity_bytes = 0
+    node.fs.available_bytes = 0
+    policy = dataclasses.replace(POLICY, maximum_age_seconds=3 * 24 * 3600)
+    runtime = node.runtime()
+    collected = collect(runtime, now=NOW, state_file=node.state_file(tmp_path))
+    the_plan = plan(PolicyName.KUBELET, collected.images, collected.filesystem, policy, now=NOW)
+    run = execute(runtime, the_plan, dry_run=False)
+    assert node.old.id in node.cri.removed  # unused for 7 days > the 3-day maximum age
+    assert node.cold.id not in node.cri.removed
+    assert the_plan.error is not None and "invalid capacity 0" in the_plan.error
+    assert not run.satisfied

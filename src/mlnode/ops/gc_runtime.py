@@ -202,7 +202,9 @@ class GcRun:
 
     @property
     def satisfied(self) -> bool:
-        return self.bytes_freed >= self.plan.bytes_to_free
+        """Enough was freed, and the plan carries no error (capacity 0 is the kubelet's
+        "invalid capacity 0 on image filesystem" even after the age pass removed images)."""
+        return self.plan.error is None and self.bytes_freed >= self.plan.bytes_to_free
 
 
 def _recheck(runtime: GcRuntime, image_id: str) -> str | None:
