@@ -291,21 +291,23 @@ class BlobJob:
                     raise
                 if not announced:
                     announced = True
-                    p.emit(
-                        {
-                            "event": "retry",
-                            "layer": self.digest,
-                            "reason": "runtime",
-                            "offset_bytes": None,
-                            "attempt": 1,
-                            "retries": None,
-                            "silent_seconds": None,
-                            "backoff_seconds": 0.5,
-                            "message": str(e),
-                        }
-                    )
+                    p.emit(self.runtime_retry_event(None, e))
                 if p.clock.wait(self.cancelled, 0.5):
                     raise Cancelled() from e
+
+    def runtime_retry_event(self, offset_bytes: int | None, e: Exception) -> dict[str, Any]:
+        """The ``retry`` event of a wait for the runtime (a 0.5 s pause, then again)."""
+        return {
+            "event": "retry",
+            "layer": self.digest,
+            "reason": "runtime",
+            "offset_bytes": offset_bytes,
+            "attempt": 1,
+            "retries": None,
+            "silent_seconds": None,
+            "backoff_seconds": 0.5,
+            "message": str(e),
+        }
 
     def run(self) -> None:
         p = self.puller
@@ -359,19 +361,7 @@ class BlobJob:
                     if not isinstance(e, Retryable):
                         raise
                     # containerd went away mid-write: reopen and continue from its offset
-                    p.emit(
-                        {
-                            "event": "retry",
-                            "layer": self.digest,
-                            "reason": "runtime",
-                            "offset_bytes": pos,
-                            "attempt": 1,
-                            "retries": None,
-                            "silent_seconds": None,
-                            "backoff_seconds": 0.5,
-                            "message": str(e),
-                        }
-                    )
+                    p.emit(self.runtime_retry_event(pos, e))
                     if p.clock.wait(self.cancelled, 0.5):
                         raise Cancelled() from e
                 finally:
