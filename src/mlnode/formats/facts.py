@@ -5,19 +5,17 @@ Each reader in :mod:`mlnode.formats` puts one of these in :attr:`ParsedDocument.
 document may be of several kinds, or with :meth:`ParsedDocument.facts_as
 <mlnode.formats.base.ParsedDocument.facts_as>` where only one kind can be there.
 
-=================================  ==================================================
-kind (:class:`DocumentKind`)        facts
-=================================  ==================================================
-``ENV_FILE``                       :class:`EnvFileFacts`
-``SYSTEMD_UNIT``                   :class:`SystemdUnitFacts`
-``KUBELET_CONFIG``, ``..._DROPIN``  :class:`KubeletConfigFacts`
-``KUBEADM``                        :class:`KubeadmFacts`, or :class:`KubeletConfigFacts`
-                                   for a KubeletConfiguration document in the file
-``KUBESPRAY``                      :class:`KubesprayFacts`
-``CONTAINERD``                     :class:`ContainerdFacts`
-``CRIO``                           :class:`CrioFacts`
-(a document built without facts)   :class:`NoFacts`
-=================================  ==================================================
+Which reader puts which, by :class:`~mlnode.formats.base.DocumentKind`:
+
+- ``ENV_FILE``: :class:`EnvFileFacts`
+- ``SYSTEMD_UNIT``: :class:`SystemdUnitFacts`
+- ``KUBELET_CONFIG`` and ``KUBELET_DROPIN``: :class:`KubeletConfigFacts`
+- ``KUBEADM``: :class:`KubeadmFacts`, or :class:`KubeletConfigFacts` for a
+  KubeletConfiguration document in the file
+- ``KUBESPRAY``: :class:`KubesprayFacts`
+- ``CONTAINERD``: :class:`ContainerdFacts`
+- ``CRIO``: :class:`CrioFacts`
+- a document built without a reader: :class:`NoFacts`
 
 Line numbers are 1-based lines of the file the document was read from.
 """
