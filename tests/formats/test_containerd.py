@@ -87,13 +87,13 @@ def test_read_17_default_values_and_lines() -> None:
     assert by[(CRI_V2, "max_concurrent_downloads")].origin.detail == (
         'plugins."io.containerd.grpc.v1.cri"'
     )
-    assert doc.facts["config_version"] == 2
-    assert doc.facts["config_version_explicit"] is True
-    assert doc.facts["root"] == "/var/lib/containerd"
-    assert doc.facts["state"] == "/run/containerd"
-    assert doc.facts["grpc_address"] == "/run/containerd/containerd.sock"
-    assert doc.facts["imports"] == []
-    assert doc.facts["cri_tables"] == ['plugins."io.containerd.grpc.v1.cri"']
+    assert doc.facts.config_version == 2
+    assert doc.facts.config_version_explicit is True
+    assert doc.facts.root == "/var/lib/containerd"
+    assert doc.facts.state == "/run/containerd"
+    assert doc.facts.grpc_address == "/run/containerd/containerd.sock"
+    assert doc.facts.imports == ()
+    assert doc.facts.cri_tables == ('plugins."io.containerd.grpc.v1.cri"',)
 
 
 def test_read_v3_values_and_lines() -> None:
@@ -106,9 +106,9 @@ def test_read_v3_values_and_lines() -> None:
     timeout = by[(CRI_V3_IMAGES, "image_pull_progress_timeout")]
     assert (timeout.value, timeout.origin.line) == ("5m0s", line_with(text, "image_pull_prog"))
     assert by[(CRI_V3_IMAGES, "snapshotter")].origin.line == line_with(text, "snapshotter =")
-    assert doc.facts["config_version"] == 3
-    assert doc.facts["imports"] == ["/etc/containerd/conf.d/*.toml"]
-    assert 'plugins."io.containerd.cri.v1.images"' in doc.facts["cri_tables"]
+    assert doc.facts.config_version == 3
+    assert doc.facts.imports == ("/etc/containerd/conf.d/*.toml",)
+    assert 'plugins."io.containerd.cri.v1.images"' in doc.facts.cri_tables
 
 
 @pytest.mark.parametrize(
@@ -124,8 +124,8 @@ def test_read_v3_values_and_lines() -> None:
 def test_config_version_rule(text: str, version: int, explicit: bool) -> None:
     # A missing version is 1 in 1.x (GetVersion) and in 2.x (migrated from 0 via 1).
     doc = read_containerd("c.toml", text)
-    assert doc.facts["config_version"] == version
-    assert doc.facts["config_version_explicit"] is explicit
+    assert doc.facts.config_version == version
+    assert doc.facts.config_version_explicit is explicit
 
 
 def test_version_must_be_integer() -> None:
@@ -392,7 +392,7 @@ def test_render_read_gives_back_values(
     out = render_containerd(p)
     doc = read_containerd("r.toml", out)
     version = config_version_for(p.runtime.version)  # type: ignore[arg-type]
-    assert doc.facts["config_version"] == version
+    assert doc.facts.config_version == version
     for pv in p.runtime_values:
         home = table_for(pv.row.table, pv.row.name, version)
         assert home is not None
@@ -510,11 +510,11 @@ def test_merge_v4_file_needs_23() -> None:
 def test_merge_into_empty_file_sets_version() -> None:
     merged = merge_containerd("", "c.toml", placement("containerd@2.0.0"))
     doc = read_containerd("c.toml", merged)
-    assert doc.facts["config_version"] == 3
+    assert doc.facts.config_version == 3
     assert value(doc, CRI_V3_IMAGES, "image_pull_progress_timeout") == "30m0s"
     merged17 = merge_containerd("# mine\n", "c.toml", placement("containerd@1.7.13"))
     assert merged17.startswith("# mine\n")
-    assert read_containerd("c.toml", merged17).facts["config_version"] == 2
+    assert read_containerd("c.toml", merged17).facts.config_version == 2
 
 
 def test_merge_versionless_file_with_plugins_is_version_1() -> None:
@@ -522,7 +522,7 @@ def test_merge_versionless_file_with_plugins_is_version_1() -> None:
     merged = merge_containerd(text, "c.toml", placement("containerd@1.7.13"))
     doc = read_containerd("c.toml", merged)
     assert value(doc, ("plugins", "cri"), "image_pull_progress_timeout") == "30m0s"
-    assert doc.facts["config_version"] == 1
+    assert doc.facts.config_version == 1
 
 
 def test_merge_into_inline_and_dotted_forms() -> None:
@@ -619,7 +619,7 @@ def test_imports_breadth_first_globs_relative_and_cycles(tmp_path: Path) -> None
         },
     )
     docs = read_containerd_with_imports("/etc/containerd/config.toml", tmp_path)
-    assert [d.facts["node_path"] for d in docs] == [
+    assert [d.facts.node_path for d in docs] == [
         "/etc/containerd/config.toml",
         "/etc/containerd/conf.d/10-a.toml",
         "/etc/containerd/conf.d/20-b.toml",
@@ -662,9 +662,9 @@ def test_imports_relative_glob_in_1x_is_relative_to_slash(tmp_path: Path) -> Non
     v17 = read_containerd_with_imports(
         "/etc/containerd/config.toml", tmp_path, runtime_version=Version.parse("1.7.13")
     )
-    assert [d.facts["node_path"] for d in v17][1:] == ["/conf.d/b.toml"]
+    assert [d.facts.node_path for d in v17][1:] == ["/conf.d/b.toml"]
     v2 = read_containerd_with_imports("/etc/containerd/config.toml", tmp_path)
-    assert [d.facts["node_path"] for d in v2][1:] == ["/etc/containerd/conf.d/a.toml"]
+    assert [d.facts.node_path for d in v2][1:] == ["/etc/containerd/conf.d/a.toml"]
 
 
 def test_imports_main_missing(tmp_path: Path) -> None:
@@ -723,7 +723,7 @@ def test_real_containerd_default_config_reads() -> None:
         [_CONTAINERD, "config", "default"], capture_output=True, text=True, timeout=20, check=True
     ).stdout
     doc = read_containerd("default.toml", out)
-    assert doc.facts["config_version"] == 2
+    assert doc.facts.config_version == 2
     assert value(doc, CRI_V2, "max_concurrent_downloads") == 3
 
 

@@ -65,17 +65,17 @@ def test_read_crio_conf_values_lines_facts() -> None:
         assert by[key].origin.line == line_with(text, needle), key
     assert by[(IMAGE, "pinned_images")].value == ["registry.k8s.io/pause:3.10"]
     assert by[(IMAGE, "pull_progress_timeout")].origin.detail == "crio.image"
-    assert doc.facts["root"] == "/var/lib/containers/storage"
-    assert doc.facts["storage_driver"] == "overlay"
-    assert doc.facts["pull_progress_timeout"] == "0s"
-    assert doc.facts["listen"] == "/var/run/crio/crio.sock"
-    assert doc.facts["integer_durations"] == []
-    assert "crio.image" in doc.facts["tables"]
+    assert doc.facts.root == "/var/lib/containers/storage"
+    assert doc.facts.storage_driver == "overlay"
+    assert doc.facts.pull_progress_timeout == "0s"
+    assert doc.facts.listen == "/var/run/crio/crio.sock"
+    assert doc.facts.integer_durations == ()
+    assert "crio.image" in doc.facts.tables
 
 
 def test_integer_duration_is_flagged() -> None:
     doc = read_crio("d.conf", "[crio.image]\npull_progress_timeout = 1800\n")
-    assert doc.facts["integer_durations"] == ["crio.image.pull_progress_timeout"]
+    assert doc.facts.integer_durations == ("crio.image.pull_progress_timeout",)
 
 
 def test_bad_toml_has_file_and_line() -> None:
@@ -115,8 +115,8 @@ def test_read_dir_in_crio_order(tmp_path: Path) -> None:
         str(d / "crio.conf.d" / "sub" / "x.conf"),
     ]
     # every file is applied, also one not ending in .conf; flagged for the linter
-    assert docs[3].facts.get("not_dot_conf") is True
-    assert "not_dot_conf" not in docs[1].facts
+    assert docs[3].facts.not_dot_conf is True
+    assert docs[1].facts.not_dot_conf is False
     assert value(docs[2], IMAGE, "big_files_temporary_dir") == "/var/lib/containers/tmp"
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from mlnode.errors import InputError
 from mlnode.formats.base import DocumentKind
 from mlnode.formats.envfile import merge_env, read_env, render_env
+from mlnode.formats.facts import IgnoredAssignment, OverriddenAssignment, SystemdUnitFacts
 from mlnode.formats.kubelet_argv import expand_exec_start, split_words
 from mlnode.formats.systemd_unit import read_systemd_unit
 from mlnode.knowledge.placement import Placement
@@ -85,15 +86,15 @@ def test_export_is_not_special() -> None:
     doc = read_env("f", "export KUBELET_EXTRA_ARGS=--v=2\nA=1\n")
     assert [a.name for a in doc.env] == ["A"]
     assert doc.flags == ()
-    assert doc.facts["ignored_assignments"] == [
-        {"line": 1, "name": "export KUBELET_EXTRA_ARGS", "value": "--v=2"}
-    ]
+    assert doc.facts.ignored_assignments == (
+        IgnoredAssignment(line=1, name="export KUBELET_EXTRA_ARGS", value="--v=2"),
+    )
 
 
 def test_line_without_equals_is_ignored() -> None:
     doc = read_env("f", "JUNK\nA=1\n")
     assert env_of("JUNK\nA=1\n") == {"A": "1"}
-    assert doc.facts["ignored_lines"] == [1]
+    assert doc.facts.ignored_lines == (1,)
 
 
 def test_crlf() -> None:
@@ -104,7 +105,7 @@ def test_later_assignment_wins_for_flags() -> None:
     text = 'KUBELET_EXTRA_ARGS="--v=1"\nKUBELET_EXTRA_ARGS="--v=3"\n'
     doc = read_env("f", text)
     assert [(f.name, f.value, f.origin.line) for f in doc.flags] == [("v", "3", 2)]
-    assert doc.facts["overridden"] == [{"name": "KUBELET_EXTRA_ARGS", "line": 1}]
+    assert doc.facts.overridden == (OverriddenAssignment(name="KUBELET_EXTRA_ARGS", line=1),)
 
 
 @pytest.mark.parametrize("text", ['A="open\nB=1\n', "A='x\n", 'A="x\\"'])
@@ -118,7 +119,7 @@ def test_unterminated_quote_is_an_error_with_line(text: str) -> None:
 def test_comment_continuation_is_reported() -> None:
     doc = read_env("f", "# a \\\nA=1\n")
     assert env_of("# a \\\nA=1\n") == {"A": "1"}
-    assert doc.facts["comment_continuations"] == [1]
+    assert doc.facts.comment_continuations == (1,)
 
 
 # --------------------------------------------------------------------------- flags
@@ -174,7 +175,7 @@ def test_flag_parsing_like_pflag(
     text = f"KUBELET_EXTRA_ARGS='{value}'\n"
     doc = read_env("f", text)
     assert {f.name: f.value for f in doc.flags} == flags
-    assert doc.facts["positional_args"].get("KUBELET_EXTRA_ARGS", []) == positional
+    assert doc.facts.positional_args.get("KUBELET_EXTRA_ARGS", ()) == tuple(positional)
 
 
 def test_split_words_unquotes_like_systemd() -> None:
@@ -187,23 +188,23 @@ def test_split_words_unquotes_like_systemd() -> None:
 def test_kubeadm_dropin_unit() -> None:
     doc = read_systemd_unit("10-kubeadm.conf", (DATA / "10-kubeadm.conf").read_text())
     assert doc.kind is DocumentKind.SYSTEMD_UNIT
-    f = doc.facts
-    assert f["environment_files"] == [
+    f = doc.facts_as(SystemdUnitFacts)
+    assert f.environment_files == (
         "-/var/lib/kubelet/kubeadm-flags.env",
         "-/etc/default/kubelet",
-    ]
-    assert f["environment"]["KUBELET_CONFIG_ARGS"] == "--config=/var/lib/kubelet/config.yaml"
-    assert f["exec_start_reset"] is True
-    assert f["exec_start_line"] == 11
-    assert f["env_references"] == [
+    )
+    assert f.environment["KUBELET_CONFIG_ARGS"] == "--config=/var/lib/kubelet/config.yaml"
+    assert f.exec_start_reset is True
+    assert f.exec_start_line == 11
+    assert f.env_references == (
         "KUBELET_KUBECONFIG_ARGS",
         "KUBELET_CONFIG_ARGS",
         "KUBELET_KUBEADM_ARGS",
         "KUBELET_EXTRA_ARGS",
-    ]
+    )
     argv = expand_exec_start(
-        f["exec_start_argv"],
-        {**f["environment"], "KUBELET_EXTRA_ARGS": "--v=2 '--node-labels=a b'"},
+        f.exec_start_argv,
+        {**f.environment, "KUBELET_EXTRA_ARGS": "--v=2 '--node-labels=a b'"},
     )
     assert argv[0] == "/usr/bin/kubelet"
     assert "--config=/var/lib/kubelet/config.yaml" in argv
@@ -223,9 +224,9 @@ def test_unit_literal_flags_and_continuation() -> None:
         "config": ("/etc/kubernetes/kubelet-config.yaml", 4),
         "config-dir": ("/etc/kubernetes/kubelet.conf.d", 4),
     }
-    assert doc.facts["env_references"] == ["KUBELET_ARGS"]
-    assert doc.facts["env_references_inline"] == ["EXTRA"]
-    assert doc.facts["exec_start_reset"] is False
+    assert doc.facts.env_references == ("KUBELET_ARGS",)
+    assert doc.facts.env_references_inline == ("EXTRA",)
+    assert doc.facts.exec_start_reset is False
 
 
 def test_unit_resets() -> None:
@@ -233,10 +234,10 @@ def test_unit_resets() -> None:
         "[Service]\nEnvironmentFile=/a\nEnvironmentFile=\nEnvironmentFile=-/b\n"
         "ExecStart=/x\nExecStart=\n"
     )
-    f = read_systemd_unit("u", text).facts
-    assert f["environment_files"] == ["-/b"]
-    assert f["environment_files_reset"] is True
-    assert f["exec_start"] is None
+    f = read_systemd_unit("u", text).facts_as(SystemdUnitFacts)
+    assert f.environment_files == ("-/b",)
+    assert f.environment_files_reset is True
+    assert f.exec_start is None
 
 
 def test_unit_bad_line() -> None:

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mlnode.errors import InputError
+from mlnode.formats.facts import KubeletConfigFacts
 from mlnode.formats.kubeadm import (
     kubeadm_api_version_for,
     kubelet_configmap_name,
@@ -50,7 +51,7 @@ placements = st.builds(
 
 def test_read_v1beta3() -> None:
     docs = read_kubeadm("init.yaml", (DATA / "kubeadm-init-v1beta3.yaml").read_text())
-    assert [d.facts.get("kind") for d in docs] == [
+    assert [d.facts.kind for d in docs] == [
         "InitConfiguration",
         "ClusterConfiguration",
         "KubeletConfiguration",
@@ -62,7 +63,7 @@ def test_read_v1beta3() -> None:
         ("node-labels", "gpu=true", 9, "--node-labels=gpu=true"),
     ]
     assert init.flags[0].origin.detail == "InitConfiguration.nodeRegistration.kubeletExtraArgs"
-    assert cluster.facts["kubernetesVersion"] == "v1.28.4"
+    assert cluster.facts.kubernetes_version == "v1.28.4"
     assert [(f.field, f.value, f.origin.line) for f in kubelet.fields] == [
         ("cgroupDriver", "systemd", 19),
         ("imageMinimumGCAge", "24h0m0s", 21),
@@ -134,8 +135,8 @@ def test_render_with_flags_v1beta4() -> None:
     assert "kube-system/kubelet-config" in text
     assert "kubeadm upgrade node phase kubelet-config" in text
     init, kubelet = read_kubeadm("r", text)
-    assert init.facts["kind"] == "JoinConfiguration"
-    assert init.facts["api_version"] == "kubeadm.k8s.io/v1beta4"
+    assert init.facts.kind == "JoinConfiguration"
+    assert init.facts.api_version == "kubeadm.k8s.io/v1beta4"
     assert [(f.name, f.value) for f in init.flags] == [("foo", "1")]
     assert "  - name: foo\n    value: '1'" in text
     assert [(f.field, f.value) for f in kubelet.fields] == [("imageGCHighThresholdPercent", 85)]
@@ -144,7 +145,7 @@ def test_render_with_flags_v1beta4() -> None:
 def test_render_without_flags_has_only_kubelet_config() -> None:
     p = Placement(Version(1, 28), CONTAINERD, {"maxParallelImagePulls": 3})
     docs = read_kubeadm("r", render_kubeadm(p))
-    assert [d.facts["kind"] for d in docs] == ["KubeletConfiguration"]
+    assert [d.facts.kind for d in docs] == ["KubeletConfiguration"]
 
 
 def test_merge_v1beta3_keeps_comments() -> None:
@@ -163,7 +164,7 @@ def test_merge_field_override_flag_removed_v1beta4_and_appends_kubelet_doc() -> 
     out = merge_kubeadm(text, "k", p)
     docs = read_kubeadm("k", out)
     assert [(f.name, f.value) for f in docs[0].flags] == [("node-labels", "gpu=true")]
-    assert docs[-1].facts["kind"] == "KubeletConfiguration"
+    assert docs[-1].facts.kind == "KubeletConfiguration"
     assert [(f.field, f.value) for f in docs[-1].fields] == [("imageGCHighThresholdPercent", 85)]
     assert out.startswith(text.split("  - name: image-gc-high-threshold")[0])
 
@@ -189,7 +190,7 @@ def test_render_read_render(p: Placement) -> None:
     assert flags == dict(p.kubelet_flags)
     assert fields == dict(p.kubelet_fields)
     gates: dict[str, bool] = next(
-        (d.facts["featureGates"] for d in docs if "featureGates" in d.facts), {}
+        (d.facts.feature_gates for d in docs if isinstance(d.facts, KubeletConfigFacts)), {}
     )
     again = Placement(p.kubernetes_version, p.runtime, fields, flags, gates)  # type: ignore[arg-type]
     assert render_kubeadm(again) == text

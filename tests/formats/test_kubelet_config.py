@@ -76,9 +76,9 @@ def test_kubeadm_generated_config() -> None:
     assert by["imageMinimumGCAge"].origin.line == 27
     assert by["authentication"].origin.line == 2  # nested values keep the key's line
     assert by["authentication"].value["x509"] == {"clientCAFile": "/etc/kubernetes/pki/ca.crt"}
-    assert doc.facts["api_version"] == "kubelet.config.k8s.io/v1beta1"
-    assert doc.facts["kubeadm_shape"] is True
-    assert "imageMinimumGCAge" in doc.facts["zero_durations"]
+    assert doc.facts.api_version == "kubelet.config.k8s.io/v1beta1"
+    assert doc.facts.kubeadm_shape is True
+    assert "imageMinimumGCAge" in doc.facts.zero_durations
 
 
 def test_feature_gates_and_lines() -> None:
@@ -90,14 +90,14 @@ def test_feature_gates_and_lines() -> None:
         ("imageGCHighThresholdPercent", 90, 4),
         ("featureGates", {"ImageMaximumGCAge": True}, 5),
     ]
-    assert doc.facts["featureGates"] == {"ImageMaximumGCAge": True}
-    assert doc.facts["kubeadm_shape"] is False
+    assert doc.facts.feature_gates == {"ImageMaximumGCAge": True}
+    assert doc.facts.kubeadm_shape is False
 
 
 def test_duplicate_keys_last_wins() -> None:
     doc = read_kubelet_config("c", HEAD + "maxPods: 10\nmaxPods: 20\n")
     assert [(f.value, f.origin.line) for f in doc.fields] == [(20, 4)]
-    assert doc.facts["duplicate_keys"] == {"maxPods": [3, 4]}
+    assert doc.facts.duplicate_key_lines == {"maxPods": (3, 4)}
 
 
 @pytest.mark.parametrize(
@@ -241,8 +241,8 @@ def test_render_read_render_stable(p: Placement) -> None:
     doc = read_kubelet_config("c", text)
     fields = {f.field: f.value for f in doc.fields if f.field != "featureGates"}
     assert fields == dict(p.kubelet_fields)
-    assert doc.facts["featureGates"] == dict(p.feature_gates)
-    again = Placement(p.kubernetes_version, p.runtime, fields, {}, doc.facts["featureGates"])
+    assert doc.facts.feature_gates == dict(p.feature_gates)
+    again = Placement(p.kubernetes_version, p.runtime, fields, {}, doc.facts.feature_gates)
     assert render_kubelet_config(again) == text
 
 

@@ -98,7 +98,7 @@ def test_read_sample() -> None:
     ]
     (rv,) = doc.runtime_values
     assert (rv.name, rv.value, rv.origin.line) == ("image_pull_progress_timeout", "10m", 25)
-    assert doc.facts["extra_args_duplicating_template"] == ["maxParallelImagePulls"]
+    assert doc.facts.extra_args_duplicating_template == ("maxParallelImagePulls",)
     assert {v.name for v in doc.variables} >= {"kube_config_dir", "kube_network_plugin"}
 
 
@@ -109,10 +109,10 @@ def test_templated_and_string_flags() -> None:
         "kubelet_feature_gates: ['ImageMaximumGCAge=true']\n"
     )
     doc = read_kubespray("g", text)
-    assert doc.facts["templated"] == ["kubelet_image_gc_high_threshold"]
-    assert doc.facts["flags_given_as_string"] == ["kubelet_custom_flags"]
+    assert doc.facts.templated == ("kubelet_image_gc_high_threshold",)
+    assert doc.facts.flags_given_as_string == ("kubelet_custom_flags",)
     assert [f.name for f in doc.flags] == ["v", "image-gc-low-threshold"]
-    assert doc.facts["featureGates"] == {"ImageMaximumGCAge": True}
+    assert doc.facts.feature_gates == {"ImageMaximumGCAge": True}
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_merge_gates_copies_kube_feature_gates() -> None:
     text = "kube_feature_gates:\n  - Foo=true\n"
     p = Placement(Version(1, 29), CONTAINERD, feature_gates={"ImageMaximumGCAge": True})
     out = merge_kubespray(text, "g", p)
-    assert read_kubespray("g", out).facts["featureGates"] == {
+    assert read_kubespray("g", out).facts.feature_gates == {
         "Foo": True,
         "ImageMaximumGCAge": True,
     }
@@ -207,14 +207,14 @@ def test_render_read_render(p: Placement) -> None:
     fields = {f.field: f.value for f in doc.fields}
     assert fields == dict(p.kubelet_fields)
     assert {f.name: f.value for f in doc.flags} == dict(p.kubelet_flags)
-    assert doc.facts["featureGates"] == dict(p.feature_gates)
-    assert not doc.facts.get("extra_args_duplicating_template")
+    assert doc.facts.feature_gates == dict(p.feature_gates)
+    assert not doc.facts.extra_args_duplicating_template
     again = Placement(
         p.kubernetes_version,
         p.runtime,
         fields,
         {f.name: f.value or "" for f in doc.flags},
-        doc.facts["featureGates"],
+        doc.facts.feature_gates,
         p.runtime_values,
     )
     assert render_kubespray(again) == text
@@ -251,7 +251,7 @@ def test_merge_idempotent_keeps_unrelated(p: Placement) -> None:
     dedicated = {r.setting for r in KUBESPRAY_VARIABLES if r.target is Target.FIELD}
     extra_args = {f.field for f in doc.fields if f.origin.detail == "kubelet_config_extra_args"}
     assert not (set(p.kubelet_fields) & dedicated) & extra_args
-    assert not set(p.kubelet_fields) & set(doc.facts["extra_args_duplicating_template"])
+    assert not set(p.kubelet_fields) & set(doc.facts.extra_args_duplicating_template)
 
 
 @settings(max_examples=100, deadline=None)

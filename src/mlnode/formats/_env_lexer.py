@@ -10,9 +10,9 @@ from __future__ import annotations
 import bisect
 import enum
 from dataclasses import dataclass
-from typing import Any
 
 from mlnode.errors import InputError
+from mlnode.formats.facts import EnvFileFacts
 
 __all__ = ["DQ_ESCAPABLE", "Assignment", "Lines", "Quote", "lex_env"]
 
@@ -189,7 +189,7 @@ class _Lexer:
         else:
             self.state = "comment"
 
-    def run(self, path: str) -> tuple[list[Assignment], dict[str, Any]]:
+    def run(self, path: str) -> tuple[list[Assignment], EnvFileFacts]:
         handlers = {
             "pre_key": self.pre_key,
             "key": self.key_char,
@@ -216,17 +216,17 @@ class _Lexer:
             self.push(len(self.text))
         elif self.state == "key":
             self.ignored_lines.append(self.lines.line(self.key_start))
-        facts: dict[str, Any] = {
-            "ignored_lines": self.ignored_lines,
-            "comment_continuations": self.comment_cont,
-        }
+        facts = EnvFileFacts(
+            ignored_lines=tuple(self.ignored_lines),
+            comment_continuations=tuple(self.comment_cont),
+        )
         return self.out, facts
 
 
-def lex_env(path: str, text: str) -> tuple[list[Assignment], dict[str, Any]]:
+def lex_env(path: str, text: str) -> tuple[list[Assignment], EnvFileFacts]:
     """Every assignment of the EnvironmentFile ``text`` and the lexer's facts
-    (``ignored_lines``, ``comment_continuations``); InputError for a NUL byte or an
-    unterminated quote."""
+    (``ignored_lines``, ``comment_continuations``; read_env adds the rest); InputError for a
+    NUL byte or an unterminated quote."""
     if "\x00" in text:
         raise InputError(
             "contains a NUL byte; not a text file",

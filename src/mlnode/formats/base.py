@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from mlnode.formats.facts import DocumentFacts, NoFacts
 from mlnode.knowledge.model import Origin
 
 __all__ = [
@@ -77,6 +78,9 @@ class EnvAssignment:
     origin: Origin
 
 
+_F = TypeVar("_F", bound=DocumentFacts)
+
+
 @dataclass(frozen=True)
 class ParsedDocument:
     """Everything a reader found in one file (or one YAML document of a multi-document file)."""
@@ -88,6 +92,17 @@ class ParsedDocument:
     runtime_values: tuple[RuntimeValueOccurrence, ...] = ()
     variables: tuple[VarOccurrence, ...] = ()
     env: tuple[EnvAssignment, ...] = ()
-    # Format-specific facts the linter cares about, e.g. {"api_version": "...",
-    # "kubeadm_managed": True, "containerd_config_version": 2, "imports": [...]}.
-    facts: dict[str, Any] = field(default_factory=dict)
+    # What the reader knows beyond the values, one type per kind (mlnode.formats.facts).
+    facts: DocumentFacts = field(default_factory=NoFacts)
+
+    def facts_as(self, cls: type[_F]) -> _F:
+        """``facts`` as ``cls``, for a consumer that knows which reader made the document.
+
+        A TypeError when they are of another kind: a bug in the caller, not bad input.
+        """
+        if not isinstance(self.facts, cls):
+            raise TypeError(
+                f"{self.path}: expected {cls.__name__} for a {self.kind} document,"
+                f" got {type(self.facts).__name__}"
+            )
+        return self.facts

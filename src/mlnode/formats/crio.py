@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import tomlkit
 from mlnode.errors import InputError, InvalidValue
 from mlnode.formats._tomlscan import flatten, format_table, key_lines, parse_toml, set_value
 from mlnode.formats.base import DocumentKind, ParsedDocument, RuntimeValueOccurrence
+from mlnode.formats.facts import CrioFacts
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
 from mlnode.rootpath import read_path
@@ -49,7 +51,7 @@ CONFIG_PATH = "/etc/crio/crio.conf"
 CONFIG_DIR = "/etc/crio/crio.conf.d"
 DROPIN_SUGGESTED_PATH = "/etc/crio/crio.conf.d/90-mlnode-images.conf"
 
-# Facts lifted from the file when present: (table, key) -> fact name.
+# Facts lifted from the file when present: (table, key) -> CrioFacts field.
 _FACTS: dict[tuple[tuple[str, ...], str], str] = {
     (("crio",), "root"): "root",
     (("crio",), "runroot"): "runroot",
@@ -66,11 +68,12 @@ _FACTS: dict[tuple[tuple[str, ...], str], str] = {
 def read_crio(path: str, text: str) -> ParsedDocument:
     """Read one CRI-O config file (crio.conf or a drop-in); every key with its line.
 
-    ``facts`` holds the storage and image settings found in this file (``root``,
-    ``runroot``, ``storage_driver``, ``imagestore``, ``pause_image``, ``pinned_images``,
-    ``pull_progress_timeout``, ``big_files_temporary_dir``, ``listen``), ``tables`` (the
-    tables present) and ``integer_durations``: keys whose value is an integer where
-    CRI-O expects a duration string (BurntSushi/toml reads those as nanoseconds).
+    ``facts`` (:class:`~mlnode.formats.facts.CrioFacts`) holds the storage and image
+    settings found in this file (``root``, ``runroot``, ``storage_driver``, ``imagestore``,
+    ``pause_image``, ``pinned_images``, ``pull_progress_timeout``,
+    ``big_files_temporary_dir``, ``listen``), ``tables`` (the tables present) and
+    ``integer_durations``: keys whose value is an integer where CRI-O expects a duration
+    string (BurntSushi/toml reads those as nanoseconds).
     """
     doc = parse_toml(path, text)
     data = doc.unwrap()
@@ -85,20 +88,31 @@ def read_crio(path: str, text: str) -> ParsedDocument:
         )
         for table, name, value, line in leaves
     )
-    facts: dict[str, Any] = {}
+    settings: dict[str, object] = {}
     for table, name, value, _line in leaves:
         fact = _FACTS.get((table, name))
         if fact is not None:
-            facts[fact] = value
-    facts["integer_durations"] = [
-        f"{format_table(table)}.{name}"
-        for table, name, value, _line in leaves
-        if name.endswith("_timeout") and isinstance(value, int) and not isinstance(value, bool)
-    ]
+            settings[fact] = value
     crio = data.get("crio")
-    facts["tables"] = [
-        format_table(("crio", k)) for k, v in (crio or {}).items() if isinstance(v, Mapping)
-    ]
+    facts = CrioFacts(
+        root=settings.get("root"),
+        runroot=settings.get("runroot"),
+        storage_driver=settings.get("storage_driver"),
+        imagestore=settings.get("imagestore"),
+        pause_image=settings.get("pause_image"),
+        pinned_images=settings.get("pinned_images"),
+        pull_progress_timeout=settings.get("pull_progress_timeout"),
+        big_files_temporary_dir=settings.get("big_files_temporary_dir"),
+        listen=settings.get("listen"),
+        integer_durations=tuple(
+            f"{format_table(table)}.{name}"
+            for table, name, value, _line in leaves
+            if name.endswith("_timeout") and isinstance(value, int) and not isinstance(value, bool)
+        ),
+        tables=tuple(
+            format_table(("crio", k)) for k, v in (crio or {}).items() if isinstance(v, Mapping)
+        ),
+    )
     return ParsedDocument(kind=DocumentKind.CRIO, path=path, runtime_values=values, facts=facts)
 
 
@@ -136,8 +150,8 @@ def read_crio_dir(
     """Read crio.conf and its drop-ins under ``root``, in CRI-O's order (later wins).
 
     Every file under the drop-in directory is read, as CRI-O does; one whose name does
-    not end in ``.conf`` gets ``facts["not_dot_conf"] = True`` so the linter can point
-    at it (CRI-O applies it all the same).
+    not end in ``.conf`` gets ``facts.not_dot_conf`` so the linter can point at it (CRI-O
+    applies it all the same).
     """
     docs: list[ParsedDocument] = []
     main = read_path(root, posixpath.join("/", config_path))
@@ -146,7 +160,8 @@ def read_crio_dir(
     for p in crio_dropin_files(read_path(root, posixpath.join("/", config_dir))):
         doc = read_crio(str(p), _read(p))
         if not p.name.endswith(".conf"):
-            doc.facts["not_dot_conf"] = True
+            facts = replace(doc.facts_as(CrioFacts), not_dot_conf=True)
+            doc = replace(doc, facts=facts)
         docs.append(doc)
     return tuple(docs)
 

@@ -9,7 +9,7 @@ this module reimplements the behaviour, it does not port the code):
 
 - ``#`` and ``;`` start a comment only as the first non-blank character of a line; a comment
   always ends at the newline (since v254 a trailing backslash no longer continues it — older
-  versions did; such lines are listed in ``facts["comment_continuations"]``).
+  versions did; such lines are listed in ``facts.comment_continuations``).
 - ``KEY=VALUE``: blanks around the key and before the value are skipped; trailing blanks of an
   unquoted value are chomped. A line without ``=`` is ignored.
 - Quotes are special only where a value (segment) starts: ``'...'`` is literal, ``"..."``
@@ -21,7 +21,7 @@ this module reimplements the behaviour, it does not port the code):
 - ``export FOO=1`` is *not* special: the key ``export FOO`` is not a valid name, and the unit
   loader drops it with "Ignoring invalid environment assignment" (``strv_env_clean_with_callback``;
   names are ``[A-Za-z_][A-Za-z0-9_]*``, ``env-util.c``). Such lines are in
-  ``facts["ignored_assignments"]``. A later assignment of a name replaces an earlier one.
+  ``facts.ignored_assignments``. A later assignment of a name replaces an earlier one.
 - systemd accepts an unterminated quote and takes the rest of the file as the value; mlnode
   refuses the file instead (:class:`~mlnode.errors.InputError`), because that is never meant.
 
@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from mlnode.formats._env_lexer import DQ_ESCAPABLE, Assignment, Lines, Quote, lex_env
 from mlnode.formats.base import DocumentKind, EnvAssignment, FlagOccurrence, ParsedDocument
+from mlnode.formats.facts import IgnoredAssignment, OverriddenAssignment
 from mlnode.formats.kubelet_argv import (
     BOOLEAN_KUBELET_FLAGS,
     Word,
@@ -107,30 +107,33 @@ def read_env(path: str, text: str) -> ParsedDocument:
     assignments, facts = lex_env(path, text)
     lines = Lines(text)
     env: list[EnvAssignment] = []
-    ignored: list[dict[str, Any]] = []
+    ignored: list[IgnoredAssignment] = []
     effective: dict[str, Assignment] = {}
     for a in assignments:
         if not _NAME_RE.match(a.name):
-            ignored.append({"line": a.line, "name": a.name, "value": a.value})
+            ignored.append(IgnoredAssignment(a.name, a.value, a.line))
             continue
         env.append(EnvAssignment(a.name, a.value, Origin(path, a.line, a.name)))
         effective[a.name] = a
     flags: list[FlagOccurrence] = []
-    positional: dict[str, list[str]] = {}
+    positional: dict[str, tuple[str, ...]] = {}
     for name, a in effective.items():
         if not is_kubelet_args_variable(name):
             continue
         found, pos = _flags_of(path, a, lines)
         flags.extend(found)
         if pos:
-            positional[name] = pos
-    facts["ignored_assignments"] = ignored
-    facts["positional_args"] = positional
-    facts["overridden"] = [
-        {"name": a.name, "line": a.line}
-        for a in assignments
-        if _NAME_RE.match(a.name) and effective[a.name] is not a
-    ]
+            positional[name] = tuple(pos)
+    facts = replace(
+        facts,
+        ignored_assignments=tuple(ignored),
+        positional_args=positional,
+        overridden=tuple(
+            OverriddenAssignment(a.name, a.line)
+            for a in assignments
+            if _NAME_RE.match(a.name) and effective[a.name] is not a
+        ),
+    )
     return ParsedDocument(
         kind=DocumentKind.ENV_FILE, path=path, env=tuple(env), flags=tuple(flags), facts=facts
     )

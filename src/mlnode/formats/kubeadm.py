@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -27,6 +27,7 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from mlnode.errors import InputError
 from mlnode.formats.base import DocumentKind, FlagOccurrence, ParsedDocument
+from mlnode.formats.facts import KubeadmFacts, KubeletConfigFacts
 from mlnode.formats.kubelet_argv import field_override_flags
 from mlnode.formats.kubelet_config import (
     KUBELET_API_VERSION,
@@ -193,13 +194,13 @@ def read_kubeadm(path: str, text: str) -> tuple[ParsedDocument, ...]:
             doc = _read_mapping_doc(
                 path, node, kind=DocumentKind.KUBEADM, detail=KUBELET_KIND, require_type_meta=True
             )
-            doc.facts["document_line"] = _line(node)
-            out.append(doc)
+            kc = doc.facts_as(KubeletConfigFacts)
+            out.append(replace(doc, facts=replace(kc, document_line=_line(node))))
             continue
-        facts: dict[str, Any] = {"api_version": api, "kind": kind, "document_line": _line(node)}
         spec = _BY_VERSION.get(api)
+        span: str | None = None
         if api.startswith("kubeadm.k8s.io/"):
-            facts["kubeadm_api_span"] = spec.span.describe() if spec else "unknown"
+            span = spec.span.describe() if spec else "unknown"
         flags: list[FlagOccurrence] = []
         if kind in _NODE_KINDS and "nodeRegistration" in last:
             nr = last["nodeRegistration"][1]
@@ -207,8 +208,16 @@ def read_kubeadm(path: str, text: str) -> tuple[ParsedDocument, ...]:
                 nr_last, _ = _effective(_pairs(path, nr))
                 if "kubeletExtraArgs" in nr_last:
                     flags = _extra_args(path, nr_last["kubeletExtraArgs"][1], api, kind)
+        k8s_version: object = None
         if kind == "ClusterConfiguration" and "kubernetesVersion" in last:
-            facts["kubernetesVersion"] = _construct(path, last["kubernetesVersion"][1])
+            k8s_version = _construct(path, last["kubernetesVersion"][1])
+        facts = KubeadmFacts(
+            api_version=api,
+            kind=kind,
+            document_line=_line(node),
+            kubeadm_api_span=span,
+            kubernetes_version=k8s_version,
+        )
         out.append(ParsedDocument(DocumentKind.KUBEADM, path, flags=tuple(flags), facts=facts))
     return tuple(out)
 

@@ -8,7 +8,7 @@ duplicates the last one wins), a value of the wrong type does. Zero durations su
 **kubeadm's /var/lib/kubelet/config.yaml** carries no marker comment. It is Go-marshalled: keys
 in alphabetical order (so ``kind`` sits between ``imageMinimumGCAge`` and ``logging``), plus
 zero-valued durations kubeadm never set (``cpuManagerReconcilePeriod: 0s``,
-``syncFrequency: 0s``, ...). ``facts["kubeadm_shape"]`` is True when both hold; the reliable
+``syncFrequency: 0s``, ...). ``facts.kubeadm_shape`` is True when both hold; the reliable
 signal stays the path plus ``/var/lib/kubelet/kubeadm-flags.env`` next to it, and
 ``kubeadm upgrade`` rewrites the file from the ``kube-system/kubelet-config`` ConfigMap.
 
@@ -39,6 +39,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
 from mlnode.errors import InputError, UsageError
 from mlnode.formats.base import DocumentKind, FieldOccurrence, ParsedDocument
+from mlnode.formats.facts import KubeletConfigFacts
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
 from mlnode.knowledge.spans import Span, v
@@ -245,7 +246,6 @@ def _read_mapping_doc(
             "expected a YAML mapping (KubeletConfiguration)", path=path, line=_line(node)
         )
     last, dups = _effective(_pairs(path, node))
-    facts: dict[str, Any] = {"duplicate_keys": dups}
     for meta in ("apiVersion", "kind"):
         if meta not in last and require_type_meta:
             raise InputError(
@@ -266,8 +266,6 @@ def _read_mapping_doc(
         raise InputError(
             f"kind {knd!r} is not {KUBELET_KIND}", path=path, line=_line(last["kind"][0])
         )
-    facts["api_version"] = api
-    facts["kind"] = knd
     fields: list[FieldOccurrence] = []
     zero: list[str] = []
     for key, (kn, vn) in last.items():
@@ -280,14 +278,19 @@ def _read_mapping_doc(
             zero.append(key)
     fields.sort(key=lambda f: f.origin.line or 0)
     gates: Any = next((f.value for f in fields if f.field == "featureGates"), {})
-    facts["featureGates"] = dict(gates) if isinstance(gates, dict) else {}
-    facts["zero_durations"] = zero
     keys = [k for k, _, _ in _pairs(path, node)]
-    facts["kubeadm_shape"] = (
-        keys == sorted(keys)
-        and bool(keys)
-        and keys[0] == "apiVersion"
-        and all(m in zero for m in _KUBEADM_ZERO_MARKERS)
+    facts = KubeletConfigFacts(
+        api_version=api,
+        kind=knd,
+        duplicate_key_lines={k: tuple(lines) for k, lines in dups.items()},
+        feature_gates=dict(gates) if isinstance(gates, dict) else {},
+        zero_durations=tuple(zero),
+        kubeadm_shape=(
+            keys == sorted(keys)
+            and bool(keys)
+            and keys[0] == "apiVersion"
+            and all(m in zero for m in _KUBEADM_ZERO_MARKERS)
+        ),
     )
     return ParsedDocument(kind=kind, path=path, fields=tuple(fields), facts=facts)
 

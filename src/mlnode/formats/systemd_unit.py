@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from mlnode.errors import InputError
 from mlnode.formats.base import DocumentKind, EnvAssignment, FlagOccurrence, ParsedDocument
+from mlnode.formats.facts import SystemdUnitFacts
 from mlnode.formats.kubelet_argv import INLINE_VAR_REF, Word, parse_flags, split_words
 from mlnode.knowledge.model import Origin
 
@@ -109,13 +109,12 @@ def _read_service(path: str, text: str) -> _Service:
 
 
 def _exec_start_facts(
-    path: str, exec_start: str, line: int | None, facts: dict[str, Any]
-) -> list[FlagOccurrence]:
+    path: str, exec_start: str, line: int | None, facts: SystemdUnitFacts
+) -> tuple[list[FlagOccurrence], SystemdUnitFacts]:
     """ExecStart='s argv, its ``$VAR``/``${VAR}`` references and the flags written in it."""
     argv = _unit_words(exec_start)
     if argv:
         argv[0] = argv[0].lstrip("@-:+!")
-    facts["exec_start_argv"] = argv
     refs: list[str] = []
     inline: list[str] = []
     words: list[Word | None] = []
@@ -135,41 +134,38 @@ def _exec_start_facts(
             src += " "
         words.append(Word(w, len(src), len(src) + len(w)))
         src += w
-    facts["env_references"] = refs
-    facts["env_references_inline"] = inline
     flags, positional = parse_flags(words, source=src, path=path, line=line, detail="ExecStart")
-    facts["positional_args"] = positional
-    return flags
+    return flags, replace(
+        facts,
+        exec_start_argv=tuple(argv),
+        env_references=tuple(refs),
+        env_references_inline=tuple(inline),
+        positional_args=tuple(positional),
+    )
 
 
 def read_systemd_unit(path: str, text: str) -> ParsedDocument:
     """Read kubelet.service or a drop-in: which env files and variables feed ExecStart=.
 
-    ``facts``: ``environment_files`` (as written, a leading ``-`` means optional; an empty
-    ``EnvironmentFile=`` resets the list and sets ``environment_files_reset``),
-    ``environment`` (from ``Environment=``), ``exec_start`` (the last command line; an empty
-    ``ExecStart=`` resets, noted as ``exec_start_reset``), ``exec_start_line``,
-    ``exec_start_argv``, ``env_references`` (``$VAR`` words, split at whitespace) and
-    ``env_references_inline`` (``${VAR}``, one word). ``flags`` are those written literally
-    in ExecStart= (``--config=...``, ``--config-dir=...``).
+    ``facts`` (:class:`~mlnode.formats.facts.SystemdUnitFacts`): the EnvironmentFile=,
+    Environment= and ExecStart= settings after resets, ExecStart='s argv and the variables
+    it references. ``flags`` are those written literally in ExecStart= (``--config=...``,
+    ``--config-dir=...``).
     """
     if "\x00" in text:
         raise InputError("contains a NUL byte; not a text file", path=path)
     svc = _read_service(path, text)
-    facts: dict[str, Any] = {
-        "environment_files": svc.env_files,
-        "environment_files_reset": svc.env_files_reset,
-        "environment": svc.environment,
-        "exec_start": svc.exec_start,
-        "exec_start_line": svc.exec_line,
-        "exec_start_reset": svc.exec_reset,
-        "exec_start_argv": [],
-        "env_references": [],
-        "env_references_inline": [],
-    }
+    facts = SystemdUnitFacts(
+        environment_files=tuple(svc.env_files),
+        environment_files_reset=svc.env_files_reset,
+        environment=svc.environment,
+        exec_start=svc.exec_start,
+        exec_start_line=svc.exec_line,
+        exec_start_reset=svc.exec_reset,
+    )
     flags: list[FlagOccurrence] = []
     if svc.exec_start is not None:
-        flags = _exec_start_facts(path, svc.exec_start, svc.exec_line, facts)
+        flags, facts = _exec_start_facts(path, svc.exec_start, svc.exec_line, facts)
     env = tuple(
         EnvAssignment(k, v, Origin(path, svc.env_lines[k], "Environment"))
         for k, v in svc.environment.items()

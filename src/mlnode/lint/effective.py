@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlnode.formats.base import DocumentKind, FlagOccurrence, ParsedDocument
+from mlnode.formats.facts import ContainerdFacts
 from mlnode.knowledge.model import Layer, Origin, SettingValue
 from mlnode.knowledge.placement import default_feature_gates
 from mlnode.knowledge.table import (
@@ -33,6 +34,7 @@ __all__ = [
     "EffectiveSettings",
     "ValueProblem",
     "compute_effective",
+    "config_version_of",
     "ordered_flags",
     "runtime_row_for",
 ]
@@ -76,8 +78,13 @@ class EffectiveSettings:
         return None if sv is None else sv.value
 
 
+def config_version_of(doc: ParsedDocument) -> int | None:
+    """The config version of a containerd file (what runtime_row_for wants); None for others."""
+    return doc.facts.config_version if isinstance(doc.facts, ContainerdFacts) else None
+
+
 def runtime_row_for(
-    name: str, table: tuple[str, ...], runtime: RuntimeSpec, config_version: Any = None
+    name: str, table: tuple[str, ...], runtime: RuntimeSpec, config_version: int | None = None
 ) -> RuntimeSetting | None:
     """The runtime row this key is read as, or None when this runtime version ignores it.
 
@@ -94,7 +101,7 @@ def runtime_row_for(
             return row
         migrated = (
             runtime.kind is RuntimeKind.CONTAINERD
-            and isinstance(config_version, int)
+            and config_version is not None
             and config_version < (row.config_version or 0)
             and table == CONTAINERD_V2_CRI_TABLE
         )
@@ -285,7 +292,7 @@ def _add_runtime_config(
                     None,
                 )
             else:
-                rrow = runtime_row_for(rv.name, rv.table, runtime, doc.facts.get("config_version"))
+                rrow = runtime_row_for(rv.name, rv.table, runtime, config_version_of(doc))
             if rrow is None:
                 continue
             rvalue: Any = rv.value

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mlnode.errors import InputError
 from mlnode.formats.envfile import read_env
+from mlnode.formats.facts import ContainerdFacts, SystemdUnitFacts
 from mlnode.formats.kubelet_argv import expand_exec_start, last_flag
 from mlnode.formats.node_paths import UNIT_DIRS
 from mlnode.formats.systemd_unit import read_systemd_unit
@@ -129,20 +130,21 @@ def _unit_facts(
             notes.append(f"cannot read {read_path(root, uf)}")
             continue
         try:
-            facts = read_systemd_unit(str(read_path(root, uf)), text).facts
+            doc = read_systemd_unit(str(read_path(root, uf)), text)
         except InputError as e:
             if strict:
                 raise
             notes.append(str(e))
             continue
-        if facts.get("environment_files_reset"):
+        facts = doc.facts_as(SystemdUnitFacts)
+        if facts.environment_files_reset:
             env_files = []
-        env_files.extend(facts.get("environment_files") or [])
-        environment.update(facts.get("environment") or {})
-        if facts.get("exec_start_reset"):
+        env_files.extend(facts.environment_files)
+        environment.update(facts.environment)
+        if facts.exec_start_reset:
             exec_argv = []
-        if facts.get("exec_start_argv"):
-            exec_argv = list(facts["exec_start_argv"])
+        if facts.exec_start_argv:
+            exec_argv = list(facts.exec_start_argv)
     return env_files, environment, exec_argv
 
 
@@ -278,7 +280,7 @@ def containerd_config_files(
         if strict:
             raise
         return [CONTAINERD_CONFIG], [str(e)]
-    return [str(doc.facts["node_path"]) for doc in docs], []
+    return [str(doc.facts_as(ContainerdFacts).node_path) for doc in docs], []
 
 
 def crio_config_files(root: Path) -> list[str]:

@@ -10,7 +10,6 @@ import os
 import posixpath
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from mlnode.errors import InputError
 from mlnode.formats._tomlscan import (
@@ -29,6 +28,7 @@ from mlnode.formats.containerd._tables import (
     GRPC_SERVER_V4,
     V2_0,
 )
+from mlnode.formats.facts import ContainerdFacts
 from mlnode.knowledge.model import Origin
 from mlnode.rootpath import read_path
 from mlnode.versions import Version
@@ -84,7 +84,7 @@ def read_containerd(path: str, text: str) -> ParsedDocument:
         for t in (CRI_V1, CRI_V2, CRI_V3_IMAGES, CRI_V3_RUNTIME)
         if isinstance(plugins.get(t[1]), Mapping)
     ]
-    grpc_address: Any = None
+    grpc_address: object = None
     server = plugins.get(GRPC_SERVER_V4[1])
     if isinstance(server, Mapping) and "address" in server:
         grpc_address = server["address"]
@@ -97,16 +97,16 @@ def read_containerd(path: str, text: str) -> ParsedDocument:
         kind=DocumentKind.CONTAINERD,
         path=path,
         runtime_values=values,
-        facts={
-            "config_version": config_version,
-            "config_version_explicit": raw_version is not None,
-            "imports": list(imports),
-            "root": data.get("root"),
-            "state": data.get("state"),
-            "grpc_address": grpc_address,
-            "cri_tables": cri_tables,
-            "plugin_tables": [str(k) for k, v in plugins.items() if isinstance(v, Mapping)],
-        },
+        facts=ContainerdFacts(
+            config_version=config_version,
+            config_version_explicit=raw_version is not None,
+            imports=tuple(imports),
+            root=data.get("root"),
+            state=data.get("state"),
+            grpc_address=grpc_address,
+            cri_tables=tuple(cri_tables),
+            plugin_tables=tuple(str(k) for k, v in plugins.items() if isinstance(v, Mapping)),
+        ),
     )
 
 
@@ -120,7 +120,7 @@ def read_containerd_with_imports(
 
     ``path`` is the main config's path on the node (``/etc/containerd/config.toml``);
     ``root`` is where the node's filesystem is (``/`` on the node, a temp tree in tests).
-    Documents carry the real path (under ``root``) and ``facts["node_path"]``.
+    Documents carry the real path (under ``root``) and ``facts.node_path``.
 
     Order as ``LoadConfig``: breadth-first, the main file first, then its imports in list
     order (glob matches sorted), then the imports of those; a file already loaded is
@@ -154,11 +154,11 @@ def read_containerd_with_imports(
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"cannot read: {e}", path=str(real)) from e
         doc = read_containerd(str(real), text)
-        doc.facts["node_path"] = node_path
-        docs.append(doc)
+        facts = dataclasses.replace(doc.facts_as(ContainerdFacts), node_path=node_path)
+        docs.append(dataclasses.replace(doc, facts=facts))
         loaded.add(node_path)
         imports_line = line_of(key_lines(text), ("imports",))
-        for entry in doc.facts["imports"]:
+        for entry in facts.imports:
             for resolved in _resolve_import(node_path, entry, root, legacy_globs=legacy_globs):
                 pending.append((resolved, node_path, imports_line))
     return tuple(docs)
@@ -181,7 +181,8 @@ def effective_containerd_values(
     out: dict[tuple[tuple[str, ...], str], RuntimeValueOccurrence] = {}
     for doc in docs:
         if legacy:
-            replaced = set(doc.facts.get("plugin_tables", ()))
+            facts = doc.facts
+            replaced = set(facts.plugin_tables if isinstance(facts, ContainerdFacts) else ())
             for key in [k for k in out if k[0][:1] == ("plugins",) and len(k[0]) > 1]:
                 if key[0][1] in replaced:
                     del out[key]

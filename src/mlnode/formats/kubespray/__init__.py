@@ -14,7 +14,7 @@ appear twice. The kubelet's lenient decoding then keeps the last one, and the te
 ``maxParallelImagePulls: {{ kubelet_max_parallel_image_pulls }}`` as its very last line, so an
 extra-args ``maxParallelImagePulls`` is silently overridden by the default 1 (derived). The
 renderer and merger therefore use the dedicated variable where one exists and remove the same
-key from ``kubelet_config_extra_args``; ``facts["extra_args_duplicating_template"]`` lists
+key from ``kubelet_config_extra_args``; ``facts.extra_args_duplicating_template`` lists
 such keys for the linter. There is no kubespray variable for containerd's
 ``max_concurrent_downloads``.
 """

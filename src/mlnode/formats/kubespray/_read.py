@@ -4,7 +4,7 @@ produce.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -18,6 +18,7 @@ from mlnode.formats.base import (
     VarOccurrence,
 )
 from mlnode.formats.envfile import parse_flags, split_words
+from mlnode.formats.facts import KubesprayFacts
 from mlnode.formats.kubelet_config import (
     _compose_all,
     _construct,
@@ -48,7 +49,7 @@ def read_kubespray(path: str, text: str) -> ParsedDocument:
     """Variables of one group_vars file, plus the fields/flags/runtime keys they produce."""
     docs = [d for d in _compose_all(path, text) if d is not None]
     if not docs or _is_null(docs[0]):
-        return ParsedDocument(DocumentKind.KUBESPRAY, path, facts={"templated": []})
+        return ParsedDocument(DocumentKind.KUBESPRAY, path, facts=KubesprayFacts())
     root = docs[0]
     if not isinstance(root, MappingNode):
         raise InputError(
@@ -61,7 +62,7 @@ def read_kubespray(path: str, text: str) -> ParsedDocument:
     runtime: list[RuntimeValueOccurrence] = []
     templated: list[str] = []
     gates: dict[str, bool] = {}
-    facts: dict[str, Any] = {"duplicate_keys": dups}
+    given_as_string: list[str] = []
     for name, (kn, vn) in last.items():
         value = _plain(_construct(path, vn))
         line = _line(kn)
@@ -88,7 +89,7 @@ def read_kubespray(path: str, text: str) -> ParsedDocument:
                 fval = _plain(_construct(path, fvn))
                 fields.append(FieldOccurrence(fld, fval, Origin(path, _line(fkn), name)))
         elif row.target is Target.FLAGS:
-            flags.extend(_read_flag_list(path, name, vn, facts))
+            flags.extend(_read_flag_list(path, name, vn, given_as_string))
         elif row.target is Target.FEATURE_GATES:
             gates_here = _read_gates(path, name, vn)
             if name == "kubelet_feature_gates" or "kubelet_feature_gates" not in last:
@@ -99,18 +100,13 @@ def read_kubespray(path: str, text: str) -> ParsedDocument:
                     f'{name} must be a duration string such as "5m"', path=path, line=line
                 )
             runtime.append(RuntimeValueOccurrence(row.table, row.setting, value, origin))
-    facts["templated"] = templated
-    facts["featureGates"] = gates
-    extra = last.get("kubelet_config_extra_args")
-    if extra is not None and isinstance(extra[1], MappingNode):
-        keys = {k for k, _, _ in _pairs(path, extra[1])}
-        dup_template = set(keys & TEMPLATE_ALWAYS_WRITES)
-        for fld, var in DEDICATED.items():
-            if fld in keys and var in last:
-                dup_template.add(fld)
-        if "featureGates" in keys and gates:
-            dup_template.add("featureGates")
-        facts["extra_args_duplicating_template"] = sorted(dup_template)
+    facts = KubesprayFacts(
+        duplicate_key_lines={k: tuple(lines) for k, lines in dups.items()},
+        templated=tuple(templated),
+        feature_gates=gates,
+        flags_given_as_string=tuple(given_as_string),
+        extra_args_duplicating_template=_duplicating_template(path, last, gates),
+    )
     return ParsedDocument(
         DocumentKind.KUBESPRAY,
         path,
@@ -122,14 +118,33 @@ def read_kubespray(path: str, text: str) -> ParsedDocument:
     )
 
 
+def _duplicating_template(
+    path: str, last: Mapping[str, tuple[Node, Node]], gates: Mapping[str, bool]
+) -> tuple[str, ...]:
+    """Keys of ``kubelet_config_extra_args`` that kubespray's template writes too, sorted."""
+    extra = last.get("kubelet_config_extra_args")
+    if extra is None or not isinstance(extra[1], MappingNode):
+        return ()
+    keys = {k for k, _, _ in _pairs(path, extra[1])}
+    dup_template = set(keys & TEMPLATE_ALWAYS_WRITES)
+    for fld, var in DEDICATED.items():
+        if fld in keys and var in last:
+            dup_template.add(fld)
+    if "featureGates" in keys and gates:
+        dup_template.add("featureGates")
+    return tuple(sorted(dup_template))
+
+
 def _read_flag_list(
-    path: str, name: str, node: Node, facts: dict[str, Any]
+    path: str, name: str, node: Node, given_as_string: list[str]
 ) -> list[FlagOccurrence]:
+    """The flags of a flag-list variable; its name goes to ``given_as_string`` when the
+    value is one string instead of a list."""
     if isinstance(node, ScalarNode):
         value = _construct(path, node)
         if value is None:
             return []
-        facts.setdefault("flags_given_as_string", []).append(name)
+        given_as_string.append(name)
         return _flags_of_item(path, _line(node), name, str(value))
     if not isinstance(node, SequenceNode):
         raise InputError(f"{name} must be a list of flags", path=path, line=_line(node))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from mlnode.formats.base import DocumentKind, ParsedDocument
+from mlnode.formats.facts import KubeletConfigFacts, KubesprayFacts, SystemdUnitFacts
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.table import (
     config_dir_support,
@@ -34,7 +35,8 @@ def config_dir_rule(
     support = config_dir_support(ctx.kubernetes_version)
     env_names = {a.name for d in docs for a in d.env}
     for d in docs:
-        env_names.update(d.facts.get("environment", {}) or {})
+        if isinstance(d.facts, SystemdUnitFacts):
+            env_names.update(d.facts.environment)
     for doc in docs:
         for flag in doc.flags:
             if flag.name != "config-dir":
@@ -68,8 +70,10 @@ def config_dir_rule(
                     flag.origin,
                 )
     for doc in docs:
-        untyped = not doc.facts.get("api_version") or not doc.facts.get("kind")
-        if doc.kind is DocumentKind.KUBELET_DROPIN and support.requires_type_meta and untyped:
+        if doc.kind is not DocumentKind.KUBELET_DROPIN or not support.requires_type_meta:
+            continue
+        meta = doc.facts_as(KubeletConfigFacts)
+        if not meta.api_version or not meta.kind:
             yield Finding(
                 "E107",
                 f"drop-in {doc.path} has no apiVersion/kind",
@@ -85,9 +89,7 @@ def kubeadm_managed_rule(
     docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
 ) -> Iterable[Finding]:
     for doc in docs:
-        managed = doc.facts.get("kubeadm_managed") or doc.path.endswith(
-            "/var/lib/kubelet/config.yaml"
-        )
+        managed = doc.path.endswith("/var/lib/kubelet/config.yaml")
         if doc.kind is not DocumentKind.KUBELET_CONFIG or not managed:
             continue
         for occ in doc.fields:
@@ -113,7 +115,7 @@ def kubespray_duplicates_rule(
     for doc in docs:
         if doc.kind is not DocumentKind.KUBESPRAY:
             continue
-        duplicated = set(doc.facts.get("extra_args_duplicating_template") or ())
+        duplicated = set(doc.facts_as(KubesprayFacts).extra_args_duplicating_template)
         for occ in doc.fields:
             if occ.field not in duplicated or occ.origin.detail != "kubelet_config_extra_args":
                 continue

@@ -12,7 +12,7 @@ from mlnode.knowledge.table import (
     runtime_settings_for,
 )
 from mlnode.lint._context import LintContext, runtime_home_fix
-from mlnode.lint.effective import EffectiveSettings, runtime_row_for
+from mlnode.lint.effective import EffectiveSettings, config_version_of, runtime_row_for
 from mlnode.lint.findings import Finding
 from mlnode.units import format_go_duration, parse_go_duration
 from mlnode.versions import RuntimeKind
@@ -35,7 +35,7 @@ def runtime_keys_rule(
                 continue
             if file_runtime is not ctx.runtime.kind:
                 continue
-            row = runtime_row_for(rv.name, rv.table, ctx.runtime, doc.facts.get("config_version"))
+            row = runtime_row_for(rv.name, rv.table, ctx.runtime, config_version_of(doc))
             if row is not None:
                 continue
             here = [
