@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mlnode.formats.base import FlagOccurrence
+from mlnode.knowledge.flag_removal import shadowing_flags
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
-from mlnode.knowledge.table import KUBELET_SETTINGS, ValueKind, kubelet_setting_by_field
+from mlnode.knowledge.table import KUBELET_SETTINGS, ValueKind
 
 __all__ = [
     "BOOLEAN_KUBELET_FLAGS",
@@ -246,13 +247,9 @@ def parse_flags(
 
 
 def field_override_flags(placement: Placement) -> frozenset[str]:
-    """Flags that would override a field the placement sets (flags beat the config file)."""
-    names = set()
-    for fld in placement.kubelet_fields:
-        row = kubelet_setting_by_field(fld)
-        if row is not None and row.flag:
-            names.add(row.flag)
-    return frozenset(names)
+    """Flags that would override a field the placement sets (flags beat the config file):
+    the SHADOWS_CONFIG part of :mod:`mlnode.knowledge.flag_removal`, the mergers' own."""
+    return shadowing_flags(placement)
 
 
 def expand_exec_start(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
