@@ -209,14 +209,16 @@ class SettingsRequest:
         self._given = given
 
     @property
-    def kubernetes_version_option(self) -> str | None:
-        value = self._given.get("kubernetes_version")
-        return str(value) if value is not None else None
-
-    @property
-    def runtime_option(self) -> str | None:
-        value = self._given.get("runtime")
-        return str(value) if value is not None else None
+    def sources(self) -> SettingsSources:
+        """What was given, for :func:`~mlnode.planning.settings_input.resolve_settings`."""
+        given = self._given
+        return SettingsSources(
+            plan_file=given["plan_file"],
+            from_kubelet_args=given["from_kubelet_args"],
+            explicit={k: given[k] for k in _SETTING_PARAM_NAMES},
+            kubernetes_version=given["kubernetes_version"],
+            runtime=given["runtime"],
+        )
 
     def resolve(
         self,
@@ -224,16 +226,8 @@ class SettingsRequest:
         default_kubernetes_version: Version | None = None,
         default_runtime: RuntimeSpec | None = None,
     ) -> SettingsInput:
-        given = self._given
-        sources = SettingsSources(
-            plan_file=given["plan_file"],
-            from_kubelet_args=given["from_kubelet_args"],
-            explicit={k: given[k] for k in _SETTING_PARAM_NAMES},
-            kubernetes_version=given["kubernetes_version"],
-            runtime=given["runtime"],
-        )
         return resolve_settings(
-            sources,
+            self.sources,
             default_kubernetes_version=default_kubernetes_version,
             default_runtime=default_runtime,
         )
