@@ -200,6 +200,19 @@ def test_cli_ml_never_removes_the_sandbox_image(tmp_path: Path, live: Node) -> N
     assert not live.never_removable & set(live.cri.removed)
 
 
+def test_cli_ml_keeps_the_sandbox_image_even_when_it_would_reach_the_target(
+    tmp_path: Path, live: Node
+) -> None:
+    live.state_file(tmp_path)
+    # 23 GiB headroom, 2 free: old + cold + the 1 GiB sandbox image would give exactly
+    # that; without the sandbox image the target is out of reach and nothing is removed.
+    code, out = _invoke(
+        *_cli_args(tmp_path, "--headroom-bytes", "23GiB", "--high", "100", "--low", "99")
+    )
+    assert code == 1, out
+    assert live.sandbox.id not in live.cri.removed and live.cri.closed
+
+
 def test_cli_kubelet_policy_may_remove_the_sandbox_image(tmp_path: Path, live: Node) -> None:
     live.state_file(tmp_path)
     code, out = _invoke(*_cli_args(tmp_path, "--policy", "kubelet", "--high", "70", "--low", "60"))
