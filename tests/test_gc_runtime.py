@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from gc_helpers import FakeRuntime, failing, invoke, runtime_images, ts
 
-from mlnode.cli import gc as gc_cli
 from mlnode.errors import RuntimeUnavailable
 from mlnode.gc import GcPolicy, ImageRecord, ImageState, PolicyName, plan
+from mlnode.ops import gc_session
 from mlnode.ops.gc_runtime import (
     CriGcRuntime,
     RuntimeImage,
@@ -170,8 +170,8 @@ def test_runtime_lost_mid_run_raises(tmp_path: Path) -> None:
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> FakeRuntime:
     rt = node()
-    monkeypatch.setattr(gc_cli, "open_runtime", lambda endpoint, image_fs: rt)
-    monkeypatch.setattr(gc_cli, "clock", lambda: NOW)
+    monkeypatch.setattr(gc_session, "open_runtime", lambda endpoint, image_fs: rt)
+    monkeypatch.setattr(gc_session, "clock", lambda: NOW)
     return rt
 
 
@@ -243,7 +243,7 @@ def test_cli_runtime_unreachable_exit_3(tmp_path: Path, monkeypatch: pytest.Monk
     def refuse(endpoint: Any, image_fs: Any) -> Any:
         raise RuntimeUnavailable("no socket at /nope.sock", endpoint="unix:///nope.sock")
 
-    monkeypatch.setattr(gc_cli, "open_runtime", refuse)
+    monkeypatch.setattr(gc_session, "open_runtime", refuse)
     r = invoke("--state-file", str(tmp_path / "s.json"), "--runtime-endpoint", "/nope.sock")
     assert r.exit_code == 3
     assert r.output == "mlnode: error: unix:///nope.sock: no socket at /nope.sock\n"

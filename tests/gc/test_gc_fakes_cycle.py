@@ -16,8 +16,10 @@ from typer.testing import CliRunner
 from mlnode.cli import gc as gc_cli
 from mlnode.errors import RuntimeCallFailed
 from mlnode.gc import GcPolicy, ImageRecord, ImageState, PolicyName, plan
+from mlnode.ops import gc_session
 from mlnode.ops.gc_runtime import CriGcRuntime, GcRun, collect, execute
 from mlnode.ops.image_state import ImageStateFile
+from mlnode.ops.pull import gc_free_space
 from mlnode.runtime.cri import ContainerState, CriImage
 from mlnode.testing import FakeFilesystem, FakeImageService, FakePullStatuses
 
@@ -74,15 +76,12 @@ def make_node() -> Node:
 
 
 def cycle(node: Node, state: ImageStateFile, policy_name: PolicyName, *, dry_run: bool) -> GcRun:
-    """What ``mlnode gc`` and a pull's GC do: the ml policy keeps the sandbox image."""
-    runtime = node.runtime()
-    collected = collect(runtime, now=NOW, state_file=state, persist=not dry_run)
-    policy = POLICY
-    sandbox = runtime.sandbox_image()
-    if policy_name is PolicyName.ML and sandbox:
-        policy = dataclasses.replace(POLICY, keep_patterns=(sandbox,))
-    the_plan = plan(policy_name, collected.images, collected.filesystem, policy, now=NOW)
-    return execute(runtime, the_plan, dry_run=dry_run)
+    """What ``mlnode gc`` and a pull's GC run (gc_session.run_gc): the ml policy keeps the
+    sandbox image."""
+    done = gc_session.run_gc(
+        node.runtime(), policy_name, POLICY, now=NOW, state_file=state.path, dry_run=dry_run
+    )
+    return done.run
 
 
 def test_collect_sees_what_the_fakes_hold(tmp_path: Path) -> None:
@@ -183,8 +182,8 @@ def _invoke(*args: str) -> tuple[int, str]:
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> Node:
     node = make_node()
-    monkeypatch.setattr(gc_cli, "open_runtime", lambda endpoint, image_fs: node.runtime())
-    monkeypatch.setattr(gc_cli, "clock", lambda: NOW)
+    monkeypatch.setattr(gc_session, "open_runtime", lambda endpoint, image_fs: node.runtime())
+    monkeypatch.setattr(gc_session, "clock", lambda: NOW)
     return node
 
 
@@ -200,6 +199,19 @@ def test_cli_ml_never_removes_the_sandbox_image(tmp_path: Path, live: Node) -> N
     assert [r["id"] for r in json.loads(out)["removed"]] == [live.old.id, live.cold.id]
     assert live.sandbox.id not in live.cri.removed and live.cri.closed
     assert not live.never_removable & set(live.cri.removed)
+
+
+def test_cli_ml_keeps_the_sandbox_image_even_when_it_would_reach_the_target(
+    tmp_path: Path, live: Node
+) -> None:
+    live.state_file(tmp_path)
+    # 23 GiB headroom, 2 free: old + cold + the 1 GiB sandbox image would give exactly
+    # that; without the sandbox image the target is out of reach and nothing is removed.
+    code, out = _invoke(
+        *_cli_args(tmp_path, "--headroom-bytes", "23GiB", "--high", "100", "--low", "99")
+    )
+    assert code == 1, out
+    assert live.sandbox.id not in live.cri.removed and live.cri.closed
 
 
 def test_cli_kubelet_policy_may_remove_the_sandbox_image(tmp_path: Path, live: Node) -> None:
@@ -235,3 +247,31 @@ def test_kubelet_cycle_on_capacity_zero_runs_the_age_pass_then_fails(tmp_path: P
     assert node.cold.id not in node.cri.removed
     assert the_plan.error is not None and "invalid capacity 0" in the_plan.error
     assert not run.satisfied
+
+
+# --- through a pull's GC hook, which runs the same session ------------------------------
+
+
+def test_pull_gc_hook_never_removes_the_sandbox_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = make_node()
+    state = node.state_file(tmp_path)
+    monkeypatch.setattr(gc_session, "clock", lambda: NOW)
+    events: list[dict[str, object]] = []
+    free_space = gc_free_space(
+        node.cri,
+        node.pulls,
+        node.fs.path,
+        state_file=state.path,
+        emit=events.append,
+        measure=node.fs,
+    )
+    # 15 GiB wanted, 2 free: both unused images must go, while the 1 GiB sandbox image
+    # alone would come first by size.
+    freed = free_space(15 * GiB, ())
+    assert node.cri.removed == [node.old.id, node.cold.id] and freed == 20 * GiB
+    assert not (node.never_removable | {node.sandbox.id}) & set(node.cri.removed)
+    assert events[-1]["event"] == "gc" and events[-1]["bytes_freed"] == 20 * GiB
+    # 23 GiB wanted, now 22 free: the 1 GiB sandbox image alone would do, and stays.
+    assert free_space(23 * GiB, ()) == 0 and node.sandbox.id not in node.cri.removed

@@ -1,8 +1,10 @@
-"""The settings inputs shared by ``render`` and ``apply``: one definition, one precedence.
+"""The settings options shared by ``render`` and ``apply``: one definition.
 
 Settings come from, lowest to highest precedence: ``--plan FILE`` (plan's JSON), the
 kubelet flags operators copy (``--from-kubelet-args "<line>"``), then explicit options.
-Giving one setting two different values is refused rather than silently resolved.
+That precedence, and the refusal of one setting given two values, is
+:func:`mlnode.planning.settings_input.resolve_settings`; this module only defines the
+options and hands what was given to it.
 """
 
 from __future__ import annotations
@@ -11,116 +13,18 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from mlnode.cli._options import KUBERNETES_VERSION_HELP, RUNTIME_HELP
-from mlnode.errors import UsageError
-from mlnode.formats.kubelet_argv import parse_flags, split_words
-from mlnode.knowledge.model import ImageSettings
-from mlnode.knowledge.table import kubelet_setting_by_flag
-from mlnode.knowledge.values import parse_flag_value, parse_signal_map
-from mlnode.units import parse_go_duration
-from mlnode.versions import (
-    RuntimeSpec,
-    Version,
-    parse_kubernetes_version,
-    parse_runtime,
-)
+from mlnode.planning.settings_input import SettingsInput, SettingsSources, resolve_settings
+from mlnode.versions import RuntimeSpec, Version
 
-__all__ = [
-    "SettingsInput",
-    "SettingsRequest",
-    "parse_kubelet_args",
-    "with_settings_options",
-]
+__all__ = ["SettingsRequest", "with_settings_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class SettingsInput:
-    settings: ImageSettings
-    kubernetes_version: Version
-    runtime: RuntimeSpec
-    # Flags given in --from-kubelet-args that are not image settings mlnode knows:
-    # they are not rendered, and the commands say so.
-    ignored_flags: tuple[str, ...] = field(default=())
-
-
-def parse_kubelet_args(
-    line: str, *, option: str = "--from-kubelet-args"
-) -> tuple[ImageSettings, tuple[str, ...]]:
-    """Read the image settings out of a kubelet flag line, split and parsed as the kubelet
-    gets it from ``$KUBELET_EXTRA_ARGS`` (the env-file reader's own flag parser)."""
-    flags, positional = parse_flags(split_words(line), source=line, path=option, line=1)
-    if positional:
-        raise UsageError(
-            f"{positional[0]!r} is not a flag (the kubelet exits on it)", option=option
-        )
-    values: dict[str, Any] = {}
-    ignored: list[str] = []
-    for flag in flags:
-        row = kubelet_setting_by_flag(flag.name)
-        if row is None:
-            ignored.append(flag.text)
-            continue
-        try:
-            parsed = parse_flag_value(row, flag.value)
-        except ValueError as e:
-            raise UsageError(str(e), option=option) from None
-        if row.key in values and values[row.key] != parsed:
-            raise UsageError(f"--{flag.name} is given twice with different values", option=option)
-        values[row.key] = parsed
-    return ImageSettings(**values), tuple(ignored)
-
-
-def _explicit(**given: Any) -> ImageSettings:
-    values: dict[str, Any] = {}
-    for key, raw in given.items():
-        if raw is None:
-            continue
-        if key.endswith("_seconds"):
-            try:
-                values[key] = parse_go_duration(raw)
-            except ValueError as e:
-                raise UsageError(str(e), option="--" + _OPTION_NAMES[key]) from None
-        elif key == "eviction_hard":
-            try:
-                values[key] = parse_signal_map(raw)
-            except ValueError as e:
-                raise UsageError(
-                    f"{e}, e.g. imagefs.available<15%", option="--eviction-hard"
-                ) from None
-        else:
-            values[key] = raw
-    return ImageSettings(**values)
-
-
-_OPTION_NAMES = {
-    "image_gc_high_threshold_percent": "image-gc-high-threshold",
-    "image_gc_low_threshold_percent": "image-gc-low-threshold",
-    "image_minimum_gc_age_seconds": "image-minimum-gc-age",
-    "image_maximum_gc_age_seconds": "image-maximum-gc-age",
-    "image_pull_progress_deadline_seconds": "image-pull-progress-deadline",
-    "runtime_request_timeout_seconds": "runtime-request-timeout",
-}
-
-
-def _merge_no_conflict(
-    base: ImageSettings, override: ImageSettings, base_name: str, override_name: str
-) -> ImageSettings:
-    for key, value in override.set_fields().items():
-        previous = getattr(base, key)
-        if previous is not None and previous != value:
-            raise UsageError(
-                f"{key} is {previous!r} from {base_name} but {value!r} from {override_name}; "
-                "give it once"
-            )
-    return base.merged(override)
 
 
 # The parameters every settings-taking command gets, appended to its own.
@@ -305,14 +209,16 @@ class SettingsRequest:
         self._given = given
 
     @property
-    def kubernetes_version_option(self) -> str | None:
-        value = self._given.get("kubernetes_version")
-        return str(value) if value is not None else None
-
-    @property
-    def runtime_option(self) -> str | None:
-        value = self._given.get("runtime")
-        return str(value) if value is not None else None
+    def sources(self) -> SettingsSources:
+        """What was given, for :func:`~mlnode.planning.settings_input.resolve_settings`."""
+        given = self._given
+        return SettingsSources(
+            plan_file=given["plan_file"],
+            from_kubelet_args=given["from_kubelet_args"],
+            explicit={k: given[k] for k in _SETTING_PARAM_NAMES},
+            kubernetes_version=given["kubernetes_version"],
+            runtime=given["runtime"],
+        )
 
     def resolve(
         self,
@@ -320,58 +226,14 @@ class SettingsRequest:
         default_kubernetes_version: Version | None = None,
         default_runtime: RuntimeSpec | None = None,
     ) -> SettingsInput:
-        given = dict(self._given)
-        if given.get("kubernetes_version") is None and default_kubernetes_version is not None:
-            given["kubernetes_version"] = str(default_kubernetes_version)
-        if given.get("runtime") is None and default_runtime is not None:
-            given["runtime"] = str(default_runtime)
-        return _resolve(given)
+        return resolve_settings(
+            self.sources,
+            default_kubernetes_version=default_kubernetes_version,
+            default_runtime=default_runtime,
+        )
 
     def __call__(self) -> SettingsInput:
         return self.resolve()
-
-
-def _resolve(given: dict[str, Any]) -> SettingsInput:
-    settings = ImageSettings()
-    k8s: Version | None = None
-    runtime: RuntimeSpec | None = None
-    if given["plan_file"] is not None:
-        from mlnode.planning.plan import load_plan_settings
-
-        settings, k8s, runtime = load_plan_settings(given["plan_file"])
-    ignored: tuple[str, ...] = ()
-    if given["from_kubelet_args"] is not None:
-        from_args, ignored = parse_kubelet_args(given["from_kubelet_args"])
-        settings = _merge_no_conflict(settings, from_args, "--plan", "--from-kubelet-args")
-    explicit = _explicit(**{k: given[k] for k in _SETTING_PARAM_NAMES})
-    settings = _merge_no_conflict(
-        settings, explicit, "--plan/--from-kubelet-args", "the explicit options"
-    )
-    if given["kubernetes_version"] is not None:
-        cli_k8s = parse_kubernetes_version(given["kubernetes_version"])
-        if k8s is not None and k8s.minor_line != cli_k8s.minor_line:
-            raise UsageError(
-                f"--plan was made for Kubernetes {k8s}, not {cli_k8s}",
-                option="--kubernetes-version",
-            )
-        k8s = cli_k8s
-    if given["runtime"] is not None:
-        cli_runtime = parse_runtime(given["runtime"])
-        if runtime is not None and runtime.kind is not cli_runtime.kind:
-            raise UsageError(
-                f"--plan was made for {runtime}, not {cli_runtime}", option="--runtime"
-            )
-        runtime = cli_runtime
-    if k8s is None:
-        raise UsageError("the Kubernetes version is needed", option="--kubernetes-version")
-    if runtime is None:
-        raise UsageError("the container runtime is needed", option="--runtime")
-    if settings.is_empty():
-        raise UsageError(
-            "no settings given: use --plan, --from-kubelet-args or options such as "
-            "--image-gc-high-threshold"
-        )
-    return SettingsInput(settings, k8s, runtime, ignored)
 
 
 def with_settings_options(func: F) -> F:

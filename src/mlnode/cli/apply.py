@@ -25,7 +25,6 @@ JSON (``-o json``), schema ``mlnode.apply/v1``::
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -43,30 +42,8 @@ from mlnode.cli._options import (
     TimeoutOption,
 )
 from mlnode.cli._settings_options import SettingsRequest, with_settings_options
-from mlnode.node import host_path
-from mlnode.ops.apply import (
-    ApplyPlan,
-    ApplyRefused,
-    ApplyResult,
-    NodeLayout,
-    detect_layout,
-    execute_apply,
-    interrupted_backups,
-    lint_plan,
-    plan_apply,
-)
-from mlnode.ops.services import RecordingServiceManager, ServiceManager
-from mlnode.ops.verify import (
-    DEFAULT_HEALTHZ_URL,
-    ConfigzSource,
-    RuntimeConfigSource,
-    UrlConfigzSource,
-    Verifier,
-    containerd_config_dump,
-    crio_config_dump,
-    kubectl_configz,
-)
-from mlnode.versions import RuntimeKind, parse_kubernetes_version, parse_runtime
+from mlnode.ops.apply import ApplyPlan, ApplyResult, VerifyOptions, apply_settings
+from mlnode.ops.verify import DEFAULT_HEALTHZ_URL
 
 __all__ = ["register"]
 
@@ -82,14 +59,6 @@ NodeNameOption = Annotated[
     ),
 ]
 KubectlOption = Annotated[str, typer.Option("--kubectl", help="kubectl program.")]
-
-
-@dataclasses.dataclass(frozen=True)
-class _VerifyOptions:
-    healthz_url: str
-    configz_url: str | None
-    node_name: str | None
-    kubectl: str
 
 
 def _print_plan(plan: ApplyPlan, *, diffs: bool) -> None:
@@ -135,82 +104,6 @@ def _print_result(result: ApplyResult) -> None:
     stdout.print(f"status: {result.status}", markup=False)
 
 
-def _verifier(
-    services: ServiceManager, opts: _VerifyOptions, node: Path, layout: NodeLayout
-) -> Verifier:
-    configz: ConfigzSource | None = None
-    if opts.configz_url:
-        configz = UrlConfigzSource(opts.configz_url)
-    elif opts.node_name:
-        configz = kubectl_configz(opts.node_name, kubectl=opts.kubectl)
-    binary = str(host_path(node, layout.runtime_binary)) if layout.runtime_binary else None
-    runtime_config: RuntimeConfigSource | None = None
-    if layout.runtime.kind is RuntimeKind.CONTAINERD:
-        runtime_config = containerd_config_dump(containerd=binary or "containerd")
-    elif layout.runtime.kind is RuntimeKind.CRIO:
-        runtime_config = crio_config_dump(crio=binary or "crio")
-    return Verifier(
-        services, healthz_url=opts.healthz_url, configz=configz, runtime_config=runtime_config
-    )
-
-
-def _plan(node: Path, root: Path, settings_input: SettingsRequest) -> ApplyPlan:
-    """The node's layout and the edits that put the settings into it, lint-checked."""
-    k8s_opt = settings_input.kubernetes_version_option
-    rt_opt = settings_input.runtime_option
-    layout = detect_layout(
-        node,
-        kubernetes_version=parse_kubernetes_version(k8s_opt) if k8s_opt else None,
-        runtime=parse_runtime(rt_opt) if rt_opt else None,
-    )
-    # Versions default to what the node's binaries report.
-    si = settings_input.resolve(
-        default_kubernetes_version=layout.kubernetes_version,
-        default_runtime=layout.runtime,
-    )
-    plan = plan_apply(layout, si.settings, si.kubernetes_version, si.runtime)
-    errors = lint_plan(plan)
-    if errors:
-        raise ApplyRefused(
-            "refusing to apply: the files would not pass lint (nothing written): "
-            + " | ".join(errors)
-        )
-    for b in interrupted_backups(node):
-        plan = _with_note(
-            plan,
-            f"an earlier apply was interrupted (backup {b.id}); `mlnode rollback "
-            f"--root {root} --backup {b.id}` restores the files it had backed up",
-        )
-    return plan
-
-
-def _execute(
-    plan: ApplyPlan,
-    node: Path,
-    *,
-    no_restart: bool,
-    systemctl: str | None,
-    timeout_seconds: float,
-    verify: _VerifyOptions,
-) -> ApplyResult:
-    services, why_not = service_options(node, no_restart, systemctl)
-    if services is not None:
-        verifier = _verifier(services, verify, node, plan.layout)
-        return execute_apply(
-            plan, services=services, verifier=verifier, timeout_seconds=timeout_seconds
-        )
-    result = execute_apply(
-        plan, services=RecordingServiceManager(), restart=False, timeout_seconds=timeout_seconds
-    )
-    if why_not:
-        result.plan = _with_note(plan, why_not)
-    return result
-
-
-def _with_note(plan: ApplyPlan, note: str) -> ApplyPlan:
-    return dataclasses.replace(plan, notes=(*plan.notes, note))
-
-
 def register(app: typer.Typer) -> None:
     @app.command("apply")
     @with_settings_options
@@ -238,25 +131,25 @@ def register(app: typer.Typer) -> None:
         def body() -> None:
             node = node_root(root)
             seconds = duration_option(timeout, "--timeout", positive=True)
-            plan = _plan(node, root, settings_input)
-            if dry_run or plan.no_changes:
-                status = "dry-run" if dry_run and not plan.no_changes else "no-change"
+            services, why_not = service_options(node, no_restart, systemctl)
+            result = apply_settings(
+                node,
+                settings_input.sources,
+                root=root,
+                dry_run=dry_run,
+                services=services,
+                why_not=why_not,
+                timeout_seconds=seconds,
+                verify=VerifyOptions(healthz_url, configz_url, node_name, kubectl),
+            )
+            if dry_run or result.plan.no_changes:
                 if output is OutputFormat.JSON:
-                    emit_json(ApplyResult(plan, status).to_json())
+                    emit_json(result.to_json())
                 else:
-                    _print_plan(plan, diffs=True)
+                    _print_plan(result.plan, diffs=True)
                     if dry_run:
                         stdout.print("dry run: nothing written", markup=False)
                 return
-            verify = _VerifyOptions(healthz_url, configz_url, node_name, kubectl)
-            result = _execute(
-                plan,
-                node,
-                no_restart=no_restart,
-                systemctl=systemctl,
-                timeout_seconds=seconds,
-                verify=verify,
-            )
             if output is OutputFormat.JSON:
                 emit_json(result.to_json())
             else:

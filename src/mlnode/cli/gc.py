@@ -9,10 +9,8 @@ satisfied, 2 bad input, 3 runtime unreachable. See docs/gc.md.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,7 +32,7 @@ from mlnode.cli._options import (
     RuntimeEndpointOption,
     StateFileOption,
 )
-from mlnode.errors import RuntimeError_, UsageError
+from mlnode.errors import UsageError
 from mlnode.gc import (
     GcImage,
     GcPlan,
@@ -45,32 +43,13 @@ from mlnode.gc import (
     plan,
     plan_to_json,
 )
-from mlnode.ops.gc_runtime import (
-    CriGcRuntime,
-    GcRun,
-    GcRuntime,
-    collect,
-    execute,
-    open_gc_runtime,
-)
-from mlnode.ops.image_state import DEFAULT_STATE_FILE, ImageStateFile
+from mlnode.ops import gc_session
+from mlnode.ops.gc_runtime import GcRun
+from mlnode.ops.image_state import DEFAULT_STATE_FILE
 from mlnode.units import format_bytes
 
 __all__ = ["register"]
 
-
-def _open_live(endpoint: str | None, image_fs: Path | None) -> GcRuntime:
-    return open_gc_runtime(endpoint, image_fs=image_fs)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-#: Opens the live runtime; tests replace it with a fake.
-open_runtime: Callable[[str | None, Path | None], GcRuntime] = _open_live
-#: The clock for live runs; tests replace it.
-clock: Callable[[], datetime] = _now
 
 _FLAG_FOR_FIELD = {
     "high_threshold_percent": "--high",
@@ -242,17 +221,6 @@ def _run_json(run_result: GcRun) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def _opened(endpoint: str | None, image_fs: Path | None) -> Iterator[GcRuntime]:
-    runtime = open_runtime(endpoint, image_fs)
-    try:
-        yield runtime
-    finally:
-        close = getattr(runtime, "close", None)
-        if callable(close):
-            close()
-
-
 def _gc_snapshot(
     snapshot: Path, policy_name: PolicyName, overrides: dict[str, Any], output: OutputFormat
 ) -> int:
@@ -283,34 +251,24 @@ def _gc_live(
     state_file: Path,
     image_fs: Path | None,
 ) -> int:
-    policy = _merge_policy(GcPolicy(), overrides)
-    now = clock()
-    with _opened(runtime_endpoint, image_fs) as runtime:
-        collected = collect(
-            runtime, now=now, state_file=ImageStateFile(state_file), persist=not dry_run
-        )
-        largest = max(policy.largest_image_bytes or 0, collected.state.largest_image_bytes)
-        policy = dataclasses.replace(policy, largest_image_bytes=largest or None)
-        sandbox = runtime.sandbox_image() if isinstance(runtime, CriGcRuntime) else None
-        if policy_name is PolicyName.ML and sandbox:
-            # Kubelets from 1.29 leave the pause image to the runtime's pinning, which
-            # containerd only does from 1.6.22/1.7.3; removing it makes every new pod pull it.
-            keep = (*(policy.keep_patterns or ()), sandbox)
-            policy = dataclasses.replace(policy, keep_patterns=keep)
-        try:
-            the_plan = plan(policy_name, collected.images, collected.filesystem, policy, now=now)
-        except InvalidGcInput as e:
-            raise RuntimeError_(f"image filesystem: {e.message}") from e
-        run_result = execute(runtime, the_plan, dry_run=dry_run)
+    done = gc_session.gc_live(
+        policy_name,
+        _merge_policy(GcPolicy(), overrides),
+        endpoint=runtime_endpoint,
+        image_fs=image_fs,
+        state_file=state_file,
+        dry_run=dry_run,
+    )
+    the_plan, run_result = done.plan, done.run
     if output is OutputFormat.JSON:
         emit_json(plan_to_json(the_plan) if dry_run else _run_json(run_result))
     else:
-        where = getattr(runtime, "image_fs_path", None)
+        where = done.image_fs_path
         _render_human(
             the_plan,
-            collected.images,
-            policy,
-            now,
+            done.collected.images,
+            done.policy,
+            done.now,
             run_result=run_result,
             source=(
                 f"live runtime{f' (image filesystem {where})' if where else ''}"

@@ -19,7 +19,7 @@ import typer
 from mlnode.cli._common import OutputFormat, emit_json, run, stderr, stdout
 from mlnode.cli._inputs import read_file_text
 from mlnode.cli._options import OutputOption
-from mlnode.cli._settings_options import SettingsInput, SettingsRequest, with_settings_options
+from mlnode.cli._settings_options import SettingsRequest, with_settings_options
 from mlnode.errors import UsageError
 from mlnode.formats.render import (
     Rendered,
@@ -31,6 +31,7 @@ from mlnode.formats.render import (
     render_formats,
 )
 from mlnode.knowledge.placement import Placement, place
+from mlnode.planning.settings_input import SettingsInput
 
 __all__ = ["register"]
 

@@ -40,7 +40,6 @@ from mlnode.formats.base import DocumentKind, EnvAssignment, FlagOccurrence, Par
 from mlnode.formats.facts import IgnoredAssignment, OverriddenAssignment
 from mlnode.formats.kubelet_argv import (
     BOOLEAN_KUBELET_FLAGS,
-    Word,
     field_override_flags,
     parse_flags,
     split_words,
@@ -48,19 +47,12 @@ from mlnode.formats.kubelet_argv import (
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
 
-# Word, field_override_flags, parse_flags and split_words live in formats.kubelet_argv; they
-# are listed here because formats/kubespray.py (owned by another change) still imports them
-# from this module. Move that import and drop them from this list.
 __all__ = [
     "KUBELET_ARGS_VARIABLES",
-    "Word",
-    "field_override_flags",
     "is_kubelet_args_variable",
     "merge_env",
-    "parse_flags",
     "read_env",
     "render_env",
-    "split_words",
 ]
 
 

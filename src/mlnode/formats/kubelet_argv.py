@@ -16,11 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from mlnode.errors import UsageError
 from mlnode.formats.base import FlagOccurrence
-from mlnode.knowledge.model import Origin
+from mlnode.knowledge.flag_removal import shadowing_flags
+from mlnode.knowledge.model import ImageSettings, Origin
 from mlnode.knowledge.placement import Placement
-from mlnode.knowledge.table import KUBELET_SETTINGS, ValueKind, kubelet_setting_by_field
+from mlnode.knowledge.table import KUBELET_SETTINGS, ValueKind, kubelet_setting_by_flag
+from mlnode.knowledge.values import parse_flag_value
 
 __all__ = [
     "BOOLEAN_KUBELET_FLAGS",
@@ -30,6 +34,7 @@ __all__ = [
     "field_override_flags",
     "last_flag",
     "parse_flags",
+    "parse_kubelet_args",
     "split_words",
 ]
 
@@ -246,13 +251,9 @@ def parse_flags(
 
 
 def field_override_flags(placement: Placement) -> frozenset[str]:
-    """Flags that would override a field the placement sets (flags beat the config file)."""
-    names = set()
-    for fld in placement.kubelet_fields:
-        row = kubelet_setting_by_field(fld)
-        if row is not None and row.flag:
-            names.add(row.flag)
-    return frozenset(names)
+    """Flags that would override a field the placement sets (flags beat the config file):
+    the SHADOWS_CONFIG part of :mod:`mlnode.knowledge.flag_removal`, the mergers' own."""
+    return shadowing_flags(placement)
 
 
 def expand_exec_start(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
@@ -283,3 +284,30 @@ def last_flag(argv: Sequence[str], name: str) -> str | None:
         if f.name == name:
             value = f.value
     return value
+
+
+def parse_kubelet_args(
+    line: str, *, option: str = "--from-kubelet-args"
+) -> tuple[ImageSettings, tuple[str, ...]]:
+    """Read the image settings out of a kubelet flag line, split and parsed as the kubelet
+    gets it from ``$KUBELET_EXTRA_ARGS`` (the env-file reader's own flag parser)."""
+    flags, positional = parse_flags(split_words(line), source=line, path=option, line=1)
+    if positional:
+        raise UsageError(
+            f"{positional[0]!r} is not a flag (the kubelet exits on it)", option=option
+        )
+    values: dict[str, Any] = {}
+    ignored: list[str] = []
+    for flag in flags:
+        row = kubelet_setting_by_flag(flag.name)
+        if row is None:
+            ignored.append(flag.text)
+            continue
+        try:
+            parsed = parse_flag_value(row, flag.value)
+        except ValueError as e:
+            raise UsageError(str(e), option=option) from None
+        if row.key in values and values[row.key] != parsed:
+            raise UsageError(f"--{flag.name} is given twice with different values", option=option)
+        values[row.key] = parsed
+    return ImageSettings(**values), tuple(ignored)

@@ -6,9 +6,10 @@ writing the result are the caller's (``mlnode render --merge`` uses
 :func:`mlnode.ops.fileio.atomic_write`).
 
 :func:`flag_removals` is the one rule for which kubelet flags must leave an env file
-when settings are placed: a flag whose setting now lives in a config file would
-override it, a removed flag stops the kubelet, and the pull-progress deadline flag does
-nothing with a CRI runtime.
+when settings are placed (render's scope of :mod:`mlnode.knowledge.flag_removal`, the
+rule apply uses too): a flag whose setting now lives in a config file would override it,
+a removed flag stops the kubelet, and the pull-progress deadline flag does nothing with a
+CRI runtime.
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ from typing import Any, cast
 
 from mlnode.errors import InputError, UsageError
 from mlnode.formats.base import DocumentKind
+from mlnode.knowledge.flag_removal import (
+    RENDER_REMOVALS,
+    FlagRemovalReason,
+    kubelet_flag_removals,
+)
 from mlnode.knowledge.placement import Placement, default_feature_gates
-from mlnode.knowledge.table import KUBELET_SETTINGS, config_dir_support, removed_flag
+from mlnode.knowledge.table import config_dir_support
 from mlnode.knowledge.validation import startup_failure_message, validate_kubelet
 from mlnode.versions import RuntimeKind, Version
 
@@ -133,44 +139,19 @@ class Merged:
         return bool(self.diff)
 
 
-class FlagRemovalReason(enum.StrEnum):
-    #: The kubelet of this version no longer has the flag: it would not start.
-    REMOVED = "removed"
-    #: The setting is placed in the KubeletConfiguration: the flag would override it.
-    SHADOWS_CONFIG = "shadows-config"
-    #: The setting is placed in the runtime's config: the kubelet flag is not its home.
-    RUNTIME_HOME = "runtime-home"
-    #: The pull-progress deadline flag does nothing with a CRI runtime.
-    NO_EFFECT = "no-effect"
-
-
 def flag_removals(placement: Placement) -> dict[str, FlagRemovalReason]:
     """The kubelet flags (names without ``--``) to take out of env files, each with why.
 
-    Covers the flags of the image settings mlnode knows (``KUBELET_SETTINGS``): a flag
-    goes when the kubelet of ``placement.kubernetes_version`` removed it, when the
-    placement homes its setting in the KubeletConfiguration (the flag would silently
-    override the file) or in the runtime's config, and the pull-progress deadline flag
-    goes with every runtime but Docker (the kubelet only passed it to dockershim).
-    The first reason that holds is given, in that order.
+    Render's scope of the one rule, :func:`mlnode.knowledge.flag_removal.kubelet_flag_removals`
+    (whose docstring says how it differs from apply's): the flags of the image settings
+    mlnode knows (``KUBELET_SETTINGS``) go when the kubelet of
+    ``placement.kubernetes_version`` removed them, when the placement homes their setting
+    in the KubeletConfiguration (the flag would silently override the file) or in the
+    runtime's config, and the pull-progress deadline flag goes with every runtime but
+    Docker (the kubelet only passed it to dockershim). The first reason that holds is
+    given, in that order.
     """
-    runtime_keys = {pv.row.key for pv in placement.runtime_values}
-    out: dict[str, FlagRemovalReason] = {}
-    for row in KUBELET_SETTINGS:
-        if row.flag is None:
-            continue
-        if removed_flag(row.flag, placement.kubernetes_version):
-            out[row.flag] = FlagRemovalReason.REMOVED
-        elif row.field in placement.kubelet_fields:
-            out[row.flag] = FlagRemovalReason.SHADOWS_CONFIG
-        elif row.key in runtime_keys:
-            out[row.flag] = FlagRemovalReason.RUNTIME_HOME
-        elif (
-            row.key == "image_pull_progress_deadline_seconds"
-            and placement.runtime.kind is not RuntimeKind.DOCKER
-        ):
-            out[row.flag] = FlagRemovalReason.NO_EFFECT
-    return out
+    return kubelet_flag_removals(placement, RENDER_REMOVALS)
 
 
 def removable_flags(placement: Placement) -> frozenset[str]:

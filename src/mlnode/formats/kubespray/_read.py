@@ -17,8 +17,8 @@ from mlnode.formats.base import (
     RuntimeValueOccurrence,
     VarOccurrence,
 )
-from mlnode.formats.envfile import parse_flags, split_words
 from mlnode.formats.facts import KubesprayFacts
+from mlnode.formats.kubelet_argv import parse_flags, split_words
 from mlnode.formats.kubelet_config import (
     _compose_all,
     _construct,

@@ -12,7 +12,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from mlnode.errors import InputError
-from mlnode.formats.envfile import Word, field_override_flags, parse_flags, split_words
+from mlnode.formats.kubelet_argv import Word, field_override_flags, parse_flags, split_words
 from mlnode.formats.kubelet_config import (
     _delete,
     _plain,

@@ -8,7 +8,9 @@ runtime's config files, and the versions (from the binaries when they are there)
 (every file's old and new text, the flags removed, the service actions, what verification
 must see). :func:`lint_plan` is the gate the planned files must pass.
 :func:`execute_apply` and :func:`execute_rollback` carry a plan out under the node lock
-with a backup set.
+with a backup set. :func:`apply_settings` is ``mlnode apply`` end to end (layout,
+settings with the node's versions as defaults, plan, lint gate, execution); the CLI only
+parses options and prints.
 
 Where each setting goes (the most durable place for the layout; docs/apply.md explains):
 
@@ -60,6 +62,7 @@ from mlnode.ops.apply._model import (
 from mlnode.ops.apply._plan import plan_apply
 from mlnode.ops.apply._result import ApplyResult, FileResult
 from mlnode.ops.apply._rollback import RollbackResult, execute_rollback, interrupted_backups
+from mlnode.ops.apply._run import VerifyOptions, apply_settings, plan_node_apply
 
 __all__ = [
     "DROPIN_NAME",
@@ -73,10 +76,13 @@ __all__ = [
     "NodeLayout",
     "RemovedFlag",
     "RollbackResult",
+    "VerifyOptions",
+    "apply_settings",
     "detect_layout",
     "execute_apply",
     "execute_rollback",
     "interrupted_backups",
     "lint_plan",
     "plan_apply",
+    "plan_node_apply",
 ]

@@ -143,7 +143,7 @@ def plan_apply(
     kubelet = plan_kubelet_fields(staging, placement, settings, k8s)
     removed = plan_kubelet_flags(staging, placement, kubelet, k8s)
     ours = {**kubelet.placement.kubelet_flags, **kubelet.extra_flags}
-    warn_unit_flags(staging, placement, ours, k8s)
+    warn_unit_flags(staging, placement, ours)
     runtime_changed = _plan_runtime(staging, placement, runtime)
     _installer_notes(staging, kubelet)
 

@@ -6,13 +6,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlnode.knowledge.flag_removal import (
+    APPLY_REMOVALS,
+    FlagRemovalReason,
+    kubelet_flag_removals,
+    removed_flags,
+)
 from mlnode.knowledge.model import ImageSettings
 from mlnode.knowledge.placement import Placement, flag_value
-from mlnode.knowledge.table import (
-    REMOVED_FLAGS,
-    config_dir_support,
-    kubelet_setting_by_field,
-)
+from mlnode.knowledge.table import config_dir_support, kubelet_setting_by_field
 from mlnode.ops.apply._model import (
     DROPIN_NAME,
     KUBEADM_CONFIG_DIR,
@@ -23,7 +25,13 @@ from mlnode.ops.apply._model import (
 from mlnode.ops.apply._staging import Staging
 from mlnode.versions import Version
 
-__all__ = ["KubeletPlan", "plan_kubelet_fields", "plan_kubelet_flags", "warn_unit_flags"]
+__all__ = [
+    "KubeletPlan",
+    "flag_removals",
+    "plan_kubelet_fields",
+    "plan_kubelet_flags",
+    "warn_unit_flags",
+]
 
 _KUBEADM_CONFIG = "/var/lib/kubelet/config.yaml"
 # The first version whose --config-dir mlnode writes to (1.28's mergo merge is unsafe).
@@ -162,27 +170,22 @@ def plan_kubelet_fields(
     return out
 
 
-def _removed_in(flag: str) -> str:
-    return next((str(r.removed_in) for r in REMOVED_FLAGS if r.flag == flag), "?")
+def flag_removals(placement: Placement, ours: dict[str, str]) -> dict[str, FlagRemovalReason]:
+    """Apply's scope of the one flag-removal rule (:mod:`mlnode.knowledge.flag_removal`):
+    flags the kubelet no longer has, and flags that would override a field we set wherever
+    it is written; never a flag mlnode sets itself."""
+    return kubelet_flag_removals(placement, APPLY_REMOVALS, keep=ours)
 
 
-def removed_flag_names(k8s: Version) -> set[str]:
-    return {r.flag for r in REMOVED_FLAGS if k8s.at_least(r.removed_in)}
-
-
-def override_flags(placement: Placement, ours: dict[str, str]) -> set[str]:
-    """Flags that would override a field we set, wherever the field is written."""
-    return {
-        row.flag
-        for fld in placement.kubelet_fields
-        if (row := kubelet_setting_by_field(fld)) is not None and row.flag
-    } - set(ours)
-
-
-def _why_removed(name: str, removed_names: set[str], override: set[str], args: str | None) -> str:
-    if name in removed_names:
-        return f"removed from the kubelet in {_removed_in(name)}: it would stop the kubelet"
-    if name in override:
+def _why_removed(
+    name: str, removals: dict[str, FlagRemovalReason], k8s: Version, args: str | None
+) -> str:
+    why = removals.get(name)
+    if why is FlagRemovalReason.REMOVED:
+        row = removed_flags(k8s).get(name)
+        since = str(row.removed_in) if row is not None else "?"
+        return f"removed from the kubelet in {since}: it would stop the kubelet"
+    if why is FlagRemovalReason.SHADOWS_CONFIG:
         return "a flag overrides the config file: it would shadow the new value"
     return f"mlnode sets it in {args}"
 
@@ -195,7 +198,6 @@ def plan_kubelet_flags(
     from mlnode.formats.envfile import merge_env
 
     layout = staging.layout
-    removed_names = removed_flag_names(k8s)
     ours = {**kubelet.placement.kubelet_flags, **kubelet.extra_flags}
     if ours and not (layout.args_file and layout.args_variable):
         raise ApplyRefused(
@@ -203,7 +205,7 @@ def plan_kubelet_flags(
             f"({', '.join('--' + f for f in ours)})"
         )
     set_placement = dataclasses.replace(kubelet.placement, kubelet_flags=ours)
-    override = override_flags(placement, ours)
+    removals = flag_removals(placement, ours)
     no_flags = dataclasses.replace(placement, kubelet_flags={})
     removed: list[RemovedFlag] = []
     for path in dict.fromkeys([*layout.env_files, *filter(None, [layout.args_file])]):
@@ -212,7 +214,7 @@ def plan_kubelet_flags(
         if text is None and not (is_target and ours):
             continue
         before = _flags_in(path, text or "")
-        drop = removed_names | override | (set() if is_target else set(ours))
+        drop = set(removals) | (set() if is_target else set(ours))
         merged = merge_env(
             text or "",
             path,
@@ -222,9 +224,7 @@ def plan_kubelet_flags(
         )
         after = {name for name, _ in _flags_in(path, merged)}
         here = [
-            RemovedFlag(
-                path, written, _why_removed(name, removed_names, override, layout.args_file)
-            )
+            RemovedFlag(path, written, _why_removed(name, removals, k8s, layout.args_file))
             for name, written in before
             if name not in after
         ]
@@ -239,14 +239,12 @@ def plan_kubelet_flags(
     return removed
 
 
-def warn_unit_flags(
-    staging: Staging, placement: Placement, ours: dict[str, str], k8s: Version
-) -> None:
+def warn_unit_flags(staging: Staging, placement: Placement, ours: dict[str, str]) -> None:
     """Flags written literally in the unit cannot be edited safely: say so."""
     from mlnode.formats.systemd_unit import read_systemd_unit
 
     layout = staging.layout
-    bad = removed_flag_names(k8s) | override_flags(placement, ours)
+    bad = flag_removals(placement, ours)
     for uf in layout.unit_files:
         for f in read_systemd_unit(uf, layout.files.get(uf) or "").flags:
             if f.name in bad:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mlnode.ops.pull._plan import EventSink, FreeSpace
@@ -26,32 +25,33 @@ def gc_free_space(
 
     The policy's target is exactly the bytes the pull needs (headroom = required bytes,
     thresholds out of the way); the image being pulled is protected by name, digest and
-    id (``keep_patterns``), and so is the runtime's sandbox image; images whose blobs are
-    being downloaded are protected by the GC itself (``being_pulled``). ``measure`` is the
-    pull's own measure of the image filesystem, so both agree on what fits.
+    id (``keep_patterns``), and so is the runtime's sandbox image (the ml policy's rule in
+    :func:`mlnode.ops.gc_session.run_gc`, which ``mlnode gc`` runs too); images whose
+    blobs are being downloaded are protected by the GC itself (``being_pulled``).
+    ``measure`` is the pull's own measure of the image filesystem, so both agree on what
+    fits.
     """
-    from mlnode.gc import GcPolicy, plan_ml
-    from mlnode.ops.gc_runtime import CriGcRuntime, collect, execute
-    from mlnode.ops.image_state import ImageStateFile
+    from mlnode.gc import GcPolicy, PolicyName
+    from mlnode.ops import gc_session
+    from mlnode.ops.gc_runtime import CriGcRuntime
 
     def run(required: int, protect: Sequence[str]) -> int:
         runtime = CriGcRuntime(cri, containerd, image_fs, measure=measure)
-        now = datetime.now(UTC)
-        sandbox = runtime.sandbox_image()
-        keep = (*protect, sandbox) if sandbox else tuple(protect)
-        collected = collect(
-            runtime,
-            now=now,
-            state_file=ImageStateFile(state_file) if state_file is not None else None,
-        )
         policy = GcPolicy(
             high_threshold_percent=100,
             low_threshold_percent=99,
             headroom_bytes=required,
-            keep_patterns=keep,
+            keep_patterns=tuple(protect),
         )
-        the_plan = plan_ml(collected.images, collected.filesystem, policy, now=now)
-        result = execute(runtime, the_plan, dry_run=False)
+        done = gc_session.run_gc(
+            runtime,
+            PolicyName.ML,
+            policy,
+            now=gc_session.clock(),
+            state_file=state_file,
+            dry_run=False,
+        )
+        the_plan, result = done.plan, done.run
         emit(
             {
                 "event": "gc",
