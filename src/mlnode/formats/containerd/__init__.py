@@ -34,6 +34,8 @@ non-glob import stops containerd from starting.
 from __future__ import annotations
 
 from mlnode.formats.containerd._read import (
+    checked_config_versions,
+    declared_config_versions,
     effective_containerd_values,
     read_containerd,
     read_containerd_with_imports,
@@ -58,7 +60,9 @@ __all__ = [
     "CRI_V3_RUNTIME",
     "DEFAULT_CONFIG_PATH",
     "DROPIN_SUGGESTED_PATH",
+    "checked_config_versions",
     "config_version_for",
+    "declared_config_versions",
     "effective_containerd_values",
     "max_config_version_for",
     "merge_containerd",
