@@ -20,7 +20,9 @@ from mlnode.formats.base import DocumentKind, ParsedDocument
 from mlnode.formats.containerd import (
     CRI_V2,
     CRI_V3_IMAGES,
+    checked_config_versions,
     config_version_for,
+    declared_config_versions,
     effective_containerd_values,
     max_config_version_for,
     merge_containerd,
@@ -348,6 +350,44 @@ def test_config_versions() -> None:
     assert max_config_version_for(Version.parse("1.7.13")) == 2
     assert max_config_version_for(Version.parse("2.2.1")) == 3
     assert max_config_version_for(Version.parse("2.3.0")) == 4
+    # 1.7.16 starts on a version 3 file but reads it as 2: 2 stays the highest it reads.
+    assert max_config_version_for(Version.parse("1.7.16")) == 2
+    assert max_config_version_for(Version.parse("1.6.31")) == 2
+
+
+def _docs(*texts: str) -> list[ParsedDocument]:
+    return [read_containerd(f"/etc/containerd/{i}.toml", t) for i, t in enumerate(texts)]
+
+
+def test_declared_config_versions_in_merge_order_with_lines() -> None:
+    docs = _docs("# x\nversion = 2\n", "# none\n", "version = -1\n")
+    got = [(n, o.line if o else None) for n, o in declared_config_versions(docs)]
+    assert got == [(2, 2), (0, None), (-1, 1)]
+
+
+@pytest.mark.parametrize(
+    ("runtime", "texts", "checked"),
+    [
+        # 1.x: the merged config's version, the last non-zero one (mergo.WithOverride)
+        ("1.7.20", ("version = 2\n", "version = 3\n"), [3]),
+        ("1.7.20", ("version = 3\n", "version = 2\n"), [2]),
+        ("1.7.20", ("version = 3\n", "# none\n"), [3]),
+        ("1.7.20", ("version = 2\n", "version = 1\n"), [1]),
+        ("1.6.20", ("# none\n",), [0]),
+        # 2.0-2.2: version 0/1 files are converted to the version so far before merging
+        ("2.0.5", ("version = 4\n", "version = 1\n"), [4]),
+        ("2.2.7", ("version = 1\n",), [1]),
+        ("2.2.7", ("version = 3\n", "version = -1\n"), [-1]),
+        # 2.3: every file's own version
+        ("2.3.0", ("version = 3\n", "version = 4\n"), [3, 4]),
+        ("2.3.0", ("# none\n",), [0]),
+    ],
+)
+def test_checked_config_versions_follow_each_release_line(
+    runtime: str, texts: tuple[str, ...], checked: list[int]
+) -> None:
+    got = checked_config_versions(_docs(*texts), Version.parse(runtime))
+    assert [n for n, _ in got] == checked
 
 
 def test_table_for_moves_image_keys_between_versions() -> None:

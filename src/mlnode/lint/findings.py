@@ -27,7 +27,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E106": (Severity.ERROR, "--config-dir unusable in this kubelet version"),
     "E107": (Severity.ERROR, "drop-in without apiVersion/kind"),
     "E108": (Severity.ERROR, "containerd refuses to start on this config version"),
-    "W201": (Severity.WARNING, "runtime ignores this pull-deadline setting"),
+    "W201": (Severity.WARNING, "runtime ignores this image setting (pull deadline, downloads)"),
     "W202": (Severity.WARNING, "kubelet pull-deadline flag has no effect with this runtime"),
     "W203": (Severity.WARNING, "deprecated flag that is going away"),
     "W204": (Severity.WARNING, "image garbage collection disabled"),
