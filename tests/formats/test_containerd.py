@@ -33,6 +33,7 @@ from mlnode.formats.containerd import (
 )
 from mlnode.knowledge.model import ImageSettings
 from mlnode.knowledge.placement import Placement, place
+from mlnode.knowledge.table import ConfigVersionOutcome, containerd_config_version
 from mlnode.versions import Version, parse_runtime
 
 DATA = Path(__file__).parent.parent / "data" / "formats"
@@ -817,3 +818,38 @@ def test_real_containerd_agrees_on_import_merge(tmp_path: Path) -> None:
         assert sandbox == eff[(CRI_V2, "sandbox_image")].value
     else:
         assert sandbox != "example.com/pause:9"  # the built-in default came back
+
+
+def test_real_containerd_agrees_with_the_config_version_table(tmp_path: Path) -> None:
+    """`containerd config dump` runs LoadConfig (ValidateV2) and each plugin's Decode, as
+    the daemon does at start: the table's verdict for this binary must match it."""
+    if _CONTAINERD is None:
+        unavailable("no containerd binary (apt-get install containerd)")
+    version = subprocess.run(
+        [_CONTAINERD, "--version"], capture_output=True, text=True, timeout=20, check=True
+    ).stdout.split()[2]
+    runtime_version = Version.parse(version.split("~")[0].lstrip("v"))
+    if runtime_version.at_least(Version.parse("2.0.0")):
+        pytest.skip("this check is written for a 1.x binary")
+    f = tmp_path / "config.toml"
+    f.write_text(
+        "version = 3\n"
+        '[plugins."io.containerd.cri.v1.images"]\n  max_concurrent_downloads = 7\n'
+        '[plugins."io.containerd.grpc.v1.cri"]\n  max_concurrent_downloads = 9\n'
+    )
+    run = subprocess.run(
+        [_CONTAINERD, "--config", str(f), "config", "dump"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    outcome = containerd_config_version(runtime_version, 3).outcome
+    if outcome is ConfigVersionOutcome.REFUSED:
+        assert run.returncode != 0 and "unsupported config version `3`" in run.stderr
+        return
+    assert outcome is ConfigVersionOutcome.READ_AS_V2
+    assert run.returncode == 0, run.stderr
+    dumped = read_containerd("dump.toml", run.stdout)
+    # read as version 2: the full-name grpc table counts, the 2.x images table is ignored
+    assert value(dumped, CRI_V2, "max_concurrent_downloads") == 9
+    assert not [v for v in dumped.runtime_values if v.table[:2] == CRI_V3_IMAGES]
