@@ -20,7 +20,9 @@ from mlnode.formats.base import DocumentKind, ParsedDocument
 from mlnode.formats.containerd import (
     CRI_V2,
     CRI_V3_IMAGES,
+    checked_config_versions,
     config_version_for,
+    declared_config_versions,
     effective_containerd_values,
     max_config_version_for,
     merge_containerd,
@@ -31,6 +33,7 @@ from mlnode.formats.containerd import (
 )
 from mlnode.knowledge.model import ImageSettings
 from mlnode.knowledge.placement import Placement, place
+from mlnode.knowledge.table import ConfigVersionOutcome, containerd_config_version
 from mlnode.versions import Version, parse_runtime
 
 DATA = Path(__file__).parent.parent / "data" / "formats"
@@ -348,6 +351,44 @@ def test_config_versions() -> None:
     assert max_config_version_for(Version.parse("1.7.13")) == 2
     assert max_config_version_for(Version.parse("2.2.1")) == 3
     assert max_config_version_for(Version.parse("2.3.0")) == 4
+    # 1.7.16 starts on a version 3 file but reads it as 2: 2 stays the highest it reads.
+    assert max_config_version_for(Version.parse("1.7.16")) == 2
+    assert max_config_version_for(Version.parse("1.6.31")) == 2
+
+
+def _docs(*texts: str) -> list[ParsedDocument]:
+    return [read_containerd(f"/etc/containerd/{i}.toml", t) for i, t in enumerate(texts)]
+
+
+def test_declared_config_versions_in_merge_order_with_lines() -> None:
+    docs = _docs("# x\nversion = 2\n", "# none\n", "version = -1\n")
+    got = [(n, o.line if o else None) for n, o in declared_config_versions(docs)]
+    assert got == [(2, 2), (0, None), (-1, 1)]
+
+
+@pytest.mark.parametrize(
+    ("runtime", "texts", "checked"),
+    [
+        # 1.x: the merged config's version, the last non-zero one (mergo.WithOverride)
+        ("1.7.20", ("version = 2\n", "version = 3\n"), [3]),
+        ("1.7.20", ("version = 3\n", "version = 2\n"), [2]),
+        ("1.7.20", ("version = 3\n", "# none\n"), [3]),
+        ("1.7.20", ("version = 2\n", "version = 1\n"), [1]),
+        ("1.6.20", ("# none\n",), [0]),
+        # 2.0-2.2: version 0/1 files are converted to the version so far before merging
+        ("2.0.5", ("version = 4\n", "version = 1\n"), [4]),
+        ("2.2.7", ("version = 1\n",), [1]),
+        ("2.2.7", ("version = 3\n", "version = -1\n"), [-1]),
+        # 2.3: every file's own version
+        ("2.3.0", ("version = 3\n", "version = 4\n"), [3, 4]),
+        ("2.3.0", ("# none\n",), [0]),
+    ],
+)
+def test_checked_config_versions_follow_each_release_line(
+    runtime: str, texts: tuple[str, ...], checked: list[int]
+) -> None:
+    got = checked_config_versions(_docs(*texts), Version.parse(runtime))
+    assert [n for n, _ in got] == checked
 
 
 def test_table_for_moves_image_keys_between_versions() -> None:
@@ -777,3 +818,38 @@ def test_real_containerd_agrees_on_import_merge(tmp_path: Path) -> None:
         assert sandbox == eff[(CRI_V2, "sandbox_image")].value
     else:
         assert sandbox != "example.com/pause:9"  # the built-in default came back
+
+
+def test_real_containerd_agrees_with_the_config_version_table(tmp_path: Path) -> None:
+    """`containerd config dump` runs LoadConfig (ValidateV2) and each plugin's Decode, as
+    the daemon does at start: the table's verdict for this binary must match it."""
+    if _CONTAINERD is None:
+        unavailable("no containerd binary (apt-get install containerd)")
+    version = subprocess.run(
+        [_CONTAINERD, "--version"], capture_output=True, text=True, timeout=20, check=True
+    ).stdout.split()[2]
+    runtime_version = Version.parse(version.split("~")[0].lstrip("v"))
+    if runtime_version.at_least(Version.parse("2.0.0")):
+        pytest.skip("this check is written for a 1.x binary")
+    f = tmp_path / "config.toml"
+    f.write_text(
+        "version = 3\n"
+        '[plugins."io.containerd.cri.v1.images"]\n  max_concurrent_downloads = 7\n'
+        '[plugins."io.containerd.grpc.v1.cri"]\n  max_concurrent_downloads = 9\n'
+    )
+    run = subprocess.run(
+        [_CONTAINERD, "--config", str(f), "config", "dump"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    outcome = containerd_config_version(runtime_version, 3).outcome
+    if outcome is ConfigVersionOutcome.REFUSED:
+        assert run.returncode != 0 and "unsupported config version `3`" in run.stderr
+        return
+    assert outcome is ConfigVersionOutcome.READ_AS_V2
+    assert run.returncode == 0, run.stderr
+    dumped = read_containerd("dump.toml", run.stdout)
+    # read as version 2: the full-name grpc table counts, the 2.x images table is ignored
+    assert value(dumped, CRI_V2, "max_concurrent_downloads") == 9
+    assert not [v for v in dumped.runtime_values if v.table[:2] == CRI_V3_IMAGES]

@@ -38,46 +38,42 @@ class Case:
 
     @property
     def id(self) -> str:
-        return "+".join(Path(f).name for f in self.files) + f"@{self.kubernetes}"
+        files = "+".join(Path(f).name for f in self.files)
+        return f"{files}@{self.kubernetes}-{self.runtime}"
 
 
 CASES = [
     Case(("containerd/config-default-1.6.20.toml",), "1.28", "containerd@1.6.20"),
     Case(("containerd/default-1.6.toml",), "1.28", "containerd@1.6.28"),
+    # `max_concurrent_downloads` under [plugins."io.containerd.transfer.v1.local"] is a real
+    # key of the transfer plugin from 1.7.1 on (plugins/transfer/plugin.go transferConfig).
+    Case(("containerd/default-1.7.toml",), "1.29", "containerd@1.7.13"),
+    Case(("containerd/default-1.7.toml",), "1.32", "containerd@2.0.5"),
+    # containerd 1.7.0 declares the transfer plugin's keys but never decodes them
+    # (unexported fields, v1.7.0 plugins/transfer/plugin.go:80-92).
     Case(
         ("containerd/default-1.7.toml",),
         "1.29",
-        "containerd@1.7.13",
-        xfail=(
-            "issue 8: false W201 on max_concurrent_downloads under "
-            '[plugins."io.containerd.transfer.v1.local"], a real key of the 1.7 transfer '
-            "plugin (containerd release/1.7 plugins/transfer/plugin.go); its text "
-            '"pulls get no progress deadline" is wrong for that key'
-        ),
-    ),
-    Case(
-        ("containerd/default-1.7.toml",),
-        "1.32",
-        "containerd@2.0.5",
-        xfail=(
-            "issue 8: false W201 on max_concurrent_downloads under "
-            '[plugins."io.containerd.transfer.v1.local"]: containerd 2.0.5 reads it there '
-            "(plugins/transfer/plugin.go line 154, TransferConfig.MaxConcurrentDownloads)"
-        ),
+        "containerd@1.7.0",
+        codes=frozenset({"W201"}),
     ),
     Case(("containerd/docs-cri-config-2.0.11-v3.toml",), "1.32", "containerd@2.0.11"),
-    # The 2.x file on a node still running 1.7.20: containerd refuses to start on it.
+    # The 2.x file on a node still running 1.7.20: containerd refuses to start on it
+    # (services/server/config/config.go:106-110 ValidateV2, since v1.7.17): E108. The two
+    # W201 say the 2.x tables are not 1.7's.
     Case(
         ("containerd/docs-cri-config-2.0.11-v3.toml",),
         "1.30",
         "containerd@1.7.20",
         exit_code=1,
-        require_error=True,
-        xfail=(
-            "issue 8: `version = 3` for containerd 1.7.20 gives two W201 warnings and exit 0; "
-            "containerd 1.7.20 refuses to start on it (services/server/config/config.go "
-            "ValidateV2 lines 106-109: unsupported config version `3`)"
-        ),
+        codes=frozenset({"E108", "W201"}),
+    ),
+    # On 1.7.16, before that check, containerd starts and reads it as version 2: W213.
+    Case(
+        ("containerd/docs-cri-config-2.0.11-v3.toml",),
+        "1.30",
+        "containerd@1.7.16",
+        codes=frozenset({"W213", "W201"}),
     ),
     # CRI-O 1.17.0's generated crio.conf; mlnode knows CRI-O from 1.20 and Kubernetes from
     # 1.20, so it is linted as the file an upgraded 1.20 node still carries.

@@ -33,6 +33,8 @@ class RuntimeSetting:
     config_version: int | None  # containerd's `version = N` that this table belongs to
     summary: str
     source: str
+    # what the node loses when the runtime does not read a line meant for this setting
+    unread: str
 
 
 _CRI_V2 = ("plugins", "io.containerd.grpc.v1.cri")
@@ -50,6 +52,7 @@ RUNTIME_SETTINGS: tuple[RuntimeSetting, ...] = (
         config_version=2,
         summary="cancel a pull when no byte was read from the registry for this long (0 = off)",
         source="containerd v1.7.0 pkg/cri/config/config.go; default 1m until v1.7.10",
+        unread="pulls get no progress deadline from this line",
     ),
     RuntimeSetting(
         key="image_pull_progress_deadline_seconds",
@@ -62,6 +65,7 @@ RUNTIME_SETTINGS: tuple[RuntimeSetting, ...] = (
         config_version=2,
         summary="cancel a pull when no byte was read from the registry for this long (0 = off)",
         source="containerd v1.7.10 pkg/cri/config/config.go (default 5m, containerd#9347)",
+        unread="pulls get no progress deadline from this line",
     ),
     RuntimeSetting(
         key="image_pull_progress_deadline_seconds",
@@ -75,6 +79,7 @@ RUNTIME_SETTINGS: tuple[RuntimeSetting, ...] = (
         summary="cancel a pull when no byte was read from the registry for this long (0 = off)",
         source="containerd v2.0.0 docs/cri/config.md; the v2 key is migrated"
         " (plugins/cri/images/plugin.go)",
+        unread="pulls get no progress deadline from this line",
     ),
     RuntimeSetting(
         key="max_concurrent_downloads",
@@ -87,6 +92,8 @@ RUNTIME_SETTINGS: tuple[RuntimeSetting, ...] = (
         config_version=2,
         summary="layers downloaded at once within one pull",
         source="containerd integration/client/testdata/default-1.7.toml",
+        unread="this line does not set how many layers one pull downloads at once (containerd"
+        " keeps its default, 3)",
     ),
     RuntimeSetting(
         key="max_concurrent_downloads",
@@ -99,6 +106,8 @@ RUNTIME_SETTINGS: tuple[RuntimeSetting, ...] = (
         config_version=3,
         summary="layers downloaded at once within one pull",
         source="containerd v2.0.0 docs/cri/config.md",
+        unread="this line does not set how many layers one pull downloads at once (containerd"
+        " keeps its default, 3)",
     ),
     RuntimeSetting(
         key="image_pull_progress_deadline_seconds",
@@ -111,6 +120,7 @@ RUNTIME_SETTINGS: tuple[RuntimeSetting, ...] = (
         config_version=None,
         summary="cancel a pull when no progress event arrives for this long (0 = off)",
         source="cri-o server/image_pull.go consumeImagePullProgress; tags v1.30.11/v1.31.3/v1.32.0",
+        unread="pulls get no progress deadline from this line",
     ),
     RuntimeSetting(
         key="image_pull_progress_deadline_seconds",
@@ -123,6 +133,7 @@ RUNTIME_SETTINGS: tuple[RuntimeSetting, ...] = (
         config_version=None,
         summary="cancel a pull when no progress event arrives for this long (0 = off)",
         source="cri-o tags v1.30.14/v1.31.9/v1.32.4/v1.33.0 (default 0, disabled)",
+        unread="pulls get no progress deadline from this line",
     ),
     RuntimeSetting(
         key="image_pull_progress_deadline_seconds",
@@ -135,5 +146,6 @@ RUNTIME_SETTINGS: tuple[RuntimeSetting, ...] = (
         config_version=None,
         summary="cri-dockerd's own flag, as dockershim's was",
         source="Mirantis/cri-dockerd cmd/options (default 1m)",
+        unread="pulls get no progress deadline from this line",
     ),
 )

@@ -9,6 +9,9 @@ from __future__ import annotations
 from mlnode.knowledge.spans import Span
 from mlnode.knowledge.table import (
     CONFIG_DIR_SUPPORT,
+    CONTAINERD_CONFIG_VERSIONS,
+    CONTAINERD_IMPORT_VERSION_RULES,
+    CONTAINERD_PLUGIN_KEYS,
     EVICTION_HARD_DEFAULTS,
     FEATURE_GATES,
     KUBELET_SETTINGS,
@@ -115,6 +118,23 @@ def _runtime_section() -> list[str]:
     return out
 
 
+def _containerd_section() -> list[str]:
+    out = ["", "## containerd config `version` (what each containerd does with it)", ""]
+    out += ["| containerd | file version | outcome | containerd says | effect | source |"]
+    out += ["|---|---|---|---|---|---|"]
+    for c in (*CONTAINERD_CONFIG_VERSIONS, *CONTAINERD_IMPORT_VERSION_RULES):
+        versions = c.versions if c.low is not None or c.high is not None else "import > root"
+        says = c.containerd_says.replace("{version}", "N").replace("{root}", "R")
+        out.append(_row((_span(c.span), versions, c.outcome.value, says, c.effect, c.source)))
+    out += ["", "## containerd plugin keys", "", "| table | containerd | keys | read | source |"]
+    out += ["|---|---|---|---|---|"]
+    for k in CONTAINERD_PLUGIN_KEYS:
+        table = "[" + ".".join(f'"{t}"' if "." in t else t for t in k.table) + "]"
+        keys = ", ".join(f"`{x}`" for x in sorted(k.keys))
+        out.append(_row((table, _span(k.span), keys, "yes" if k.read else "no", k.source)))
+    return out
+
+
 # Values that break every validation rule, so each rule's wording shows with numbers in it.
 _VALIDATION_SAMPLE = {
     "image_gc_high_threshold_percent": 101,
@@ -186,6 +206,7 @@ def render_markdown() -> str:
         _intro,
         _kubelet_section,
         _runtime_section,
+        _containerd_section,
         _validation_section,
         _kubelet_facts_sections,
         _removed_flags_section,

@@ -5,14 +5,25 @@ the full citations; [main] = kubernetes/kubernetes main, [1.28] / [1.20] = relea
 [api] = kubernetes/kubelet ``config/v1beta1/types.go`` across tags). A reviewer audits
 these tables, not code paths: the linter, the planner and the renderers only look up rows.
 
-The rows live in three data modules: ``_kubelet_settings`` (every kubelet setting),
+The rows live in four data modules: ``_kubelet_settings`` (every kubelet setting),
 ``_runtime_settings`` (where each runtime keeps one), ``_kubelet_facts`` (feature gate
-stages, ``--config-dir`` support, default ``evictionHard``, removed flags). This module is
-the lookup API; import the tables and row types from here.
+stages, ``--config-dir`` support, default ``evictionHard``, removed flags),
+``_containerd_facts`` (which config ``version`` each containerd accepts, plugin keys).
+This module is the lookup API; import the tables and row types from here.
 """
 
 from __future__ import annotations
 
+from mlnode.knowledge._containerd_facts import (
+    CONTAINERD_CONFIG_VERSIONS,
+    CONTAINERD_IMPORT_VERSION_RULES,
+    CONTAINERD_PLUGIN_KEYS,
+    CONTAINERD_UNKNOWN_KEYS,
+    ConfigVersionOutcome,
+    ContainerdConfigVersion,
+    ContainerdPluginKeys,
+    UnknownKeyHandling,
+)
 from mlnode.knowledge._kubelet_facts import (
     CONFIG_DIR_SUPPORT,
     EVICTION_HARD_DEFAULTS,
@@ -29,19 +40,33 @@ from mlnode.versions import RuntimeKind, Version
 
 __all__ = [
     "CONFIG_DIR_SUPPORT",
+    "CONTAINERD_CONFIG_VERSIONS",
+    "CONTAINERD_IMPORT_VERSION_RULES",
+    "CONTAINERD_PLUGIN_KEYS",
+    "CONTAINERD_UNKNOWN_KEYS",
     "EVICTION_HARD_DEFAULTS",
     "FEATURE_GATES",
     "KUBELET_SETTINGS",
     "REMOVED_FLAGS",
     "RUNTIME_SETTINGS",
     "ConfigDirSupport",
+    "ConfigVersionOutcome",
+    "ContainerdConfigVersion",
+    "ContainerdPluginKeys",
     "EvictionDefaults",
     "FeatureGateStage",
     "KubeletSetting",
     "RemovedFlag",
     "RuntimeSetting",
+    "UnknownKeyHandling",
     "ValueKind",
     "config_dir_support",
+    "containerd_config_version",
+    "containerd_import_version_rule",
+    "containerd_knows_plugin_table",
+    "containerd_native_config_version",
+    "containerd_plugin_keys",
+    "containerd_unknown_keys",
     "eviction_hard_defaults",
     "kubelet_setting",
     "kubelet_setting_by_field",
@@ -87,3 +112,56 @@ def runtime_settings_for(kind: RuntimeKind, version: Version | None) -> tuple[Ru
     if version is None:
         return ()
     return tuple(r for r in RUNTIME_SETTINGS if r.runtime is kind and r.span.contains(version))
+
+
+def containerd_config_version(
+    runtime_version: Version, file_version: int
+) -> ContainerdConfigVersion:
+    """What this containerd does with a config of ``file_version`` (0 = no ``version`` key)."""
+    return next(
+        r
+        for r in CONTAINERD_CONFIG_VERSIONS
+        if r.span.contains(runtime_version) and r.covers(file_version)
+    )
+
+
+def containerd_native_config_version(runtime_version: Version) -> int:
+    """The config version this containerd is written for (its row that reads as written)."""
+    row = next(
+        r
+        for r in CONTAINERD_CONFIG_VERSIONS
+        if r.span.contains(runtime_version) and r.outcome is ConfigVersionOutcome.READ
+    )
+    assert row.low is not None
+    return row.low
+
+
+def containerd_import_version_rule(runtime_version: Version) -> ContainerdConfigVersion | None:
+    """The rule on an imported file's version above the root file's, where there is one."""
+    return next(
+        (r for r in CONTAINERD_IMPORT_VERSION_RULES if r.span.contains(runtime_version)), None
+    )
+
+
+def containerd_plugin_keys(
+    table: tuple[str, ...], runtime_version: Version
+) -> ContainerdPluginKeys | None:
+    """The keys of the plugin table ``table`` in this containerd; None when mlnode has no
+    list for it (or the plugin does not exist in this version)."""
+    return next(
+        (
+            r
+            for r in CONTAINERD_PLUGIN_KEYS
+            if r.table == table and r.span.contains(runtime_version)
+        ),
+        None,
+    )
+
+
+def containerd_knows_plugin_table(table: tuple[str, ...]) -> bool:
+    """True when mlnode lists this plugin table's keys for some containerd version."""
+    return any(r.table == table for r in CONTAINERD_PLUGIN_KEYS)
+
+
+def containerd_unknown_keys(runtime_version: Version) -> UnknownKeyHandling:
+    return next(r for r in CONTAINERD_UNKNOWN_KEYS if r.span.contains(runtime_version))

@@ -26,7 +26,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E105": (Severity.ERROR, "needs a feature gate that is off"),
     "E106": (Severity.ERROR, "--config-dir unusable in this kubelet version"),
     "E107": (Severity.ERROR, "drop-in without apiVersion/kind"),
-    "W201": (Severity.WARNING, "runtime ignores this pull-deadline setting"),
+    "E108": (Severity.ERROR, "containerd refuses to start on this config version"),
+    "W201": (Severity.WARNING, "runtime ignores this image setting (pull deadline, downloads)"),
     "W202": (Severity.WARNING, "kubelet pull-deadline flag has no effect with this runtime"),
     "W203": (Severity.WARNING, "deprecated flag that is going away"),
     "W204": (Severity.WARNING, "image garbage collection disabled"),
@@ -38,6 +39,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "W210": (Severity.WARNING, "eviction fires before image GC"),
     "W211": (Severity.WARNING, "config field unknown to this kubelet version (ignored)"),
     "W212": (Severity.WARNING, "kubespray extra arg duplicates a key its template writes"),
+    "W213": (Severity.WARNING, "containerd reads this config version as another one"),
     "I301": (Severity.INFO, "pull progress deadline in effect"),
     "I302": (Severity.INFO, "flag not checked: no flag list for this kubelet version"),
 }

@@ -9,6 +9,12 @@ Where the CRI image settings live depends on the file's ``version`` (containerd
     version 4                      same CRI tables as 3 (server settings  containerd ≥ 2.3
                                    move to plugins)
 
+Which ``version`` each containerd accepts, and what it does with the others, is the table
+``CONTAINERD_CONFIG_VERSIONS`` in :mod:`mlnode.knowledge.table`: 1.6.32+/1.7.17+ refuse
+above 2 ("unsupported config version"), earlier 1.x read anything above 2 as 2, 2.0-2.2
+refuse above 3, 2.3 above 4. :func:`checked_config_versions` says which version(s) a
+containerd checks when files import each other.
+
 A missing ``version`` means 1 in every release (1.x ``GetVersion``; 2.x migrates from 0
 through 1). containerd 2.x migrates older files at start-up: ``v1Migrate`` renames
 ``plugins.cri`` to ``plugins."io.containerd.grpc.v1.cri"``, then the CRI images plugin's
@@ -34,6 +40,8 @@ non-glob import stops containerd from starting.
 from __future__ import annotations
 
 from mlnode.formats.containerd._read import (
+    checked_config_versions,
+    declared_config_versions,
     effective_containerd_values,
     read_containerd,
     read_containerd_with_imports,
@@ -58,7 +66,9 @@ __all__ = [
     "CRI_V3_RUNTIME",
     "DEFAULT_CONFIG_PATH",
     "DROPIN_SUGGESTED_PATH",
+    "checked_config_versions",
     "config_version_for",
+    "declared_config_versions",
     "effective_containerd_values",
     "max_config_version_for",
     "merge_containerd",

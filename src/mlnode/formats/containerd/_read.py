@@ -27,13 +27,20 @@ from mlnode.formats.containerd._tables import (
     CRI_V3_RUNTIME,
     GRPC_SERVER_V4,
     V2_0,
+    V2_3,
 )
 from mlnode.formats.facts import ContainerdFacts
 from mlnode.knowledge.model import Origin
 from mlnode.rootpath import read_path
 from mlnode.versions import Version
 
-__all__ = ["effective_containerd_values", "read_containerd", "read_containerd_with_imports"]
+__all__ = [
+    "checked_config_versions",
+    "declared_config_versions",
+    "effective_containerd_values",
+    "read_containerd",
+    "read_containerd_with_imports",
+]
 
 
 def read_containerd(path: str, text: str) -> ParsedDocument:
@@ -197,6 +204,47 @@ def effective_containerd_values(
                 occ = dataclasses.replace(occ, value=before + extra)
             out[key] = occ
     return out
+
+
+def declared_config_versions(docs: Sequence[ParsedDocument]) -> list[tuple[int, Origin | None]]:
+    """Each containerd document's own ``version`` as written, in merge order (0 where the
+    key is absent, as Go reads it), with the line that says it."""
+    out: list[tuple[int, Origin | None]] = []
+    for doc in docs:
+        if doc.kind is not DocumentKind.CONTAINERD:
+            continue
+        found = next(
+            (rv for rv in doc.runtime_values if rv.table == () and rv.name == "version"), None
+        )
+        if found is not None and isinstance(found.value, int):
+            out.append((found.value, found.origin))
+        else:
+            out.append((0, None))
+    return out
+
+
+def checked_config_versions(
+    docs: Sequence[ParsedDocument], runtime_version: Version
+) -> list[tuple[int, Origin | None]]:
+    """The config versions this containerd checks at start, each with the line that set it.
+
+    1.x checks one, the merged config's (``ValidateV2`` after ``LoadConfig``): each file's
+    non-zero ``version`` overrides the one before (``mergo.WithOverride``), so the last
+    non-zero one counts. 2.0-2.2 check the merged one too, but ``LoadConfig`` first converts
+    a version 0 or 1 file to the version reached so far, so the last version other than 0
+    and 1 counts (else the last non-zero one). 2.3 migrates every file below its own
+    version as it is loaded, so each file's own version is checked (a list of them).
+    A config with no version anywhere is ``[(0, None)]``.
+    """
+    declared = declared_config_versions(docs)
+    if runtime_version.at_least(V2_3):
+        return declared or [(0, None)]
+    if runtime_version.at_least(V2_0):
+        above_one = [d for d in declared if d[0] not in (0, 1)]
+        if above_one:
+            return [above_one[-1]]
+    non_zero = [d for d in declared if d[0] != 0]
+    return [non_zero[-1]] if non_zero else [(0, None)]
 
 
 def _under(root: Path, node_path: str) -> Path:

@@ -4,6 +4,7 @@ each version (the tables of the package docstring).
 
 from __future__ import annotations
 
+from mlnode.knowledge.table import ConfigVersionOutcome, containerd_config_version
 from mlnode.versions import Version
 
 __all__ = [
@@ -33,6 +34,13 @@ GRPC_SERVER_V4: tuple[str, ...] = ("plugins", "io.containerd.server.v1.grpc")
 
 V2_0 = Version(2, 0, 0)
 V2_3 = Version(2, 3, 0)
+
+_READS = (
+    ConfigVersionOutcome.READ,
+    ConfigVersionOutcome.DEPRECATED,
+    ConfigVersionOutcome.CONVERTED,
+)
+_HIGHEST_CHECKED = 16  # no containerd knows a config version anywhere near this
 
 # Image keys whose place inside the CRI table differs between version 2 (relative to
 # plugins."io.containerd.grpc.v1.cri") and version 3 (relative to io.containerd.cri.v1.images),
@@ -70,14 +78,18 @@ def config_version_for(runtime_version: Version) -> int:
 
 
 def max_config_version_for(runtime_version: Version) -> int:
-    """The highest ``version`` this containerd accepts (2.x refuses higher at start-up).
+    """The highest ``version`` this containerd reads as written or converts (the rows of
+    ``CONTAINERD_CONFIG_VERSIONS`` in :mod:`mlnode.knowledge.table`): 2 for 1.x, 3 for
+    2.0-2.2, 4 for 2.3.
 
-    1.x does not refuse a higher number, but it only ever reads the version 2 plugin names,
-    so a version 3 file's image tables are ignored there.
+    Above it, 1.6.32+/1.7.17+ and every 2.x refuse to start; 1.6.0-1.6.31 and 1.7.0-1.7.16
+    start but read the file as version 2, so a version 3 file's image tables are ignored.
     """
-    if not runtime_version.at_least(V2_0):
-        return 2
-    return 4 if runtime_version.at_least(V2_3) else 3
+    return max(
+        n
+        for n in range(_HIGHEST_CHECKED + 1)
+        if containerd_config_version(runtime_version, n).outcome in _READS
+    )
 
 
 def table_for(

@@ -9,6 +9,7 @@ rules hold no version numbers. Findings that tie on severity and place keep this
 from __future__ import annotations
 
 from mlnode.lint._context import Rule
+from mlnode.lint.rules._containerd_version import config_version_rule
 from mlnode.lint.rules._disk import eviction_rule, gc_rule
 from mlnode.lint.rules._files import (
     config_dir_rule,
@@ -32,6 +33,7 @@ RULES: tuple[Rule, ...] = (
     validation_rule,
     config_dir_rule,
     fields_unknown_rule,
+    config_version_rule,
     runtime_keys_rule,
     gc_rule,
     eviction_rule,
