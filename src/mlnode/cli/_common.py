@@ -34,8 +34,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# Human output prints every literal as written: no console markup ("[plugins.x]" is text,
+# not a style tag), no emoji codes, no highlighting. Styling is explicit (rich.text.Text).
+stdout = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 class OutputFormat(enum.StrEnum):

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape as rich_escape
 from rich.table import Table
+from rich.text import Text
 
 from mlnode.cli._common import OutputFormat, emit_json, run, stdout
 from mlnode.cli._options import (
@@ -83,7 +83,7 @@ def _print_human(plan: Plan) -> None:
     stdout.print(table)
 
     if not plan.feasible:
-        stdout.print(f"[bold red]Not feasible:[/] {rich_escape(plan.reason or '')}")
+        stdout.print(Text.assemble(("Not feasible:", "bold red"), f" {plan.reason or ''}"))
     elif plan.homes:
         stdout.print("Files to write:")
         for f in plan.files:

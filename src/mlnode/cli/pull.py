@@ -130,7 +130,7 @@ class _HumanView:
         self.live = console.is_terminal
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
@@ -283,7 +283,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pull an image into containerd: resumable, with byte progress and a stall deadline."""
         json_mode = output is OutputFormat.JSON
-        view = None if json_mode else _HumanView(Console(stderr=True, highlight=False))
+        view = (
+            None
+            if json_mode
+            else _HumanView(Console(stderr=True, highlight=False, markup=False, emoji=False))
+        )
 
         def body() -> None:
             options = _pull_options(
