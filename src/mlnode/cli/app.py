@@ -93,7 +93,7 @@ class _LazyCommands(TyperGroup):
         except click_exceptions.ClickException as e:
             typer.echo(usage_error_line(e), err=True)
             code = e.exit_code
-        except click_exceptions.Abort:
+        except typer.Abort:
             typer.echo("mlnode: error: aborted", err=True)
             code = 1
         except Exception as e:  # the boundary: nothing unexpected leaves as a traceback
