@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from mlnode.cli._inputs import reading
 from mlnode.cli._options import KUBERNETES_VERSION_HELP, RUNTIME_HELP
 from mlnode.errors import UsageError
 from mlnode.formats.kubelet_argv import parse_flags, split_words
@@ -359,7 +360,8 @@ def _resolve(given: dict[str, Any]) -> SettingsInput:
     if given["plan_file"] is not None:
         from mlnode.planning.plan import load_plan_settings
 
-        settings, k8s, runtime = load_plan_settings(given["plan_file"])
+        with reading(given["plan_file"]):
+            settings, k8s, runtime = load_plan_settings(given["plan_file"])
     ignored: tuple[str, ...] = ()
     if given["from_kubelet_args"] is not None:
         from_args, ignored = parse_kubelet_args(given["from_kubelet_args"])

@@ -27,6 +27,7 @@ from mlnode.cli._common import (
     size_option,
     stdout,
 )
+from mlnode.cli._inputs import reading
 from mlnode.cli._options import (
     DryRunOption,
     ImageFsOption,
@@ -256,7 +257,8 @@ def _opened(endpoint: str | None, image_fs: Path | None) -> Iterator[GcRuntime]:
 def _gc_snapshot(
     snapshot: Path, policy_name: PolicyName, overrides: dict[str, Any], output: OutputFormat
 ) -> int:
-    snap = load_snapshot(snapshot)
+    with reading(snapshot):
+        snap = load_snapshot(snapshot)
     policy = _merge_policy(snap.policy, overrides)
     the_plan = plan(policy_name, snap.images, snap.filesystem, policy, now=snap.now)
     if output is OutputFormat.JSON:

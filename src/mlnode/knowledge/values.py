@@ -62,7 +62,7 @@ def parse_flag_value(row: KubeletSetting, text: str | None) -> Any:
         try:
             check_eviction_thresholds(thresholds)
         except InvalidValue as e:
-            raise InvalidValue(f"{flag}={text}: {e}") from None
+            raise InvalidValue(f"{flag}: {e}") from None
         return thresholds
     raise AssertionError(row.kind)
 
