@@ -46,7 +46,8 @@ def test_unknown_option() -> None:
 
 
 def test_unknown_command() -> None:
-    assert one_line(["bogus"], 2) == "mlnode: error: mlnode: no such command 'bogus'"
+    line = one_line(["bogus"], 2)
+    assert line == "mlnode: error: bogus: no such command (`mlnode --help` lists them)"
 
 
 def test_bad_choice() -> None:

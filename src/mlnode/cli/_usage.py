@@ -7,6 +7,7 @@ error as ``mlnode: error: <where>: <what>``, where ``<where>`` is the option or 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = ["internal_error_line", "usage_error_line"]
@@ -14,6 +15,9 @@ __all__ = ["internal_error_line", "usage_error_line"]
 #: Unexpected exceptions that come from a value mlnode did not validate (the input is
 #: what to change): exit 2. Anything else is a bug in mlnode: exit 1.
 _INPUT_EXCEPTIONS = (ValueError, TypeError, RecursionError)
+
+
+_NO_SUCH_COMMAND = re.compile(r"No such command '(.*?)'\.(?: Did you mean (.*)\?)?")
 
 
 def _sentence(text: str) -> str:
@@ -55,6 +59,9 @@ def usage_error_line(e: Any) -> str:
     elif getattr(e, "option_name", None):
         where = e.option_name
         what = _sentence(e.message).removeprefix(f"option {where!r} ")
+    elif (m := _NO_SUCH_COMMAND.fullmatch(e.format_message())) is not None:
+        hint = f"did you mean {m.group(2)}?" if m.group(2) else f"`{_command(e)} --help` lists them"
+        where, what = m.group(1), f"no such command ({hint})"
     else:
         where, what = _command(e), _sentence(e.format_message())
     return f"mlnode: error: {where}: {what}"
