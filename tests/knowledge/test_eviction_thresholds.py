@@ -48,6 +48,9 @@ def test_pflag_split() -> None:
         "imagefs.available<1e3",
         "memory.available<1.5Gi",
         "memory.available<+500M",
+        "memory.available<.5Gi",
+        "memory.available<5.",
+        "memory.available<1E3",
     ],
 )
 def test_accepted(text: str) -> None:
@@ -69,7 +72,12 @@ def test_accepted(text: str) -> None:
         ),
         ("imagefs.available<0", "eviction threshold imagefs.available must be positive: 0"),
         ("memory.available<-100Mi", "eviction threshold memory.available must be positive"),
-        ("memory.available<100MB", "unable to parse quantity's suffix"),
+        ("memory.available<100MB", "quantities must match the regular expression"),
+        ("memory.available<1Zi", "quantities must match the regular expression"),
+        ("memory.available<1K", "unable to parse quantity's suffix"),
+        ("memory.available<1Mii", "unable to parse quantity's suffix"),
+        ("memory.available<Mi", "eviction threshold memory.available must be positive: Mi"),
+        ("memory.available<0.000", "eviction threshold memory.available must be positive"),
         ("imagefs.available<<<", "quantities must match the regular expression"),
         ("imagefs.available<", "quantities must match the regular expression"),
         ("imagefs.available<abc%", 'strconv.ParseFloat: parsing "abc": invalid syntax'),

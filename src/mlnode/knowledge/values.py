@@ -85,9 +85,11 @@ EVICTION_SIGNALS = frozenset(
     }
 )
 
-# resource.ParseQuantity: a signed decimal number, then a binary-SI, decimal-SI or
-# exponent suffix (k8s.io/apimachinery/pkg/api/resource/quantity.go).
-_QUANTITY = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)", re.DOTALL)
+# resource.ParseQuantity (k8s.io/apimachinery/pkg/api/resource/quantity.go,
+# parseQuantityString): a sign, digits, an optional fraction, then suffix characters from
+# [eEinumkKMGTP] and an optional signed exponent; anything else is the format error, a
+# suffix made of those characters that means nothing is the suffix error.
+_QUANTITY = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?([eEinumkKMGTP]*[-+]?[0-9]*)")
 _QUANTITY_SUFFIXES = frozenset({"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"} | set("numkMGTPE"))
 _EXPONENT_SUFFIX = re.compile(r"[eE][+-]?[0-9]+")
 _QUANTITY_FORMAT = (
@@ -139,12 +141,12 @@ def _check_percentage(signal: str, value: str) -> None:
 
 def _check_quantity(signal: str, value: str) -> None:
     m = _QUANTITY.fullmatch(value)
-    if m is None:
+    if not value or m is None:
         raise InvalidValue(f"{signal}<{value}: {_QUANTITY_FORMAT}")
-    number, suffix = m.groups()
+    sign, whole, fraction, suffix = m.groups()
     if suffix not in _QUANTITY_SUFFIXES and not _EXPONENT_SUFFIX.fullmatch(suffix):
         raise InvalidValue(f"{signal}<{value}: unable to parse quantity's suffix")
-    if number.startswith("-") or float(number) == 0:
+    if sign == "-" or not (whole + (fraction or "")).strip("0"):
         raise InvalidValue(f"eviction threshold {signal} must be positive: {value}")
 
 
