@@ -268,14 +268,21 @@ def test_recursion_error_anywhere_is_exit_2(
     )
 
 
-@pytest.mark.parametrize(("flag", "env"), [(["--debug"], {}), ([], {"MLNODE_DEBUG": "1"})])
+@pytest.mark.parametrize(
+    ("before", "after", "env"),
+    [(["--debug"], [], {}), ([], ["--debug"], {}), ([], [], {"MLNODE_DEBUG": "1"})],
+)
 def test_debug_prints_the_traceback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], env: dict[str, str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    before: list[str],
+    after: list[str],
+    env: dict[str, str],
 ) -> None:
     monkeypatch.setattr("mlnode.cli.lint.lint_documents", _explode(KeyError("boom")))
     config = tmp_path / "config.toml"
     config.write_text("version = 2\n")
-    result = runner.invoke(app, [*flag, "lint", *TARGET, str(config)], env=env)
+    result = runner.invoke(app, [*before, "lint", *TARGET, str(config), *after], env=env)
     assert result.exit_code == 1
     assert "Traceback (most recent call last)" in result.stderr
     assert result.stderr.splitlines()[-1].startswith("mlnode: error: internal error: KeyError")
@@ -287,3 +294,12 @@ def test_debug_is_per_invocation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     config.write_text("version = 2\n")
     runner.invoke(app, ["--debug", "lint", *TARGET, str(config)])
     one_line(["lint", *TARGET, str(config)], 1)
+
+
+def test_debug_as_an_options_value_stays_a_value() -> None:
+    # "--debug" here is --from-kubelet-args' value: a flag that is not an image setting
+    settings = ["--image-gc-high-threshold", "80", "--image-gc-low-threshold", "70"]
+    args = ["render", *TARGET, "--from-kubelet-args", "--debug", *settings]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "not image settings, left as they are: --debug" in result.stderr

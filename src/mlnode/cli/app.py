@@ -75,6 +75,22 @@ class _LazyCommands(TyperGroup):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def _parse_and_run(
+        self, argv: list[str], prog_name: str | None, complete_var: str | None, extra: Any
+    ) -> Any:
+        """Run click on ``argv``; ``--debug`` after the command name works as before it."""
+        global _debug
+        try:
+            return super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_exceptions.NoSuchOption as e:
+            # Only parsing has happened: nothing ran, so trying again without it is safe. A
+            # "--debug" that is an option's value is never reported here and stays.
+            if e.option_name != "--debug" or "--debug" not in argv:
+                raise
+            argv.remove("--debug")
+            _debug = True
+            return self._parse_and_run(argv, prog_name, complete_var, extra)
+
     def main(  # type: ignore[override]
         self,
         args: Sequence[str] | None = None,
@@ -85,8 +101,9 @@ class _LazyCommands(TyperGroup):
     ) -> Any:
         global _debug
         _debug = False
+        argv = list(sys.argv[1:] if args is None else args)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = self._parse_and_run(argv, prog_name, complete_var, extra)
         except click_exceptions.NoArgsIsHelpError as e:
             e.show()
             code = e.exit_code
@@ -140,7 +157,8 @@ def _root(
         "--debug",
         callback=_set_debug,
         is_eager=True,
-        help="On an internal error, print its traceback (also: MLNODE_DEBUG=1).",
+        help="On an internal error, print its traceback (also after the command name, "
+        "or MLNODE_DEBUG=1).",
     ),
 ) -> None:
     """mlnode: image settings and image operations for Kubernetes ML nodes."""
