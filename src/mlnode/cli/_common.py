@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -26,6 +27,7 @@ __all__ = [
     "emit_json",
     "emit_json_line",
     "fail",
+    "finite_float",
     "run",
     "size_option",
     "stderr",
@@ -34,8 +36,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# Human output prints every literal as written: no console markup ("[plugins.x]" is text,
+# not a style tag), no emoji codes, no highlighting. Styling is explicit (rich.text.Text).
+stdout = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 class OutputFormat(enum.StrEnum):
@@ -96,3 +100,19 @@ def duration_option(text: str, option: str, *, positive: bool = False) -> float:
     if positive and seconds == 0:
         raise UsageError("must be more than 0", option=option)
     return seconds
+
+
+def finite_float(text: str) -> float:
+    """A float option's parser (``typer.Option(parser=finite_float)``): a finite number.
+
+    click's FLOAT takes ``nan`` and ``inf``, which every comparison the commands make
+    (``interval <= 0``, ``factor < 1``) lets through to the runtime; they are refused here,
+    while the command line is parsed, before anything is opened.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {text!r}")
+    return value

@@ -25,6 +25,7 @@ from mlnode.cli._common import (
     size_option,
     stdout,
 )
+from mlnode.cli._inputs import reading
 from mlnode.cli._options import (
     DryRunOption,
     ImageFsOption,
@@ -224,7 +225,8 @@ def _run_json(run_result: GcRun) -> dict[str, Any]:
 def _gc_snapshot(
     snapshot: Path, policy_name: PolicyName, overrides: dict[str, Any], output: OutputFormat
 ) -> int:
-    snap = load_snapshot(snapshot)
+    with reading(snapshot):
+        snap = load_snapshot(snapshot)
     policy = _merge_policy(snap.policy, overrides)
     the_plan = plan(policy_name, snap.images, snap.filesystem, policy, now=snap.now)
     if output is OutputFormat.JSON:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from mlnode.cli._common import OutputFormat, emit_json, run, size_option, stdout
 from mlnode.cli._inputs import read_documents
@@ -62,9 +63,9 @@ def _print_human(report: LintReport, files: list[str]) -> None:
         if f.origin is not None:
             where = f.origin.path + (f":{f.origin.line}" if f.origin.line else "") + ": "
         stdout.print(
-            f"{where}[{_STYLE[f.severity]}]{f.severity.value} {f.code}[/]: {f.message}",
-            markup=True,
-            highlight=False,
+            Text.assemble(
+                where, (f"{f.severity.value} {f.code}", _STYLE[f.severity]), f": {f.message}"
+            )
         )
         stdout.print(f"    on the node: {f.consequence}", markup=False)
         if f.fix:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape as rich_escape
 from rich.table import Table
+from rich.text import Text
 
 from mlnode.cli._common import OutputFormat, emit_json, run, stdout
+from mlnode.cli._inputs import reading
 from mlnode.cli._options import (
     ImageDiskOption,
     KubernetesVersionOption,
@@ -83,7 +84,7 @@ def _print_human(plan: Plan) -> None:
     stdout.print(table)
 
     if not plan.feasible:
-        stdout.print(f"[bold red]Not feasible:[/] {rich_escape(plan.reason or '')}")
+        stdout.print(Text.assemble(("Not feasible:", "bold red"), f" {plan.reason or ''}"))
     elif plan.homes:
         stdout.print("Files to write:")
         for f in plan.files:
@@ -175,7 +176,8 @@ def register(app: typer.Typer) -> None:
                 )
             ]
             if profile is not None:
-                layers.append(load_profile(profile))
+                with reading(profile):
+                    layers.append(load_profile(profile))
             if not no_inspect:
                 layers.append(inspect_node(root).as_profile_input())
             plan = make_plan(resolve_profile(layers))

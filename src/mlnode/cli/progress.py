@@ -29,7 +29,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from mlnode.cli._common import OutputFormat, emit_json_line, run, stdout
+from mlnode.cli._common import OutputFormat, emit_json_line, finite_float, run, stdout
 from mlnode.cli._options import NamespaceOption, OutputOption, RuntimeEndpointOption
 from mlnode.errors import UsageError
 from mlnode.ops.progress import Download, sample_downloads, sample_to_json
@@ -43,7 +43,13 @@ WatchOption = Annotated[
     bool, typer.Option("--watch", "-w", help="Keep sampling until interrupted.")
 ]
 IntervalOption = Annotated[
-    float, typer.Option("--interval", help="Seconds between samples (default 1).")
+    float,
+    typer.Option(
+        "--interval",
+        metavar="SECONDS",
+        parser=finite_float,
+        help="Seconds between samples (default 1).",
+    ),
 ]
 CountOption = Annotated[
     int | None, typer.Option("--count", help="With --watch: stop after this many samples.")

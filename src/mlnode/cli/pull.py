@@ -37,6 +37,7 @@ from mlnode.cli._common import (
     OutputFormat,
     duration_option,
     emit_json_line,
+    finite_float,
     run,
     size_option,
     stdout,
@@ -47,6 +48,7 @@ from mlnode.ops.image_state import DEFAULT_STATE_FILE
 from mlnode.ops.pull import DEFAULT_UNPACK_FACTOR, EventSink, PullOptions, PullResult
 from mlnode.ops.pull_session import error_event, open_and_pull
 from mlnode.registry.manifest import Platform, host_platform
+from mlnode.registry.reference import parse_reference
 from mlnode.units import format_bytes
 
 __all__ = ["register"]
@@ -113,7 +115,10 @@ ReserveOption = Annotated[
 UnpackFactorOption = Annotated[
     float,
     typer.Option(
-        "--unpack-factor", help="Unpacked size estimate per compressed byte (default 2.0)."
+        "--unpack-factor",
+        metavar="FACTOR",
+        parser=finite_float,
+        help="Unpacked size estimate per compressed byte (default 2.0).",
     ),
 ]
 NoGcOption = Annotated[
@@ -130,7 +135,7 @@ class _HumanView:
         self.live = console.is_terminal
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
@@ -283,9 +288,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pull an image into containerd: resumable, with byte progress and a stall deadline."""
         json_mode = output is OutputFormat.JSON
-        view = None if json_mode else _HumanView(Console(stderr=True, highlight=False))
+        view = (
+            None
+            if json_mode
+            else _HumanView(Console(stderr=True, highlight=False, markup=False, emoji=False))
+        )
 
         def body() -> None:
+            parse_reference(image)  # a malformed reference is refused before any socket
             options = _pull_options(
                 platform=platform,
                 connections=connections,

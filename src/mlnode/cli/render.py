@@ -37,7 +37,14 @@ __all__ = ["register"]
 
 FormatOption = Annotated[
     RenderFormat,
-    typer.Option("--format", "-f", help="Which file to produce (all: every one that applies)."),
+    typer.Option(
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        help="Which file to produce: "
+        + ", ".join(f.value for f in RenderFormat if f is not RenderFormat.ALL)
+        + ", or all (every one that applies).",
+    ),
 ]
 OutOption = Annotated[Path | None, typer.Option("--out", help="Write files into this directory.")]
 MergeOption = Annotated[

@@ -291,6 +291,9 @@ def parse_kubelet_args(
 ) -> tuple[ImageSettings, tuple[str, ...]]:
     """Read the image settings out of a kubelet flag line, split and parsed as the kubelet
     gets it from ``$KUBELET_EXTRA_ARGS`` (the env-file reader's own flag parser)."""
+    quote = _open_quote(line)
+    if quote is not None:
+        raise UsageError(f"unbalanced {quote} quote: the line ends inside it", option=option)
     flags, positional = parse_flags(split_words(line), source=line, path=option, line=1)
     if positional:
         raise UsageError(
@@ -311,3 +314,21 @@ def parse_kubelet_args(
             raise UsageError(f"--{flag.name} is given twice with different values", option=option)
         values[row.key] = parsed
     return ImageSettings(**values), tuple(ignored)
+
+
+def _open_quote(line: str) -> str | None:
+    """The quote left open at the end of ``line`` (systemd would close it silently, which
+    hides a pasting mistake), with the backslash and quote rules of :func:`split_words`."""
+    quote: str | None = None
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\":
+            i += 2
+            continue
+        if quote is not None:
+            quote = None if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        i += 1
+    return quote
