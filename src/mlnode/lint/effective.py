@@ -103,8 +103,14 @@ def runtime_row_for(
     return None
 
 
+# kubeadm writes nodeRegistration.kubeletExtraArgs to kubeadm-flags.env as KUBELET_KUBEADM_ARGS.
+_KUBEADM_EXTRA_ARGS = ".nodeRegistration.kubeletExtraArgs"
+
+
 def _flag_rank(flag: FlagOccurrence, doc_index: int) -> tuple[int, int, int]:
     var = flag.origin.detail
+    if var and var.endswith(_KUBEADM_EXTRA_ARGS):
+        var = "KUBELET_KUBEADM_ARGS"
     try:
         var_rank = ARGS_VARIABLE_ORDER.index(var)
     except ValueError:
@@ -120,6 +126,8 @@ def ordered_flags(docs: Sequence[ParsedDocument]) -> list[FlagOccurrence]:
 
 
 def _config_layer(doc: ParsedDocument) -> Layer | None:
+    if doc.kind is DocumentKind.KUBEADM and doc.facts.get("kubeadm_ignored_by"):
+        return None  # a KubeletConfiguration in a join file: kubeadm join never reads it
     if doc.kind is DocumentKind.KUBELET_DROPIN:
         return Layer.DROP_IN
     if doc.kind in (DocumentKind.KUBELET_CONFIG, DocumentKind.KUBEADM, DocumentKind.KUBESPRAY):

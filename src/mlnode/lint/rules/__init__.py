@@ -12,6 +12,7 @@ from mlnode.lint._context import Rule
 from mlnode.lint.rules._disk import eviction_rule, gc_rule
 from mlnode.lint.rules._files import (
     config_dir_rule,
+    kubeadm_ignored_rule,
     kubeadm_managed_rule,
     kubespray_duplicates_rule,
 )
@@ -37,6 +38,7 @@ RULES: tuple[Rule, ...] = (
     eviction_rule,
     overrides_rule,
     kubeadm_managed_rule,
+    kubeadm_ignored_rule,
     kubespray_duplicates_rule,
     deadline_info_rule,
 )
