@@ -27,6 +27,7 @@ __all__ = [
     "after_line",
     "apply_edits",
     "block_lines",
+    "comments_above",
     "content_end",
     "end_of_block",
     "is_block",
@@ -67,6 +68,21 @@ def apply_edits(text: str, edits: Iterable[Edit]) -> str:
 
 def line_start(text: str, index: int) -> int:
     return text.rfind("\n", 0, index) + 1
+
+
+def comments_above(text: str, index: int) -> int:
+    """The start of the comment lines directly above the line holding ``index`` (no blank
+    line between) at that line's indentation or deeper: the comment that describes it."""
+    start = line_start(text, index)
+    column = index - start
+    while start > 0:
+        prev = line_start(text, start - 1)
+        line = text[prev : start - 1]
+        stripped = line.lstrip(" ")
+        if not stripped.startswith("#") or len(line) - len(stripped) < column:
+            break
+        start = prev
+    return start
 
 
 def after_line(text: str, end: int) -> int:
@@ -147,15 +163,18 @@ def quote_style(nodes: Sequence[Node]) -> QuoteStyle:
 
 
 def block_lines(entries: Mapping[str, Any], column: int, indent: int, style: QuoteStyle) -> str:
-    """A block mapping at ``column``; a dict value becomes a nested block ``indent`` deeper."""
+    """A block mapping at ``column``; a dict value becomes a nested block ``indent`` deeper.
+
+    ``style`` is for the values; keys are plain where they can be.
+    """
     pad = " " * column
     out: list[str] = []
     for key, value in entries.items():
         if isinstance(value, Mapping):
-            out.append(f"{pad}{scalar_text(key, style)}:\n")
+            out.append(f"{pad}{scalar_text(key)}:\n")
             out.append(block_lines(value, column + indent, indent, style))
         else:
-            out.append(f"{pad}{scalar_text(key, style)}: {scalar_text(value, style)}\n")
+            out.append(f"{pad}{scalar_text(key)}: {scalar_text(value, style)}\n")
     return "".join(out)
 
 

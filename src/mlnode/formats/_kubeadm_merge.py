@@ -32,6 +32,7 @@ from mlnode.formats._kubeadm_edit import (
     after_line,
     apply_edits,
     block_lines,
+    comments_above,
     content_end,
     end_of_block,
     is_block,
@@ -181,7 +182,7 @@ def _insert_offset(text: str, mapping: MappingNode, key: str, sort: bool) -> int
     if sort and len(keys) > 2 and keys == sorted(keys):
         for k, _ in mapping.value:
             if str(k.value) > key:
-                return line_start(text, int(k.start_mark.index))
+                return comments_above(text, int(k.start_mark.index))
     return end_of_block(text, mapping, col)
 
 
@@ -202,7 +203,7 @@ def _edit_mapping(
     for kn, vn in mapping.value:
         name = name_of(str(kn.value))
         if name in drop:
-            start = line_start(text, int(kn.start_mark.index))
+            start = comments_above(text, int(kn.start_mark.index))
             edits.append(Edit(start, after_line(text, content_end(vn)), ""))
         elif name in wanted:
             seen.add(name)
@@ -260,7 +261,9 @@ def _edit_list_args(
     )
     for item, name, name_node, value_node in items:
         if name in drop:
-            start = line_start(text, int(item.start_mark.index))
+            first = line_start(text, int(item.start_mark.index))
+            dash = text.rfind("-", first, int(item.start_mark.index))
+            start = comments_above(text, max(dash, first))
             edits.append(Edit(start, after_line(text, content_end(item)), ""))
         elif name in wanted:
             seen.add(name)
