@@ -12,10 +12,13 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mlnode.cli.app import app
 from mlnode.errors import InputError
+from mlnode.formats._kubeadm_edit import PLAIN_OR_SINGLE, scalar_text
 from mlnode.formats.kubeadm import merge_kubeadm, read_kubeadm
 from mlnode.knowledge.model import ImageSettings, Layer
 from mlnode.knowledge.placement import Placement, place
@@ -284,7 +287,7 @@ def test_map_form_update_remove_add() -> None:
         "  kubeletExtraArgs:\n    # GC late: the images are huge\n"
         "    image-gc-high-threshold: '80'   # was 85\n"
         "    node-labels: gpu=true\n"
-        '    image-gc-low-threshold: "70"\n'
+        "    image-gc-low-threshold: '70'\n"
         "  taints: null\n"
     )
 
@@ -297,7 +300,7 @@ def test_list_form_update_remove_add() -> None:
         "  kubeletExtraArgs:\n    # GC late: the images are huge\n"
         "    - name: image-gc-high-threshold\n      value: '80'  # was 85\n"
         "    - name: node-labels\n      value: gpu=true\n"
-        '    - name: image-gc-low-threshold\n      value: "70"\n'
+        "    - name: image-gc-low-threshold\n      value: '70'\n"
         "  taints: null\n"
     )
 
@@ -479,3 +482,42 @@ def test_join_file_kubelet_document_is_left_alone() -> None:
         '    image-gc-high-threshold: "80"\n',
         '    image-gc-high-threshold: "80"\n    image-gc-low-threshold: "70"\n',
     )
+
+
+# --------------------------------------------------------------------------- scalars
+
+
+def _load(text: str, version: tuple[int, int]) -> object:
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="safe", pure=True)
+    y.version = version
+    return y.load(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40), st.sampled_from([None, '"', "'", PLAIN_OR_SINGLE]))
+@example("true", None)
+@example("on", None)
+@example("80", None)
+@example("1:30", None)
+@example("0x1F", PLAIN_OR_SINGLE)
+@example("0b101", None)
+@example(".NaN", None)
+@example("1_000", None)
+@example("imagefs.available<15%", None)
+@example("it's", "'")
+def test_a_written_string_reads_back_as_that_string(s: str, style: str | None) -> None:
+    """kubeadm decodes kubeletExtraArgs into map[string]string: a value written plain must
+    not turn into a number or a boolean, in YAML 1.1 (sigs.k8s.io/yaml) or 1.2."""
+    text = f"k: {scalar_text(s, style)}\n"
+    for version in ((1, 1), (1, 2)):
+        assert _load(text, version) == {"k": s}, (text, version)
+
+
+def test_plain_where_it_can_be() -> None:
+    assert scalar_text("30m0s") == "30m0s"
+    assert scalar_text("gpu=true") == "gpu=true"
+    assert scalar_text("80") == '"80"'
+    assert scalar_text("on", PLAIN_OR_SINGLE) == "'on'"
+    assert scalar_text(80) == "80" and scalar_text(False) == "false"

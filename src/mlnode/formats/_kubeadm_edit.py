@@ -13,7 +13,6 @@ block, e.g. ``# kubelet specific options here`` at the end of a document).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = [
+    "PLAIN_OR_SINGLE",
     "Edit",
     "QuoteStyle",
     "after_line",
@@ -38,8 +38,10 @@ __all__ = [
     "value_replacement",
 ]
 
-#: None: plain where YAML reads the text back as that string, double quotes elsewhere.
+#: '"' or "'": always those quotes; None: plain where YAML reads the text back as that
+#: string, double quotes elsewhere; PLAIN_OR_SINGLE: the same with single quotes.
 QuoteStyle = str | None
+PLAIN_OR_SINGLE = "plain-or-'"
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ _NOT_STRINGS = frozenset(
     | {"OFF", "true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL", "~"}
 )
 _NUMBER = re.compile(
-    r"[-+]?(\.?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?|0x[0-9a-fA-F_]+|\.inf|\.nan)"
+    r"[-+]?(\.?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?|0x[0-9a-fA-F_]+|0b[01_]+"
+    r"|\.(inf|Inf|INF|nan|NaN|NAN))"
 )
 
 
@@ -141,11 +144,29 @@ def scalar_text(value: Any, style: QuoteStyle = None) -> str:
     if isinstance(value, int):
         return str(value)
     s = str(value)
-    if style == "'" and "\n" not in s:
-        return "'" + s.replace("'", "''") + "'"
-    if style is None and _plain_ok(s):
+    if style in (None, PLAIN_OR_SINGLE) and _plain_ok(s):
         return s
-    return json.dumps(s, ensure_ascii=False)
+    if style in ("'", PLAIN_OR_SINGLE) and s.isprintable():
+        return "'" + s.replace("'", "''") + "'"
+    return _double_quoted(s)
+
+
+def _double_quoted(s: str) -> str:
+    """A YAML double-quoted scalar: printable characters as they are, others escaped."""
+    out = ['"']
+    for c in s:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        elif ord(c) <= 0xFF:
+            out.append(f"\\x{ord(c):02x}")
+        elif ord(c) <= 0xFFFF:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(f"\\U{ord(c):08x}")
+    out.append('"')
+    return "".join(out)
 
 
 def style_of(node: Node) -> QuoteStyle:
@@ -155,11 +176,12 @@ def style_of(node: Node) -> QuoteStyle:
 
 
 def quote_style(nodes: Sequence[Node]) -> QuoteStyle:
-    """The quoting the file uses for these scalars: one style throughout, else None."""
+    """The quoting these scalars use: quotes throughout, else plain where possible and the
+    quotes they use where needed (double when they show none or both)."""
     styles = {n.style for n in nodes if isinstance(n, ScalarNode)}
     if len(styles) == 1 and styles & {'"', "'"}:
         return str(next(iter(styles)))
-    return None
+    return PLAIN_OR_SINGLE if styles & {'"', "'"} == {"'"} else None
 
 
 def block_lines(entries: Mapping[str, Any], column: int, indent: int, style: QuoteStyle) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from mlnode.errors import InputError
+from mlnode.errors import InputError, UsageError
 from mlnode.formats._kubeadm_edit import (
     Edit,
     QuoteStyle,
@@ -120,19 +120,21 @@ def _join_refusal(field: str, placement: Placement) -> str:
 
 
 def join_flags(
-    placement: Placement, path: str, existing_gates: str | None = None
+    placement: Placement, path: str | None, existing_gates: str | None = None
 ) -> dict[str, str]:
     """The kubelet flags a JoinConfiguration carries for this placement.
 
-    Raises :class:`InputError` (one line, naming the field and where it must go) for a field
-    that has no flag in this kubelet version.
+    A field that has no flag in this kubelet version is refused in one line naming the field
+    and where it must go: :class:`InputError` for the file at ``path``, :class:`UsageError`
+    when rendering a new file (``path`` None).
     """
     k8s = placement.kubernetes_version
     flags = dict(placement.kubelet_flags)
     for field, value in placement.kubelet_fields.items():
         row = kubelet_setting_by_field(field)
         if row is None or row.flag is None or not row.flag_span.contains(k8s):
-            raise InputError(_join_refusal(field, placement), path=path)
+            reason = _join_refusal(field, placement)
+            raise InputError(reason, path=path) if path is not None else UsageError(reason)
         flags[row.flag] = flag_value(row.kind, parse_field_value(row, value))
     if placement.feature_gates:
         gates: dict[str, str] = {}

@@ -64,10 +64,17 @@ def render_kubeadm(
     *,
     configuration: Literal["InitConfiguration", "JoinConfiguration"] = "InitConfiguration",
 ) -> str:
-    """A KubeletConfiguration document, plus Init/JoinConfiguration kubeletExtraArgs if flags."""
+    """A KubeletConfiguration document, plus InitConfiguration kubeletExtraArgs if flags.
+
+    A JoinConfiguration carries everything as kubeletExtraArgs and no KubeletConfiguration
+    (kubeadm join would ignore it, see :mod:`mlnode.formats._kubeadm_read`); a field without
+    a flag is refused (:func:`join_flags`).
+    """
     k8s = placement.kubernetes_version
     api = kubeadm_api_version_for(k8s)
     cm = kubelet_configmap_name(k8s)
+    if configuration == "JoinConfiguration":
+        return _render_join(placement, api, cm)
     head = [
         f"# Written by mlnode for kubeadm {k8s} ({api}): kubelet image settings.",
         "# New cluster: kubeadm init --config <this file> (merge these documents into your",
@@ -80,14 +87,31 @@ def render_kubeadm(
     buf = io.StringIO()
     docs: list[Any] = []
     if placement.kubelet_flags:
-        node = CommentedMap()
-        node["apiVersion"] = api
-        node["kind"] = configuration
-        node["nodeRegistration"] = CommentedMap(
-            [("kubeletExtraArgs", _extra_args_value(api, placement.kubelet_flags))]
-        )
-        docs.append(node)
+        docs.append(_node_document(api, configuration, placement.kubelet_flags))
     docs.append(_document(placement))
     y.explicit_start = True
     y.dump_all(docs, buf)
+    return "\n".join(head) + "\n" + buf.getvalue()
+
+
+def _node_document(api: str, kind: str, flags: Mapping[str, str]) -> CommentedMap:
+    node = CommentedMap()
+    node["apiVersion"] = api
+    node["kind"] = kind
+    node["nodeRegistration"] = CommentedMap([("kubeletExtraArgs", _extra_args_value(api, flags))])
+    return node
+
+
+def _render_join(placement: Placement, api: str, cm: str) -> str:
+    head = [
+        f"# Written by mlnode for kubeadm {placement.kubernetes_version} ({api}): kubelet image"
+        " settings for a joining node.",
+        "# kubeadm join --config <this file> (merge into your JoinConfiguration). kubeadm join",
+        "# reads no KubeletConfiguration from its file: these are kubelet flags; settings that",
+        f"# have no flag belong in the ConfigMap kube-system/{cm}.",
+    ]
+    y = _rt_yaml("")
+    y.explicit_start = True
+    buf = io.StringIO()
+    y.dump(_node_document(api, "JoinConfiguration", join_flags(placement, None)), buf)
     return "\n".join(head) + "\n" + buf.getvalue()
