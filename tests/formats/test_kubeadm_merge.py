@@ -22,6 +22,7 @@ from mlnode.formats._kubeadm_edit import PLAIN_OR_SINGLE, scalar_text
 from mlnode.formats.kubeadm import merge_kubeadm, read_kubeadm
 from mlnode.knowledge.model import ImageSettings, Layer
 from mlnode.knowledge.placement import Placement, place
+from mlnode.knowledge.table import kubelet_setting_by_field
 from mlnode.lint.engine import LintContext, lint_documents
 from mlnode.versions import Version, parse_runtime
 
@@ -521,3 +522,63 @@ def test_plain_where_it_can_be() -> None:
     assert scalar_text("80") == '"80"'
     assert scalar_text("on", PLAIN_OR_SINGLE) == "'on'"
     assert scalar_text(80) == "80" and scalar_text(False) == "false"
+
+
+# --------------------------------------------------------------------------- any placement
+
+_FILES = [
+    ("v1beta3-join-classic-gc-args.yaml", Version(1, 30)),
+    ("v1beta3-join-kubeadm-testdata.yaml", Version(1, 23)),
+    ("v1beta4-init-classic-gc-args.yaml", Version(1, 32)),
+    ("v1beta4-init-full-example.yaml", Version(1, 31)),
+    ("v1beta4-join-example.yaml", Version(1, 33)),
+    ("v1beta4-dual-stack-init-website.yaml", Version(1, 32)),
+    ("v1beta4-dual-stack-join-website.yaml", Version(1, 32)),
+]
+
+
+def _opt(s: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.none() | s
+
+
+_settings = st.builds(
+    ImageSettings,
+    image_gc_high_threshold_percent=_opt(st.integers(1, 100)),
+    image_gc_low_threshold_percent=_opt(st.integers(0, 99)),
+    image_minimum_gc_age_seconds=_opt(st.integers(1, 10**6).map(float)),
+    image_pull_progress_deadline_seconds=_opt(st.integers(1, 7200).map(float)),
+    serialize_image_pulls=_opt(st.booleans()),
+    max_parallel_image_pulls=_opt(st.integers(2, 10)),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(_FILES), _settings)
+def test_any_placement_lands_where_the_command_reads_it(
+    sample: tuple[str, Version], wanted: ImageSettings
+) -> None:
+    name, k8s = sample
+    text = (CORPUS / name).read_text()
+    p = place(wanted, k8s, parse_runtime(CONTAINERD))
+    join = "join" in name
+    if join and "maxParallelImagePulls" in p.kubelet_fields:
+        with pytest.raises(InputError, match="maxParallelImagePulls has no kubelet flag"):
+            merge_kubeadm(text, name, p)
+        return
+    merged = merge_kubeadm(text, name, p)
+    assert merge_kubeadm(merged, name, p) == merged
+    docs = read_kubeadm(name, merged)
+    flags = {f.name: f.value for d in docs for f in d.flags}
+    fields = {f.field: f.value for d in docs for f in d.fields}
+    assert "image-pull-progress-deadline" not in flags  # removed in 1.24, no effect before
+    for field, value in p.kubelet_fields.items():
+        row = kubelet_setting_by_field(field)
+        assert row is not None
+        if join:  # the field as its flag; a KubeletConfiguration would be ignored
+            assert field not in fields
+            assert row.flag is not None and row.flag in flags
+        else:  # the field in the KubeletConfiguration, no flag overriding it
+            assert fields[field] == value
+            assert row.flag not in flags
+    removed, _ = _changed_lines(text, merged)
+    assert all("image" in line or "value:" in line or "serialize" in line for line in removed)

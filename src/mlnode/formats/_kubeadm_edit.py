@@ -30,6 +30,7 @@ __all__ = [
     "comments_above",
     "content_end",
     "end_of_block",
+    "insertion",
     "is_block",
     "line_start",
     "quote_style",
@@ -208,15 +209,19 @@ def value_replacement(text: str, key: Node, value: Node, block: str) -> list[Edi
     key_line_end = after_line(text, int(key.end_mark.index))
     empty = isinstance(value, ScalarNode) and value.value == "" and not value.style
     if empty or int(value.start_mark.index) >= key_line_end:
-        return [Edit(key_line_end, key_line_end, _with_newline(text, key_line_end) + block)]
+        return [insertion(text, key_line_end, block)]
     start, end = int(value.start_mark.index), int(value.end_mark.index)
     while start > 0 and text[start - 1] == " ":
         start -= 1
     rest = text[end : after_line(text, end)]
     if not rest.strip():
         end += len(rest.rstrip("\n"))
-    insert = Edit(key_line_end, key_line_end, _with_newline(text, key_line_end) + block)
-    return [Edit(start, end, ""), insert]
+    return [Edit(start, end, ""), insertion(text, key_line_end, block)]
+
+
+def insertion(text: str, pos: int, lines: str) -> Edit:
+    """Insert whole ``lines`` at ``pos`` (a line start, or the end of the text)."""
+    return Edit(pos, pos, _with_newline(text, pos) + lines)
 
 
 def _with_newline(text: str, pos: int) -> str:

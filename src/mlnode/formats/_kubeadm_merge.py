@@ -35,6 +35,7 @@ from mlnode.formats._kubeadm_edit import (
     comments_above,
     content_end,
     end_of_block,
+    insertion,
     is_block,
     line_start,
     quote_style,
@@ -218,8 +219,7 @@ def _edit_mapping(
     style = quote_style([vn for _, vn in mapping.value])
     for key in sorted(new) if sort else new:
         pos = _insert_offset(text, mapping, key, sort)
-        lead = "\n" if pos == len(text) and not text.endswith("\n") else ""
-        edits.append(Edit(pos, pos, lead + block_lines({key: new[key]}, col, layout.indent, style)))
+        edits.append(insertion(text, pos, block_lines({key: new[key]}, col, layout.indent, style)))
     return edits
 
 
@@ -287,14 +287,8 @@ def _edit_list_args(
         )
         dash_col = dash - line_start(text, dash)
         pos = end_of_block(text, args, dash_col)
-        lead = "\n" if pos == len(text) and not text.endswith("\n") else ""
-        edits.append(
-            Edit(
-                pos,
-                pos,
-                lead + "".join(_list_entry(n, val, dash_col, styles) for n, val in new.items()),
-            )
-        )
+        body = "".join(_list_entry(n, val, dash_col, styles) for n, val in new.items())
+        edits.append(insertion(text, pos, body))
     return edits
 
 
@@ -349,8 +343,7 @@ def _edit_node_registration(
         block = " " * inner + "kubeletExtraArgs:\n" + _args_block(wanted, is_list, inner, layout)
         if nr is None:
             pos = _insert_offset(text, doc.node, "nodeRegistration", sort=True)
-            lead = "\n" if pos == len(text) and not text.endswith("\n") else ""
-            return [Edit(pos, pos, lead + " " * _column(doc.node) + "nodeRegistration:\n" + block)]
+            return [insertion(text, pos, " " * _column(doc.node) + "nodeRegistration:\n" + block)]
         if _construct(path, nr[1]) not in (None, {}):
             raise InputError(
                 "nodeRegistration in flow style: rewrite it as a block mapping to merge into it",
@@ -367,7 +360,7 @@ def _edit_node_registration(
             return []
         pos = _insert_offset(text, nr_map, "kubeletExtraArgs", sort=True)
         block = " " * col + "kubeletExtraArgs:\n" + _args_block(wanted, is_list, col, layout)
-        return [Edit(pos, pos, block)]
+        return [insertion(text, pos, block)]
     key, node = args
     if is_block(node):
         if isinstance(node, SequenceNode):
@@ -425,8 +418,7 @@ def _edit_kubelet_doc(
 def _new_kubelet_document(text: str, placement: Placement) -> Edit:
     buf = io.StringIO()
     _rt_yaml("").dump(_document(placement), buf)
-    lead = "" if not text or text.endswith("\n") else "\n"
-    return Edit(len(text), len(text), lead + "---\n" + buf.getvalue())
+    return insertion(text, len(text), "---\n" + buf.getvalue())
 
 
 # --------------------------------------------------------------------------- the merge
