@@ -316,3 +316,39 @@ def test_bad_merge_target_is_exit_2_and_untouched(tmp_path: Path) -> None:
     assert f"{bad}:" in err
     assert bad.read_bytes() == before
     assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_merge_kubeadm_join_keeps_settings_in_join_configuration(tmp_path: Path) -> None:
+    """kubeadm join reads no KubeletConfiguration from its file: the thresholds become the
+    JoinConfiguration's own (v1beta4 list-form) kubeletExtraArgs, nothing else changes."""
+    corpus = Path(__file__).parent.parent / "data" / "upstream" / "kubeadm-config"
+    join = tmp_path / "join.yaml"
+    original = (corpus / "v1beta4-dual-stack-join-website.yaml").read_text()
+    join.write_text(original)
+    code, out, err = render(
+        "--from-kubelet-args",
+        LINE,
+        "--kubernetes-version",
+        "1.32",
+        "--runtime",
+        "containerd@1.7.20",
+        "--merge",
+        str(join),
+        "-o",
+        "json",
+    )
+    assert code == 0, err
+    [merged] = json.loads(out)["files"]
+    changed = [
+        line
+        for line in merged["diff"].splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert changed == [
+        '+  - name: "image-gc-high-threshold"',
+        '+    value: "80"',
+        '+  - name: "image-gc-low-threshold"',
+        '+    value: "70"',
+    ]
+    assert join.read_text() == original + "".join(line[1:] + "\n" for line in changed)
+    assert "KubeletConfiguration" not in join.read_text()

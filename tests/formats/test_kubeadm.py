@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mlnode.errors import InputError
+from mlnode.errors import InputError, UsageError
 from mlnode.formats.facts import KubeletConfigFacts
 from mlnode.formats.kubeadm import (
     kubeadm_api_version_for,
@@ -131,15 +131,34 @@ def test_configmap_name() -> None:
 
 def test_render_with_flags_v1beta4() -> None:
     p = Placement(Version(1, 31), DOCKER, {"imageGCHighThresholdPercent": 85}, {"foo": "1"})
-    text = render_kubeadm(p, configuration="JoinConfiguration")
+    text = render_kubeadm(p)
     assert "kube-system/kubelet-config" in text
     assert "kubeadm upgrade node phase kubelet-config" in text
     init, kubelet = read_kubeadm("r", text)
-    assert init.facts.kind == "JoinConfiguration"
+    assert init.facts.kind == "InitConfiguration"
     assert init.facts.api_version == "kubeadm.k8s.io/v1beta4"
     assert [(f.name, f.value) for f in init.flags] == [("foo", "1")]
     assert "  - name: foo\n    value: '1'" in text
     assert [(f.field, f.value) for f in kubelet.fields] == [("imageGCHighThresholdPercent", 85)]
+
+
+def test_render_join_carries_flags_only() -> None:
+    """kubeadm join ignores a KubeletConfiguration in its file: the field becomes its flag."""
+    p = Placement(Version(1, 31), DOCKER, {"imageGCHighThresholdPercent": 85}, {"foo": "1"})
+    text = render_kubeadm(p, configuration="JoinConfiguration")
+    assert "kube-system/kubelet-config" in text
+    [join] = read_kubeadm("r", text)
+    assert join.facts.kind == "JoinConfiguration"
+    assert join.facts.api_version == "kubeadm.k8s.io/v1beta4"
+    assert [(f.name, f.value) for f in join.flags] == [
+        ("foo", "1"),
+        ("image-gc-high-threshold", "85"),
+    ]
+    with pytest.raises(UsageError, match=r"^maxParallelImagePulls has no kubelet flag"):
+        render_kubeadm(
+            Placement(Version(1, 31), DOCKER, {"maxParallelImagePulls": 2}),
+            configuration="JoinConfiguration",
+        )
 
 
 def test_render_without_flags_has_only_kubelet_config() -> None:

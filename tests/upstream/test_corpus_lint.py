@@ -105,6 +105,23 @@ CASES = [
     Case(("kubeadm-config/v1beta4-join-example.yaml",), "1.32", "containerd@1.7.20"),
     Case(("kubeadm-config/v1beta4-dual-stack-init-website.yaml",), "1.32", "containerd@1.7.20"),
     Case(("kubeadm-config/v1beta4-dual-stack-join-website.yaml",), "1.32", "containerd@1.7.20"),
+    # Derived files (PROVENANCE.md): the classic kubelet line as kubeletExtraArgs. The removed
+    # --image-pull-progress-deadline stops a 1.24+ kubelet: E101. `render --merge` fixes them
+    # (tests/formats/test_kubeadm_merge.py).
+    Case(
+        ("kubeadm-config/v1beta3-join-classic-gc-args.yaml",),
+        "1.30",
+        "containerd@1.7.20",
+        exit_code=1,
+        require_error=True,
+    ),
+    Case(
+        ("kubeadm-config/v1beta4-init-classic-gc-args.yaml",),
+        "1.32",
+        "containerd@1.7.20",
+        exit_code=1,
+        require_error=True,
+    ),
 ]
 
 

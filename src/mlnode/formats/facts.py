@@ -146,6 +146,9 @@ class KubeletConfigFacts:
     kubeadm_shape: bool = False
     # In a kubeadm file: the line where this YAML document starts; None for a standalone file.
     document_line: int | None = None
+    # In a kubeadm file read only by `kubeadm join` (which takes the kubelet's config from the
+    # cluster's kubelet-config ConfigMap): "kubeadm join"; lint does not credit the document.
+    kubeadm_ignored_by: str | None = None
 
 
 # --------------------------------------------------------------------------- kubeadm

@@ -209,10 +209,11 @@ def render_text(fmt: RenderFormat, placement: Placement) -> str:
 
 def merge_text(fmt: RenderFormat, text: str, path: str, placement: Placement) -> str:
     """``text`` (a ``fmt`` file read from ``path``) with the placement's settings merged in,
-    keeping comments, order and other content; env files also lose :func:`removable_flags`."""
+    keeping comments, order and other content; env files and kubeadm's kubeletExtraArgs also
+    lose :func:`removable_flags`."""
     check_applicable(fmt, placement)
     merge = _codec(fmt, 2)
-    if fmt is RenderFormat.ENV:
+    if fmt in (RenderFormat.ENV, RenderFormat.KUBEADM):
         return merge(text, path, placement, remove_flags=removable_flags(placement))
     return merge(text, path, placement)
 

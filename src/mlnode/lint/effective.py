@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlnode.formats.base import DocumentKind, FlagOccurrence, ParsedDocument
-from mlnode.formats.facts import ContainerdFacts
+from mlnode.formats.facts import ContainerdFacts, KubeletConfigFacts
 from mlnode.knowledge.model import Layer, Origin, SettingValue
 from mlnode.knowledge.placement import default_feature_gates
 from mlnode.knowledge.table import (
@@ -110,8 +110,14 @@ def runtime_row_for(
     return None
 
 
+# kubeadm writes nodeRegistration.kubeletExtraArgs to kubeadm-flags.env as KUBELET_KUBEADM_ARGS.
+_KUBEADM_EXTRA_ARGS = ".nodeRegistration.kubeletExtraArgs"
+
+
 def _flag_rank(flag: FlagOccurrence, doc_index: int) -> tuple[int, int, int]:
     var = flag.origin.detail
+    if var and var.endswith(_KUBEADM_EXTRA_ARGS):
+        var = "KUBELET_KUBEADM_ARGS"
     try:
         var_rank = ARGS_VARIABLE_ORDER.index(var)
     except ValueError:
@@ -127,6 +133,9 @@ def ordered_flags(docs: Sequence[ParsedDocument]) -> list[FlagOccurrence]:
 
 
 def _config_layer(doc: ParsedDocument) -> Layer | None:
+    facts = doc.facts
+    if isinstance(facts, KubeletConfigFacts) and facts.kubeadm_ignored_by:
+        return None  # a KubeletConfiguration in a join file: kubeadm join never reads it
     if doc.kind is DocumentKind.KUBELET_DROPIN:
         return Layer.DROP_IN
     if doc.kind in (DocumentKind.KUBELET_CONFIG, DocumentKind.KUBEADM, DocumentKind.KUBESPRAY):

@@ -40,6 +40,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "W211": (Severity.WARNING, "config field unknown to this kubelet version (ignored)"),
     "W212": (Severity.WARNING, "kubespray extra arg duplicates a key its template writes"),
     "W213": (Severity.WARNING, "containerd reads this config version as another one"),
+    "W214": (Severity.WARNING, "KubeletConfiguration document kubeadm join ignores"),
     "I301": (Severity.INFO, "pull progress deadline in effect"),
     "I302": (Severity.INFO, "flag not checked: no flag list for this kubelet version"),
 }

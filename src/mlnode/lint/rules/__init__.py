@@ -13,6 +13,7 @@ from mlnode.lint.rules._containerd_version import config_version_rule
 from mlnode.lint.rules._disk import eviction_rule, gc_rule
 from mlnode.lint.rules._files import (
     config_dir_rule,
+    kubeadm_ignored_rule,
     kubeadm_managed_rule,
     kubespray_duplicates_rule,
 )
@@ -39,6 +40,7 @@ RULES: tuple[Rule, ...] = (
     eviction_rule,
     overrides_rule,
     kubeadm_managed_rule,
+    kubeadm_ignored_rule,
     kubespray_duplicates_rule,
     deadline_info_rule,
 )

@@ -15,7 +15,12 @@ from mlnode.lint._context import LintContext
 from mlnode.lint.effective import EffectiveSettings
 from mlnode.lint.findings import Finding
 
-__all__ = ["config_dir_rule", "kubeadm_managed_rule", "kubespray_duplicates_rule"]
+__all__ = [
+    "config_dir_rule",
+    "kubeadm_ignored_rule",
+    "kubeadm_managed_rule",
+    "kubespray_duplicates_rule",
+]
 
 
 _KUBEADM_LOSES = (
@@ -107,6 +112,37 @@ def kubeadm_managed_rule(
                 "`mlnode apply` does this",
                 occ.origin,
             )
+
+
+def kubeadm_ignored_rule(
+    docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
+) -> Iterable[Finding]:
+    """W214: a KubeletConfiguration document in a file only ``kubeadm join`` reads.
+
+    The reader marks it (formats._kubeadm_read, with the kubeadm sources); the effective
+    view does not credit its fields.
+    """
+    for doc in docs:
+        facts = doc.facts
+        if doc.kind is not DocumentKind.KUBEADM or not isinstance(facts, KubeletConfigFacts):
+            continue
+        reader = facts.kubeadm_ignored_by
+        if not reader:
+            continue
+        named = [f.field for f in doc.fields]
+        yield Finding(
+            "W214",
+            f"the KubeletConfiguration document in {doc.path} is ignored by `{reader}`"
+            + (f" ({', '.join(named)} not in effect)" if named else ""),
+            "kubeadm join decodes only the JoinConfiguration of its --config file and takes the"
+            " kubelet config from the cluster's kubelet-config ConfigMap (kubeadm"
+            " util/config/joinconfiguration.go documentMapToJoinConfiguration; cmd/join.go"
+            " fetchInitConfigurationFromJoinConfiguration): these settings are silently lost",
+            "put per-node settings in JoinConfiguration.nodeRegistration.kubeletExtraArgs as"
+            " flags (`mlnode render --merge` does this), and config-only fields in the"
+            " kube-system/kubelet-config ConfigMap or the `kubeadm init` config",
+            Origin(doc.path, facts.document_line),
+        )
 
 
 def kubespray_duplicates_rule(
