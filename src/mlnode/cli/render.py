@@ -45,8 +45,8 @@ MergeOption = Annotated[
     Path | None,
     typer.Option(
         "--merge",
-        help="Edit this existing file in place, not through a symlink (keeping comments, order and other "
-        "content; a timestamped .bak copy is kept).",
+        help="Edit this existing file in place, not through a symlink (keeping comments, "
+        "order and other content; a timestamped .bak copy is kept).",
     ),
 ]
 
