@@ -133,6 +133,8 @@ def test_lint_reads_clamp_inside_the_root(root: Path, outside: Path, escape: str
             assert all(f.startswith(str(root) + "/") for f in report["files"]), report["files"]
             gc_high = report["effective"].get("image_gc_high_threshold_percent", {})
             assert gc_high.get("value") != 93  # the host file's value
+            if escape == "dotdot-environmentfile":  # /../../etc/kubelet.env is <root>/etc/...
+                assert str(root / "etc/kubelet.env") in report["files"]
     assert Digests.of(root, outside) == before
 
 
