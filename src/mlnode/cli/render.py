@@ -10,6 +10,7 @@ and prints.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +21,7 @@ from mlnode.cli._common import OutputFormat, emit_json, run, stderr, stdout
 from mlnode.cli._inputs import read_file_text
 from mlnode.cli._options import OutputOption
 from mlnode.cli._settings_options import SettingsRequest, with_settings_options
-from mlnode.errors import UsageError
+from mlnode.errors import InputError, UsageError
 from mlnode.formats.render import (
     Rendered,
     RenderFormat,
@@ -51,16 +52,30 @@ MergeOption = Annotated[
     Path | None,
     typer.Option(
         "--merge",
-        help="Edit this existing file in place (keeping comments, order and other "
-        "content; a timestamped .bak copy is kept).",
+        help="Edit this existing file in place, not through a symlink (keeping comments, "
+        "order and other content; a timestamped .bak copy is kept).",
     ),
 ]
+
+
+def _refuse_symlinked(merge: Path) -> None:
+    """--merge edits the file named, never through a symlink (which could lead anywhere,
+    out of a node tree included, and which a rename would silently replace by a file)."""
+    named = Path(os.path.abspath(merge))
+    real = Path(os.path.realpath(named))
+    if real != named:
+        raise InputError(
+            f"resolves through a symlink to {real}; --merge does not edit through links:"
+            " name that file itself if it is the one to change",
+            path=merge,
+        )
 
 
 def _merge_in_place(fmt: RenderFormat | None, merge: Path, placement: Placement) -> Rendered:
     from mlnode.formats.detect import detect_kind
     from mlnode.ops.fileio import atomic_write
 
+    _refuse_symlinked(merge)
     text = read_file_text(merge)
     merged = merge_document(fmt, detect_kind(str(merge), text), text, str(merge), placement)
     if merged.changed:

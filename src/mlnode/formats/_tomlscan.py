@@ -409,7 +409,14 @@ def set_value(
                 path=path,
                 line=line_of(lines, (*table, name)),
             )
-    node[name] = tomlkit.item(value)
+    body = node.value.body if current is None and isinstance(node, Table) else []
+    last_key = max((i for i, (k, it) in enumerate(body) if k is not None), default=None)
+    if last_key is not None and last_key + 1 < len(body):
+        # The blank lines and comments after a table's last key introduce what follows
+        # (the next table's header): a new key goes right after that last key instead.
+        node.value._insert_at(last_key + 1, name, tomlkit.item(value))
+    else:
+        node[name] = tomlkit.item(value)
     if current is None and isinstance(node, Table):
         # tomlkit indents a new key like the table header; match the sibling keys instead.
         indent = next(

@@ -38,6 +38,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
 from mlnode.errors import InputError, UsageError
+from mlnode.formats._yamlsplice import splice_top_level
 from mlnode.formats.base import DocumentKind, FieldOccurrence, ParsedDocument
 from mlnode.formats.facts import KubeletConfigFacts
 from mlnode.knowledge.model import Origin
@@ -458,8 +459,10 @@ def merge_into_document(doc: CommentedMap, placement: Placement) -> bool:
 def merge_kubelet_config(text: str, path: str, placement: Placement) -> str:
     """Set the placement's fields in a KubeletConfiguration (or drop-in), keeping the rest.
 
-    Comments, key order and unrelated fields are kept (ruamel round trip); text is returned
-    unchanged when nothing needs to change. An empty file becomes a minimal document.
+    Comments, key order and unrelated fields are kept: top-level scalar changes are made in
+    the text itself (:func:`~mlnode.formats._yamlsplice.splice_top_level`), anything else
+    through a ruamel round trip; text is returned unchanged when nothing needs to change.
+    An empty file becomes a minimal document.
     """
     if not text.strip():
         return render_kubelet_config(placement)
@@ -471,6 +474,8 @@ def merge_kubelet_config(text: str, path: str, placement: Placement) -> str:
         raise _yaml_error(path, e) from e
     if not isinstance(doc, CommentedMap):
         raise InputError("expected a YAML mapping (KubeletConfiguration)", path=path, line=1)
+    before = _plain(doc)
     if not merge_into_document(doc, placement):
         return text
-    return _dump(y, doc)
+    spliced = splice_top_level(text, before, doc, y)  # every other byte kept, when it can
+    return spliced if spliced is not None else _dump(y, doc)

@@ -305,8 +305,11 @@ def restore_backup(
 
     Files that did not exist before are removed, then the directories the apply created,
     if empty. Every copy is checked against its recorded sha256 first, so a damaged backup
-    set changes nothing.
+    set changes nothing; so is every target resolved first, so a path that now leads out of
+    the root (:class:`~mlnode.node.RootEscape`) changes nothing either.
     """
+    targets = {e.path: host_path(root, e.path) for e in backup.entries}
+    created_dirs = [host_path(root, d) for d in sorted(backup.created_dirs, key=len, reverse=True)]
     payloads: dict[str, bytes] = {}
     for e in backup.entries:
         if not e.existed:
@@ -322,7 +325,7 @@ def restore_backup(
 
     results: list[RestoredFile] = []
     for e in reversed(backup.entries):
-        p = host_path(root, e.path)
+        p = targets[e.path]
         before = file_sha256(p)
         if e.existed:
             data = payloads[e.path]
@@ -349,8 +352,7 @@ def restore_backup(
             else:
                 results.append(RestoredFile(e.path, "unchanged", None, None))
         _remove_stale_temps(p.parent)
-    for d in sorted(backup.created_dirs, key=len, reverse=True):
-        hp = host_path(root, d)
+    for hp in created_dirs:
         with contextlib.suppress(FileNotFoundError, OSError):
             _remove_stale_temps(hp)
             hp.rmdir()  # only when empty

@@ -12,6 +12,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from mlnode.errors import InputError
+from mlnode.formats._yamlsplice import splice_top_level
 from mlnode.formats.kubelet_argv import Word, field_override_flags, parse_flags, split_words
 from mlnode.formats.kubelet_config import (
     _delete,
@@ -124,6 +125,7 @@ def merge_kubespray(
     if not isinstance(data, CommentedMap):
         raise InputError("group_vars must be a YAML mapping of variables", path=path, line=1)
     dedicated, extra, flags, _ = _plan(placement)
+    before = _plain(data)
     changed = _merge_dedicated(data, dedicated)
     changed |= _merge_extra_args(data, extra, placement)
     if placement.feature_gates:
@@ -131,6 +133,9 @@ def merge_kubespray(
     changed |= _merge_flags(data, flags, placement, remove_flags)
     if not changed:
         return text
+    spliced = splice_top_level(text, before, data, y)  # every other byte kept, when it can
+    if spliced is not None:
+        return spliced
     buf = io.StringIO()
     y.dump(data, buf)
     return buf.getvalue()

@@ -142,9 +142,13 @@ def apply_settings(
 
     ``services`` None writes the files and restarts nothing; ``why_not`` is then noted
     in the plan. A dry run, or a plan with no changes, returns status ``dry-run`` or
-    ``no-change`` and touches nothing.
+    ``no-change`` and touches nothing; a dry run whose writes would leave the root raises
+    :class:`~mlnode.node.RootEscape`, like the apply would.
     """
     plan = plan_node_apply(node, sources, root=root)
+    if dry_run:  # shows what apply would do, so refuses what apply would refuse (RootEscape)
+        for e in plan.edits:
+            host_path(plan.layout.root, e.path)
     if dry_run or plan.no_changes:
         return ApplyResult(plan, "dry-run" if dry_run and not plan.no_changes else "no-change")
     return _execute(
