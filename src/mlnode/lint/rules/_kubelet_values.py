@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mlnode.formats.base import ParsedDocument
+from mlnode.knowledge.eviction import eviction_startup_message, threshold_error
 from mlnode.knowledge.model import Layer
 from mlnode.knowledge.table import (
     RUNTIME_SETTINGS,
@@ -18,7 +19,13 @@ from mlnode.lint.effective import EffectiveSettings
 from mlnode.lint.findings import Finding
 from mlnode.units import format_go_duration
 
-__all__ = ["fields_unknown_rule", "overrides_rule", "problems_rule", "validation_rule"]
+__all__ = [
+    "eviction_threshold_rule",
+    "fields_unknown_rule",
+    "overrides_rule",
+    "problems_rule",
+    "validation_rule",
+]
 
 
 def problems_rule(
@@ -59,6 +66,29 @@ def validation_rule(
             f'"{startup_failure_message([failure], ctx.kubernetes_version)}"',
             fix,
             origins[-1] if origins else None,
+        )
+
+
+def eviction_threshold_rule(
+    docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
+) -> Iterable[Finding]:
+    """E111: an evictionHard statement the kubelet's threshold parser rejects (it parses the
+    merged map, so only the value in effect is checked)."""
+    sv = eff.kubelet.get("eviction_hard")
+    if sv is None or sv.layer is Layer.DEFAULT or not isinstance(sv.value, dict):
+        return
+    for signal, value in sv.value.items():
+        error = threshold_error(str(signal), str(value), ctx.kubernetes_version)
+        if error is None:
+            continue
+        yield Finding(
+            "E111",
+            f"evictionHard {signal}: {value} is refused by kubelet {ctx.kubernetes_version}:"
+            f" {error}",
+            f'the kubelet does not start: "{eviction_startup_message(error)}"',
+            "use a known signal (imagefs.available, nodefs.available, memory.available, ...)"
+            ' with a percentage between 0% and 100% or a positive quantity such as "10Gi"',
+            sv.origin,
         )
 
 

@@ -1,0 +1,72 @@
+"""Kubelet feature gates: a gate this kubelet does not register, or a locked one flipped.
+
+Both stop the kubelet at start (k8s.io/component-base featuregate ``Set`` / ``SetFromMap``);
+which gates each version registers is data (:mod:`mlnode.knowledge.feature_gates`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from mlnode.formats.base import ParsedDocument
+from mlnode.formats.facts import KubesprayFacts
+from mlnode.knowledge.feature_gates import feature_gate_error, known_feature_gates
+from mlnode.knowledge.model import Origin
+from mlnode.lint._context import LintContext
+from mlnode.lint.effective import EffectiveSettings
+from mlnode.lint.findings import Finding
+
+__all__ = ["feature_gate_rule"]
+
+
+def _gate_settings(docs: Sequence[ParsedDocument]) -> Iterator[tuple[str, bool, Origin]]:
+    """Every gate set anywhere, with where: featureGates fields, --feature-gates flags,
+    kubespray's gate variables."""
+    for doc in docs:
+        for occ in doc.fields:
+            if occ.field == "featureGates" and isinstance(occ.value, dict):
+                for name, on in occ.value.items():
+                    if isinstance(on, bool):
+                        yield str(name), on, occ.origin
+        for flag in doc.flags:
+            if flag.name != "feature-gates" or not flag.value:
+                continue
+            for part in filter(None, (p.strip() for p in flag.value.split(","))):
+                name, sep, value = part.partition("=")
+                if sep:
+                    yield name.strip(), value.strip().lower() in ("true", "1", "t"), flag.origin
+        if isinstance(doc.facts, KubesprayFacts):
+            for name, on in doc.facts.feature_gates.items():
+                yield name, on, Origin(doc.path, None, "kubelet_feature_gates/kube_feature_gates")
+
+
+def feature_gate_rule(
+    docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
+) -> Iterable[Finding]:
+    k8s = ctx.kubernetes_version
+    settings = list(_gate_settings(docs))
+    if settings and known_feature_gates(k8s) is None:
+        names = ", ".join(sorted({name for name, _, _ in settings}))
+        yield Finding(
+            "I303",
+            f"mlnode has no feature gate list for kubelet {k8s.major}.{k8s.minor}: {names}"
+            " not checked",
+            "an unknown gate would stop the kubelet; mlnode cannot tell for these",
+            "check them against the feature-gates reference of this version",
+            None,
+        )
+        return
+    for name, on, origin in settings:
+        error = feature_gate_error(name, on, k8s)
+        if error is None:
+            continue
+        locked = error.startswith("cannot set")
+        yield Finding(
+            "E110" if locked else "E109",
+            f"feature gate {name}={'true' if on else 'false'} is refused by kubelet {k8s}",
+            f'the kubelet does not start: "{error}"',
+            f"remove {name} (it is locked to its default in this version)"
+            if locked
+            else f"remove {name}, or check its spelling against the feature gates of this version",
+            origin,
+        )
