@@ -14,6 +14,7 @@ from mlnode.knowledge.eviction import (
     eviction_signals,
     eviction_startup_message,
     threshold_error,
+    threshold_errors,
 )
 from mlnode.knowledge.feature_gates import feature_gate_error, known_feature_gates
 from mlnode.knowledge.table import (
@@ -27,6 +28,9 @@ from mlnode.knowledge.values import go_parse_int32, parse_flag_value
 from mlnode.versions import Version
 
 V = Version.parse
+_FORMAT = (
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)
 
 
 # --- feature gates ---------------------------------------------------------------------
@@ -125,18 +129,27 @@ def test_containerfs_signals_arrive_in_1_29() -> None:
         ("0", "eviction threshold imagefs.available must be positive: 0"),
         ("0Gi", "eviction threshold imagefs.available must be positive: 0"),
         ("-1024Mi", "eviction threshold imagefs.available must be positive: -1Gi"),
-        (
-            "<<",
-            "quantities must match the regular expression"
-            " '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
-        ),
+        ("<<", _FORMAT),
+        ("1.5.5", _FORMAT),
+        ("10 Gi", _FORMAT),
         ("10Mk", "unable to parse quantity's suffix"),
-        (".", "unable to parse numeric part of quantity"),
+        (".", "eviction threshold imagefs.available must be positive: 0"),  # Go reads 0
+        ("-", "eviction threshold imagefs.available must be positive: 0"),
+        ("Mi", "eviction threshold imagefs.available must be positive: 0"),
+        ("", _FORMAT),
     ],
 )
 def test_threshold_parser(value: str, error: str | None) -> None:
     for minor in ("1.21", "1.28", "1.29", "1.32"):
         assert threshold_error("imagefs.available", value, V(minor)) == error
+
+
+def test_threshold_errors_lists_every_refused_statement() -> None:
+    statements = {"imagefs.available": "15%", "nodefs.available": "-1%", "foo": "1Gi"}
+    assert threshold_errors(statements, V("1.30")) == (
+        "eviction percentage threshold nodefs.available must be >= 0%: -1%",
+        "unsupported eviction signal foo",
+    )
 
 
 def test_unknown_signal_and_startup_wording() -> None:

@@ -86,9 +86,10 @@ def test_gate_in_kubeadm_kubelet_extra_args(tmp_path: Path) -> None:
         "  kubeletExtraArgs:\n    feature-gates: KubeletSeparateDiskGC=true\n"
     )
     code, report = lint(path, "1.28")
+    assert code == 1
     [e] = findings(report, "E109")
     assert (e["file"], e["line"]) == (str(path), 5)
-    code, report = lint(path, "1.29")
+    _code, report = lint(path, "1.29")
     assert not findings(report, "E109")
 
 
@@ -96,10 +97,11 @@ def test_gate_in_kubespray_group_vars(tmp_path: Path) -> None:
     path = tmp_path / "k8s-cluster.yml"
     path.write_text('kubelet_feature_gates: ["ImageVolume=true"]\n')
     code, report = lint(path, "1.30")
+    assert code == 1
     [e] = findings(report, "E109")
     assert e["file"] == str(path)
     assert "unrecognized feature gate: ImageVolume" in e["consequence"]
-    code, report = lint(path, "1.31")
+    _code, report = lint(path, "1.31")
     assert not findings(report, "E109")
 
 
@@ -107,7 +109,7 @@ def test_gate_in_kubespray_group_vars(tmp_path: Path) -> None:
 def test_version_without_a_gate_list_says_so(tmp_path: Path, k8s: str) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(KCFG + "featureGates:\n  NoSuchGate: true\n")
-    code, report = lint(path, k8s)
+    _code, report = lint(path, k8s)
     assert not findings(report, "E109")
     [i] = findings(report, "I303")
     assert i["message"] == (
@@ -159,7 +161,7 @@ def test_threshold_values_refused(tmp_path: Path, value: str, error: str) -> Non
 
 def test_threshold_from_the_flag(tmp_path: Path) -> None:
     path = env(tmp_path, "--eviction-hard=imagefs.available<101%")
-    code, report = lint(path, "1.30")
+    _code, report = lint(path, "1.30")
     [e] = findings(report, "E111")
     assert (e["file"], e["line"]) == (str(path), 2)
     assert "must be <= 100%: 101%" in e["consequence"]
@@ -168,7 +170,7 @@ def test_threshold_from_the_flag(tmp_path: Path) -> None:
 def test_good_thresholds_pass(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(KCFG + 'evictionHard:\n  imagefs.available: "15%"\n  memory.available: 100Mi\n')
-    code, report = lint(path, "1.30")
+    _code, report = lint(path, "1.30")
     assert not findings(report, "E111")
 
 
@@ -206,7 +208,7 @@ def test_flag_values_pflag_rejects(tmp_path: Path, args: str, problem: str) -> N
 
 def test_hex_int_flag_is_accepted_like_pflag(tmp_path: Path) -> None:
     path = env(tmp_path, "--image-gc-high-threshold=0x5A --image-gc-low-threshold=0120")
-    code, report = lint(path, "1.30")
+    _code, report = lint(path, "1.30")
     assert not findings(report, "E103")
     assert report["effective"]["image_gc_high_threshold_percent"]["value"] == 90
     assert report["effective"]["image_gc_low_threshold_percent"]["value"] == 80
@@ -215,12 +217,13 @@ def test_hex_int_flag_is_accepted_like_pflag(tmp_path: Path) -> None:
 def test_deadline_flag_value_until_it_is_removed(tmp_path: Path) -> None:
     path = env(tmp_path, "--image-pull-progress-deadline=30")
     code, report = lint(path, "1.23", "docker")
+    assert code == 1
     [e] = findings(report, "E103")
     assert e["message"] == (
         'invalid argument "30" for "--image-pull-progress-deadline" flag:'
         ' time: missing unit in duration "30"'
     )
-    code, report = lint(path, "1.24", "containerd@1.7.13")
+    _code, report = lint(path, "1.24", "containerd@1.7.13")
     assert findings(report, "E101") and not findings(report, "E103")
 
 
@@ -244,17 +247,16 @@ def test_container_runtime_docker_refused_from_1_24(tmp_path: Path) -> None:
 def test_container_runtime_remote_until_the_flag_goes(tmp_path: Path) -> None:
     path = env(tmp_path, "--container-runtime=remote")
     for k8s in ("1.24", "1.26"):
-        code, report = lint(path, k8s)
+        _code, report = lint(path, k8s)
         assert not findings(report, "E112")
-    code, report = lint(path, "1.27")
+    _code, report = lint(path, "1.27")
     assert findings(report, "E101") and not findings(report, "E112")
 
 
 def test_container_runtime_unknown_value_before_1_24(tmp_path: Path) -> None:
     path = env(tmp_path, "--container-runtime=containerd")
-    code, report = lint(path, "1.23")
+    _code, report = lint(path, "1.23")
     [e] = findings(report, "E112")
     assert e["consequence"] == (
-        'the kubelet does not start: "failed to run Kubelet: unsupported CRI runtime:'
-        ' "containerd""'
+        'the kubelet does not start: "failed to run Kubelet: unsupported CRI runtime: "containerd""'
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -33,6 +34,7 @@ __all__ = [
     "eviction_signals",
     "eviction_startup_message",
     "threshold_error",
+    "threshold_errors",
 ]
 
 _BASE = frozenset(
@@ -110,7 +112,9 @@ def _split_quantity(text: str) -> tuple[str, str]:
 
 def _quantity(text: str) -> tuple[Fraction, str]:
     """``resource.ParseQuantity``: the exact value and its suffix (the suffix is
-    interpreted before the number, as in Go)."""
+    interpreted before the number, as in Go). DERIVED: ErrNumeric ("unable to parse numeric
+    part of quantity"), which Go returns only for numbers beyond its parser, is not
+    reproduced."""
     number, suffix = _split_quantity(text)
     exp = re.fullmatch(r"[eE]([+-]?\d+)", suffix)
     if suffix in _BINARY:
@@ -121,9 +125,9 @@ def _quantity(text: str) -> tuple[Fraction, str]:
         scale = Fraction(10) ** int(exp.group(1))
     else:
         raise ValueError("unable to parse quantity's suffix")
+    # Go reads missing digits as 0: "-", "." and "Mi" are zero (quantity.go Zeroes/Num),
+    # which then fails "must be positive".
     digits = number.lstrip("+-")
-    if not digits.replace(".", ""):
-        raise ValueError("unable to parse numeric part of quantity")
     sign = -1 if number.startswith("-") else 1
     whole, _, frac = digits.partition(".")
     value = Fraction(int(whole or "0")) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
@@ -140,6 +144,15 @@ def _canonical(value: Fraction, suffix: str, written: str) -> str:
             n, power = n // 1024, power + 1
         return f"{n}{next((s for s, p in _BINARY.items() if p == power), '')}"
     return written  # DERIVED: other canonical forms are not reproduced; shown as written
+
+
+def threshold_errors(statements: Mapping[str, str], version: Version) -> tuple[str, ...]:
+    """The kubelet's error for each refused statement of an evictionHard map, in order.
+
+    The kubelet stops at the first one it meets (Go map order is random); this lists all.
+    """
+    errors = (threshold_error(signal, value, version) for signal, value in statements.items())
+    return tuple(e for e in errors if e is not None)
 
 
 def threshold_error(signal: str, value: str, version: Version) -> str | None:
