@@ -98,8 +98,8 @@ RESTRICTED_FLAG_VALUES: tuple[RestrictedFlagValues, ...] = (
         frozenset({"docker", "remote"}),
         "unsupported CRI runtime: {value}",
         "failed to run Kubelet: {error}",
-        "pkg/kubelet/kubelet.go PreInitRuntimeService switch (docker | remote | default), read "
-        "at 1.23.15; 1.20-1.22 taken as same",
+        "pkg/kubelet/kubelet.go PreInitRuntimeService switch (docker | remote | default), called "
+        "from server.go run(); read at 1.21.4, 1.22.6, 1.23.15; 1.20 taken as same",
     ),
     RestrictedFlagValues(
         "container-runtime",
