@@ -16,7 +16,12 @@ from mlnode.knowledge.eviction import (
     threshold_error,
     threshold_errors,
 )
-from mlnode.knowledge.feature_gates import feature_gate_error, known_feature_gates
+from mlnode.knowledge.feature_gates import (
+    GateVerdict,
+    check_feature_gate,
+    feature_gate_error,
+    known_feature_gates,
+)
 from mlnode.knowledge.table import (
     KUBELET_SETTINGS,
     PflagType,
@@ -54,6 +59,29 @@ def test_gate_data_has_a_source_and_lists_only_versions_read() -> None:
 def test_versions_not_read_have_no_list(minor: str) -> None:
     assert known_feature_gates(V(minor)) is None
     assert feature_gate_error("NoSuchGate", True, V(minor)) is None
+
+
+def test_versions_not_read_use_the_website_pages_for_the_gates_they_have() -> None:
+    # ImageMaximumGCAge.md: beta 1.30-1.34, stable and locked from 1.35.
+    assert check_feature_gate("ImageMaximumGCAge", False, V("1.34")) == GateVerdict(True)
+    assert check_feature_gate("ImageMaximumGCAge", False, V("1.35")) == GateVerdict(
+        True, "cannot set feature gate ImageMaximumGCAge to false, feature is locked to true"
+    )
+    assert check_feature_gate("ImageMaximumGCAge", True, V("1.35")) == GateVerdict(True)
+    # Before the first fromVersion the gate does not exist yet.
+    for minor in ("1.20", "1.25"):
+        assert check_feature_gate("ImageMaximumGCAge", True, V(minor)) == GateVerdict(
+            True, "unrecognized feature gate: ImageMaximumGCAge"
+        )
+    assert check_feature_gate("KubeletEnsureSecretPulledImages", True, V("1.33")).error is None
+    assert check_feature_gate("AllAlpha", False, V("1.35")) == GateVerdict(True)
+    # After the last stage (removed, or the page is behind) and unlisted gates: not checked.
+    assert check_feature_gate("KubeletCredentialProviders", True, V("1.33")) == GateVerdict(False)
+    assert check_feature_gate("NoSuchGate", True, V("1.35")) == GateVerdict(False)
+    # Where a list was read, the list decides (not the website).
+    assert check_feature_gate("KubeletCredentialProviders", True, V("1.28")).error == (
+        "unrecognized feature gate: KubeletCredentialProviders"
+    )
 
 
 @pytest.mark.parametrize(
@@ -255,3 +283,26 @@ def test_container_runtime_values_per_version() -> None:
         )
         assert rule.startup.startswith("failed to validate kubelet flags: ")
     assert restricted_flag_values("container-runtime", V("1.27")) is None
+
+
+def test_feature_gate_stage_table_agrees_with_the_gate_data() -> None:
+    from mlnode.knowledge.table import FEATURE_GATES
+
+    for row in FEATURE_GATES:
+        later = [
+            r.since for r in FEATURE_GATES if r.gate == row.gate and r.since.key() > row.since.key()
+        ]
+        end = min(later, key=Version.key) if later else None
+        for minor in ("1.29", "1.30", "1.31", "1.32", "1.35"):
+            version = V(minor)
+            if not version.at_least(row.since) or (end is not None and version.at_least(end)):
+                continue
+            gates = known_feature_gates(version)
+            if gates is None:
+                continue
+            spec = gates[row.gate]
+            assert (spec.stage, spec.default, spec.locked) == (
+                row.stage,
+                row.default,
+                row.locked,
+            ), (row.gate, minor)

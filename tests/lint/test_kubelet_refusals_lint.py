@@ -117,6 +117,24 @@ def test_version_without_a_gate_list_says_so(tmp_path: Path, k8s: str) -> None:
     )
 
 
+def test_version_without_a_list_checks_the_gates_the_website_has(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(KCFG + "featureGates:\n  ImageMaximumGCAge: false\n  NoSuchGate: true\n")
+    code, report = lint(path, "1.34")
+    assert not findings(report, "E110")
+    [i] = findings(report, "I303")
+    assert "NoSuchGate not checked" in i["message"]
+    code, report = lint(path, "1.35")
+    assert code == 1
+    [e] = findings(report, "E110")
+    assert (e["file"], e["line"]) == (str(path), 3)
+    assert (
+        "cannot set feature gate ImageMaximumGCAge to false, feature is locked to true"
+        in (e["consequence"])
+    )
+    assert findings(report, "I303")[0]["message"].endswith(": NoSuchGate not checked")
+
+
 # --- eviction thresholds ---------------------------------------------------------------
 
 

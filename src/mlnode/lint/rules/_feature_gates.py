@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from mlnode.formats.base import ParsedDocument
 from mlnode.formats.facts import KubesprayFacts
-from mlnode.knowledge.feature_gates import feature_gate_error, known_feature_gates
+from mlnode.knowledge.feature_gates import check_feature_gate
 from mlnode.knowledge.model import Origin
 from mlnode.lint._context import LintContext
 from mlnode.lint.effective import EffectiveSettings
@@ -44,29 +44,30 @@ def feature_gate_rule(
     docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
 ) -> Iterable[Finding]:
     k8s = ctx.kubernetes_version
-    settings = list(_gate_settings(docs))
-    if settings and known_feature_gates(k8s) is None:
-        names = ", ".join(sorted({name for name, _, _ in settings}))
-        yield Finding(
-            "I303",
-            f"mlnode has no feature gate list for kubelet {k8s.major}.{k8s.minor}: {names}"
-            " not checked",
-            "an unknown gate would stop the kubelet; mlnode cannot tell for these",
-            "check them against the feature-gates reference of this version",
-            None,
-        )
-        return
-    for name, on, origin in settings:
-        error = feature_gate_error(name, on, k8s)
-        if error is None:
+    unchecked: list[str] = []
+    for name, on, origin in _gate_settings(docs):
+        verdict = check_feature_gate(name, on, k8s)
+        if not verdict.checked:
+            unchecked.append(name)
+        if verdict.error is None:
             continue
-        locked = error.startswith("cannot set")
+        locked = verdict.error.startswith("cannot set")
         yield Finding(
             "E110" if locked else "E109",
             f"feature gate {name}={'true' if on else 'false'} is refused by kubelet {k8s}",
-            f'the kubelet does not start: "{error}"',
+            f'the kubelet does not start: "{verdict.error}"',
             f"remove {name} (it is locked to its default in this version)"
             if locked
             else f"remove {name}, or check its spelling against the feature gates of this version",
             origin,
+        )
+    if unchecked:
+        yield Finding(
+            "I303",
+            f"mlnode has no feature gate list for kubelet {k8s.major}.{k8s.minor}: "
+            + ", ".join(sorted(set(unchecked)))
+            + " not checked",
+            "an unknown gate would stop the kubelet; mlnode cannot tell for these",
+            "check them against the feature-gates reference of this version",
+            None,
         )
