@@ -278,3 +278,34 @@ def test_container_runtime_unknown_value_before_1_24(tmp_path: Path) -> None:
     assert e["consequence"] == (
         'the kubelet does not start: "failed to run Kubelet: unsupported CRI runtime: "containerd""'
     )
+
+
+def test_threshold_in_the_config_file_survives_a_drop_in(tmp_path: Path) -> None:
+    base = tmp_path / "config.yaml"
+    base.write_text(KCFG + "evictionHard:\n  nodefs.available: 0Gi\n")
+    dropin = tmp_path / "10-eviction.conf"
+    dropin.write_text(KCFG + 'evictionHard:\n  imagefs.available: "15%"\n')
+    result = runner.invoke(
+        app,
+        [
+            "lint", str(base), str(dropin), "--kubernetes-version", "1.30",
+            "--runtime", "containerd@1.7.13", "-o", "json",
+        ],
+    )  # fmt: skip
+    [e] = findings(json.loads(result.stdout), "E111")
+    assert (e["file"], e["line"]) == (str(base), 3)
+    assert "eviction threshold nodefs.available must be positive: 0" in e["consequence"]
+
+
+def test_flag_replaces_the_files_thresholds(tmp_path: Path) -> None:
+    base = tmp_path / "config.yaml"
+    base.write_text(KCFG + "evictionHard:\n  nodefs.available: 0Gi\n")
+    flags = env(tmp_path, "--eviction-hard=imagefs.available<15%")
+    result = runner.invoke(
+        app,
+        [
+            "lint", str(base), str(flags), "--kubernetes-version", "1.30",
+            "--runtime", "containerd@1.7.13", "-o", "json",
+        ],
+    )  # fmt: skip
+    assert not findings(json.loads(result.stdout), "E111")

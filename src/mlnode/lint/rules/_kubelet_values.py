@@ -7,7 +7,7 @@ from typing import Any
 
 from mlnode.formats.base import ParsedDocument
 from mlnode.knowledge.eviction import eviction_startup_message, threshold_error
-from mlnode.knowledge.model import Layer
+from mlnode.knowledge.model import Layer, Origin
 from mlnode.knowledge.table import (
     RUNTIME_SETTINGS,
     kubelet_setting,
@@ -69,16 +69,30 @@ def validation_rule(
         )
 
 
+def _eviction_statements(eff: EffectiveSettings) -> dict[str, tuple[str, Origin | None]]:
+    """The evictionHard map the kubelet parses, each statement with where it was set.
+
+    Config file and drop-ins merge key by key (mergo in 1.28, JSON merge patch after);
+    ``--eviction-hard`` replaces the file's map (its first ``Set`` clears it) and further
+    occurrences add to it (component-base ``LangleSeparatedMapStringString``).
+    """
+    values = [v for v in eff.history.get("eviction_hard", ()) if v.layer is not Layer.DEFAULT]
+    flags = [v for v in values if v.layer is Layer.FLAG]
+    out: dict[str, tuple[str, Origin | None]] = {}
+    for sv in flags or values:
+        if isinstance(sv.value, dict):
+            for signal, value in sv.value.items():
+                if value is not None:
+                    out[str(signal)] = (str(value), sv.origin)
+    return out
+
+
 def eviction_threshold_rule(
     docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
 ) -> Iterable[Finding]:
-    """E111: an evictionHard statement the kubelet's threshold parser rejects (it parses the
-    merged map, so only the value in effect is checked)."""
-    sv = eff.kubelet.get("eviction_hard")
-    if sv is None or sv.layer is Layer.DEFAULT or not isinstance(sv.value, dict):
-        return
-    for signal, value in sv.value.items():
-        error = threshold_error(str(signal), str(value), ctx.kubernetes_version)
+    """E111: an evictionHard statement the kubelet's threshold parser rejects."""
+    for signal, (value, origin) in _eviction_statements(eff).items():
+        error = threshold_error(signal, value, ctx.kubernetes_version)
         if error is None:
             continue
         yield Finding(
@@ -88,7 +102,7 @@ def eviction_threshold_rule(
             f'the kubelet does not start: "{eviction_startup_message(error)}"',
             "use a known signal (imagefs.available, nodefs.available, memory.available, ...)"
             ' with a percentage between 0% and 100% or a positive quantity such as "10Gi"',
-            sv.origin,
+            origin,
         )
 
 
