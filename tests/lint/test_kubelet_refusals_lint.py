@@ -309,3 +309,36 @@ def test_flag_replaces_the_files_thresholds(tmp_path: Path) -> None:
         ],
     )  # fmt: skip
     assert not findings(json.loads(result.stdout), "E111")
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (
+            "ImageMaximumGCAge",
+            'invalid argument "ImageMaximumGCAge" for "--feature-gates" flag:'
+            " malformed pair, expect string=bool",
+        ),
+        (
+            "ImageMaximumGCAge=yes",
+            'invalid argument "ImageMaximumGCAge=yes" for "--feature-gates" flag: invalid value'
+            ' of ImageMaximumGCAge: yes, err: strconv.ParseBool: parsing "yes": invalid syntax',
+        ),
+    ],
+)
+def test_feature_gates_flag_pflag_refuses(tmp_path: Path, value: str, error: str) -> None:
+    path = env(tmp_path, f"--feature-gates={value}")
+    code, report = lint(path, "1.30")
+    assert code == 1
+    [e] = findings(report, "E103")
+    assert (e["file"], e["line"], e["message"]) == (str(path), 2, error)
+    assert (
+        e["consequence"] == f'the kubelet does not start: "failed to parse kubelet flag: {error}"'
+    )
+
+
+def test_feature_gates_flag_accepts_go_booleans(tmp_path: Path) -> None:
+    path = env(tmp_path, "--feature-gates=ImageMaximumGCAge=T,,KubeletSeparateDiskGC=0")
+    code, report = lint(path, "1.30")
+    assert code == 0, report["findings"]
+    assert not findings(report, "E103") and not findings(report, "E109")
