@@ -50,8 +50,9 @@ FEATURE_GATES: tuple[FeatureGateStage, ...] = (
         Version(1, 35),
         "GA",
         True,
-        False,
-        "KEP-4210 stage/stable, kubernetes/website#52820 (1.35 docs); source unverified",
+        True,
+        "KEP-4210 stage/stable; kubernetes/website feature-gates/ImageMaximumGCAge.md @02e08b9"
+        " (stable from 1.35, locked: true); kubelet source unverified",
     ),
 )
 

@@ -6,6 +6,7 @@ with the tables.
 
 from __future__ import annotations
 
+from mlnode.knowledge.eviction import EVICTION_SIGNALS
 from mlnode.knowledge.spans import Span
 from mlnode.knowledge.table import (
     CONFIG_DIR_SUPPORT,
@@ -14,8 +15,10 @@ from mlnode.knowledge.table import (
     CONTAINERD_PLUGIN_KEYS,
     EVICTION_HARD_DEFAULTS,
     FEATURE_GATES,
+    FLAG_VALUE_TYPES,
     KUBELET_SETTINGS,
     REMOVED_FLAGS,
+    RESTRICTED_FLAG_VALUES,
     RUNTIME_SETTINGS,
     ValueKind,
 )
@@ -201,6 +204,34 @@ def _removed_flags_section() -> list[str]:
     return out
 
 
+def _refusals_section() -> list[str]:
+    out = ["", "## Flag values the kubelet's flag parser reads (pflag)", ""]
+    out += ["| flag | pflag type | kubelet versions | source |", "|---|---|---|---|"]
+    for t in FLAG_VALUE_TYPES:
+        out.append(f"| `--{t.flag}` | {t.pflag_type} | {_span(t.span)} | {_cell(t.source)} |")
+    out += ["", "## Flags that accept only some values", ""]
+    out += ["| flag | kubelet versions | accepted | the kubelet's error | source |"]
+    out += ["|---|---|---|---|---|"]
+    for r in RESTRICTED_FLAG_VALUES:
+        wording = r.startup.format(error=r.error)
+        out.append(
+            f"| `--{r.flag}` | {_span(r.span)} | {', '.join(sorted(r.allowed))} | "
+            f"{_cell(wording)} | {_cell(r.source)} |"
+        )
+    out += ["", "## Eviction signals the threshold parser accepts", ""]
+    out += ["| kubelet versions | signals | source |", "|---|---|---|"]
+    for e in EVICTION_SIGNALS:
+        out.append(f"| {_span(e.span)} | {', '.join(sorted(e.signals))} | {_cell(e.source)} |")
+    out += [
+        "",
+        "Feature gate names are checked against `src/mlnode/knowledge/data/feature_gates.json`",
+        "(1.21–1.24, 1.26–1.32, read from kubelet sources; see its `_source`); other versions",
+        "get I303 (not checked).",
+        "",
+    ]
+    return out
+
+
 def render_markdown() -> str:
     sections = (
         _intro,
@@ -210,6 +241,7 @@ def render_markdown() -> str:
         _validation_section,
         _kubelet_facts_sections,
         _removed_flags_section,
+        _refusals_section,
     )
     return "\n".join(line for section in sections for line in section())
 

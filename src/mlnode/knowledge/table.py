@@ -24,6 +24,13 @@ from mlnode.knowledge._containerd_facts import (
     ContainerdPluginKeys,
     UnknownKeyHandling,
 )
+from mlnode.knowledge._flag_values import (
+    FLAG_VALUE_TYPES,
+    RESTRICTED_FLAG_VALUES,
+    FlagValueType,
+    PflagType,
+    RestrictedFlagValues,
+)
 from mlnode.knowledge._kubelet_facts import (
     CONFIG_DIR_SUPPORT,
     EVICTION_HARD_DEFAULTS,
@@ -46,8 +53,10 @@ __all__ = [
     "CONTAINERD_UNKNOWN_KEYS",
     "EVICTION_HARD_DEFAULTS",
     "FEATURE_GATES",
+    "FLAG_VALUE_TYPES",
     "KUBELET_SETTINGS",
     "REMOVED_FLAGS",
+    "RESTRICTED_FLAG_VALUES",
     "RUNTIME_SETTINGS",
     "ConfigDirSupport",
     "ConfigVersionOutcome",
@@ -55,8 +64,11 @@ __all__ = [
     "ContainerdPluginKeys",
     "EvictionDefaults",
     "FeatureGateStage",
+    "FlagValueType",
     "KubeletSetting",
+    "PflagType",
     "RemovedFlag",
+    "RestrictedFlagValues",
     "RuntimeSetting",
     "UnknownKeyHandling",
     "ValueKind",
@@ -68,10 +80,12 @@ __all__ = [
     "containerd_plugin_keys",
     "containerd_unknown_keys",
     "eviction_hard_defaults",
+    "flag_value_type",
     "kubelet_setting",
     "kubelet_setting_by_field",
     "kubelet_setting_by_flag",
     "removed_flag",
+    "restricted_flag_values",
     "runtime_settings_for",
 ]
 
@@ -88,6 +102,20 @@ def removed_flag(flag: str, version: Version) -> RemovedFlag | None:
     name = flag.lstrip("-")
     return next(
         (r for r in REMOVED_FLAGS if r.flag == name and version.at_least(r.removed_in)), None
+    )
+
+
+def flag_value_type(flag: str, version: Version) -> FlagValueType | None:
+    """How pflag parses ``--flag`` in kubelet ``version``; None when mlnode has no row."""
+    name = flag.lstrip("-")
+    return next((r for r in FLAG_VALUE_TYPES if r.flag == name and r.span.contains(version)), None)
+
+
+def restricted_flag_values(flag: str, version: Version) -> RestrictedFlagValues | None:
+    """The values kubelet ``version`` accepts for ``--flag``, where it accepts only some."""
+    name = flag.lstrip("-")
+    return next(
+        (r for r in RESTRICTED_FLAG_VALUES if r.flag == name and r.span.contains(version)), None
     )
 
 

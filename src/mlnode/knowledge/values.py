@@ -8,8 +8,8 @@ Errors are ValueError with a message ready to sit behind "file:line: ".
 
 from __future__ import annotations
 
+import json
 import re
-import struct
 from typing import Any
 
 from mlnode.errors import InvalidValue
@@ -17,23 +17,42 @@ from mlnode.knowledge.table import KubeletSetting, ValueKind
 from mlnode.units import parse_go_duration
 
 __all__ = [
-    "EVICTION_SIGNALS",
-    "check_eviction_thresholds",
+    "go_parse_int32",
+    "go_quote",
     "parse_field_value",
     "parse_flag_value",
     "parse_signal_map",
-    "split_signal_map",
 ]
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
-def _go_int(text: str) -> int:
-    t = text.strip()
-    if not t or not (t.lstrip("+-").isdigit()):
-        raise InvalidValue(f'strconv.ParseInt: parsing "{text}": invalid syntax')
-    return int(t)
+def go_quote(text: str) -> str:
+    """Go's ``%q`` / ``strconv.Quote`` for the texts the messages show (DERIVED: control
+    characters are escaped the JSON way, ``\\u0001`` where Go writes ``\\x01``)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+_GO_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|0[0-7_]*|[1-9][0-9_]*)")
+
+
+def go_parse_int32(text: str) -> int:
+    """``strconv.ParseInt(text, 0, 32)`` as pflag's ``Int32Var`` calls it."""
+    m = _GO_INT.fullmatch(text)
+    digits = m.group(1) if m else ""
+    if not m or "__" in digits or digits.endswith("_"):
+        raise InvalidValue(f"strconv.ParseInt: parsing {go_quote(text)}: invalid syntax")
+    body = digits.replace("_", "")
+    if len(body) > 1 and body[0] == "0" and body[1] in "0123456789":
+        value = int(body[1:], 8)
+    else:
+        value = int(body, 0)
+    if text.startswith("-"):
+        value = -value
+    if not -(2**31) <= value < 2**31:
+        raise InvalidValue(f"strconv.ParseInt: parsing {go_quote(text)}: value out of range")
+    return value
 
 
 def parse_flag_value(row: KubeletSetting, text: str | None) -> Any:
@@ -46,133 +65,32 @@ def parse_flag_value(row: KubeletSetting, text: str | None) -> Any:
             return True
         if text in _FALSE:
             return False
-        raise InvalidValue(f'invalid argument "{text}" for "{flag}": invalid boolean')
+        raise InvalidValue(
+            f'invalid argument {go_quote(text)} for "{flag}" flag: '
+            f"strconv.ParseBool: parsing {go_quote(text)}: invalid syntax"
+        )
     if text is None:
         raise InvalidValue(f"flag needs an argument: {flag}")
     try:
         if row.kind in (ValueKind.PERCENT, ValueKind.INT):
-            return _go_int(text)
+            return go_parse_int32(text)
         if row.kind is ValueKind.DURATION:
             return parse_go_duration(text)
         if row.kind is ValueKind.SIGNAL_MAP:
-            thresholds = split_signal_map(text)
+            return parse_signal_map(text)
     except ValueError as e:
-        raise InvalidValue(f'invalid argument "{text}" for "{flag}" flag: {e}') from None
-    if row.kind is ValueKind.SIGNAL_MAP:
-        try:
-            check_eviction_thresholds(thresholds)
-        except InvalidValue as e:
-            raise InvalidValue(f"{flag}: {e}") from None
-        return thresholds
+        raise InvalidValue(f'invalid argument {go_quote(text)} for "{flag}" flag: {e}') from None
     raise AssertionError(row.kind)
 
 
-#: The eviction signals the kubelet knows (pkg/kubelet/eviction/helpers.go, signalToResource
-#: at kubernetes/kubernetes master): any other name makes it exit with "unsupported eviction
-#: signal". containerfs.* came with the split image filesystem (KEP-4191); the set is not
-#: narrowed per version here.
-EVICTION_SIGNALS = frozenset(
-    {
-        "memory.available",
-        "allocatableMemory.available",
-        "nodefs.available",
-        "nodefs.inodesFree",
-        "imagefs.available",
-        "imagefs.inodesFree",
-        "containerfs.available",
-        "containerfs.inodesFree",
-        "pid.available",
-    }
-)
-
-# resource.ParseQuantity (k8s.io/apimachinery/pkg/api/resource/quantity.go,
-# parseQuantityString): a sign, digits, an optional fraction, then suffix characters from
-# [eEinumkKMGTP] and an optional signed exponent; anything else is the format error, a
-# suffix made of those characters that means nothing is the suffix error.
-_QUANTITY = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?([eEinumkKMGTP]*[-+]?[0-9]*)")
-_QUANTITY_SUFFIXES = frozenset({"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"} | set("numkMGTPE"))
-_EXPONENT_SUFFIX = re.compile(r"[eE][+-]?[0-9]+")
-_QUANTITY_FORMAT = (
-    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-)
-# strconv.ParseFloat's decimal syntax (hex floats left out: no one writes 0x1p4%).
-_GO_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_FLOAT32_MAX = 3.4028234663852886e38
-
-
-def _float32(x: float) -> float:
-    return float(struct.unpack("f", struct.pack("f", x))[0])
-
-
-def split_signal_map(text: str) -> dict[str, str]:
-    """``--eviction-hard`` as pflag reads it (component-base's
-    LangleSeparatedMapStringString): comma-separated ``SIGNAL<VALUE`` pairs, spaces
-    trimmed, a later signal replacing an earlier one."""
-    out: dict[str, str] = {}
-    for part in text.split(","):
-        if not part:
-            continue
-        signal, sep, value = part.partition("<")
-        if not sep:
-            raise InvalidValue(f"malformed pair {part!r}, expect string<string")
-        out[signal.strip()] = value.strip()
-    return out
-
-
-def _check_percentage(signal: str, value: str) -> None:
-    number = value.rstrip("%")
-    if number.lower().lstrip("+-") in ("nan", "inf", "infinity"):
-        raise InvalidValue(f"eviction threshold {signal} must be a percentage, got {value}")
-    if not _GO_FLOAT.fullmatch(number):
-        raise InvalidValue(
-            f'{signal}<{value}: strconv.ParseFloat: parsing "{number}": invalid syntax'
-        )
-    parsed = float(number)
-    if abs(parsed) > _FLOAT32_MAX:
-        raise InvalidValue(
-            f'{signal}<{value}: strconv.ParseFloat: parsing "{number}": value out of range'
-        )
-    fraction = _float32(_float32(parsed) / 100)
-    if fraction < 0:
-        raise InvalidValue(f"eviction percentage threshold {signal} must be >= 0%: {value}")
-    if fraction > 1:
-        raise InvalidValue(f"eviction percentage threshold {signal} must be <= 100%: {value}")
-
-
-def _check_quantity(signal: str, value: str) -> None:
-    m = _QUANTITY.fullmatch(value)
-    if not value or m is None:
-        raise InvalidValue(f"{signal}<{value}: {_QUANTITY_FORMAT}")
-    sign, whole, fraction, suffix = m.groups()
-    if suffix not in _QUANTITY_SUFFIXES and not _EXPONENT_SUFFIX.fullmatch(suffix):
-        raise InvalidValue(f"{signal}<{value}: unable to parse quantity's suffix")
-    if sign == "-" or not (whole + (fraction or "")).strip("0"):
-        raise InvalidValue(f"eviction threshold {signal} must be positive: {value}")
-
-
-def check_eviction_thresholds(thresholds: dict[str, str]) -> None:
-    """The kubelet's own checks of evictionHard (``parseThresholdStatement``), which make
-    it exit at start: a known signal; a percentage between 0% and 100% (exactly "0%" and
-    "100%" are ignored); otherwise a quantity that parses and is more than zero.
-
-    mlnode also refuses ``nan%``, which the kubelet takes as a threshold that never fires.
-    """
-    for signal, value in thresholds.items():
-        if signal not in EVICTION_SIGNALS:
-            raise InvalidValue(f"unsupported eviction signal {signal or repr(signal)}")
-        if value.endswith("%"):
-            if value not in ("0%", "100%"):
-                _check_percentage(signal, value)
-        else:
-            _check_quantity(signal, value)
-
-
 def parse_signal_map(text: str) -> dict[str, str]:
-    """``SIGNAL<VALUE,...`` split like the kubelet's flag and checked like its eviction
-    manager (:func:`check_eviction_thresholds`)."""
-    thresholds = split_signal_map(text)
-    check_eviction_thresholds(thresholds)
-    return thresholds
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        signal, sep, quantity = part.partition("<")
+        if not sep or not signal or not quantity:
+            raise InvalidValue(f"malformed pair {part!r}, expected SIGNAL<QUANTITY")
+        out[signal.strip()] = quantity.strip()
+    return out
 
 
 def parse_field_value(row: KubeletSetting, value: Any) -> Any:
@@ -199,10 +117,5 @@ def parse_field_value(row: KubeletSetting, value: Any) -> Any:
                 f"{name}: expected a mapping of signal to quantity strings "
                 f'(imagefs.available: "15%"), got {value!r}'
             )
-        thresholds = {str(k): v for k, v in value.items()}
-        try:
-            check_eviction_thresholds(thresholds)
-        except InvalidValue as e:
-            raise InvalidValue(f"{name}: {e}") from None
-        return thresholds
+        return {str(k): v for k, v in value.items()}
     raise AssertionError(row.kind)

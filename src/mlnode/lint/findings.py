@@ -27,6 +27,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E106": (Severity.ERROR, "--config-dir unusable in this kubelet version"),
     "E107": (Severity.ERROR, "drop-in without apiVersion/kind"),
     "E108": (Severity.ERROR, "containerd refuses to start on this config version"),
+    "E109": (Severity.ERROR, "feature gate unknown to this kubelet version"),
+    "E110": (Severity.ERROR, "feature gate locked to its default set to the other value"),
+    "E111": (Severity.ERROR, "eviction threshold the kubelet's parser rejects"),
+    "E112": (Severity.ERROR, "flag value this kubelet version does not accept"),
     "W201": (Severity.WARNING, "runtime ignores this image setting (pull deadline, downloads)"),
     "W202": (Severity.WARNING, "kubelet pull-deadline flag has no effect with this runtime"),
     "W203": (Severity.WARNING, "deprecated flag that is going away"),
@@ -43,6 +47,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "W214": (Severity.WARNING, "KubeletConfiguration document kubeadm join ignores"),
     "I301": (Severity.INFO, "pull progress deadline in effect"),
     "I302": (Severity.INFO, "flag not checked: no flag list for this kubelet version"),
+    "I303": (Severity.INFO, "feature gates not checked: no gate list for this kubelet version"),
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from mlnode.errors import InputError, UsageError
 from mlnode.formats.kubelet_argv import parse_kubelet_args
+from mlnode.knowledge.eviction import threshold_errors
 from mlnode.knowledge.model import ImageSettings
 from mlnode.knowledge.values import parse_signal_map
 from mlnode.units import parse_go_duration
@@ -129,6 +130,7 @@ def _resolve(given: SettingsSources) -> SettingsInput:
         except RecursionError:  # JSON nested deeper than Python follows: name the file
             raise InputError("nested too deeply to read", path=given.plan_file) from None
     ignored: tuple[str, ...] = ()
+    from_args = ImageSettings()
     if given.from_kubelet_args is not None:
         from_args, ignored = parse_kubelet_args(given.from_kubelet_args)
         settings = _merge_no_conflict(settings, from_args, "--plan", "--from-kubelet-args")
@@ -160,4 +162,24 @@ def _resolve(given: SettingsSources) -> SettingsInput:
             "no settings given: use --plan, --from-kubelet-args or options such as "
             "--image-gc-high-threshold"
         )
+    for part, option, prefix in (
+        (from_args, "--from-kubelet-args", "--eviction-hard: "),
+        (explicit, "--eviction-hard", ""),
+    ):
+        _check_eviction_hard(part, k8s, option=option, prefix=prefix)
     return SettingsInput(settings, k8s, runtime, ignored)
+
+
+def _check_eviction_hard(
+    settings: ImageSettings, k8s: Version, *, option: str, prefix: str
+) -> None:
+    """Refuse thresholds this kubelet's eviction manager refuses at start (it exits), once
+    the version is known and before anything is written (knowledge.eviction)."""
+    if not settings.eviction_hard:
+        return
+    errors = threshold_errors(settings.eviction_hard, k8s)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UsageError(
+            f"{prefix}{errors[0]}{more} (kubelet {k8s} would not start)", option=option
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from mlnode.lint._context import Rule
 from mlnode.lint.rules._containerd_version import config_version_rule
 from mlnode.lint.rules._disk import eviction_rule, gc_rule
+from mlnode.lint.rules._feature_gates import feature_gate_rule
 from mlnode.lint.rules._files import (
     config_dir_rule,
     kubeadm_ignored_rule,
@@ -19,6 +20,7 @@ from mlnode.lint.rules._files import (
 )
 from mlnode.lint.rules._flags import flag_rule
 from mlnode.lint.rules._kubelet_values import (
+    eviction_threshold_rule,
     fields_unknown_rule,
     overrides_rule,
     problems_rule,
@@ -32,6 +34,8 @@ RULES: tuple[Rule, ...] = (
     flag_rule,
     problems_rule,
     validation_rule,
+    eviction_threshold_rule,
+    feature_gate_rule,
     config_dir_rule,
     fields_unknown_rule,
     config_version_rule,

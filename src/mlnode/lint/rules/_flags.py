@@ -13,8 +13,9 @@ from mlnode.knowledge.table import (
     kubelet_setting,
     kubelet_setting_by_flag,
     removed_flag,
+    restricted_flag_values,
 )
-from mlnode.knowledge.values import parse_flag_value
+from mlnode.knowledge.values import go_quote, parse_flag_value
 from mlnode.lint._context import LintContext, runtime_home_fix
 from mlnode.lint.effective import EffectiveSettings
 from mlnode.lint.findings import Finding
@@ -41,6 +42,9 @@ def flag_rule(
             deprecated = _deprecated(flag, row, ctx)
             if deprecated is not None:
                 yield deprecated
+            restricted = _restricted(flag, ctx)
+            if restricted is not None:
+                yield restricted
             if accepted is None:
                 if row is None and flag.name not in ("config", "config-dir", "feature-gates"):
                     unchecked.append(flag.name)
@@ -82,6 +86,22 @@ def _removed(
         'the kubelet does not start: "failed to parse kubelet flag: unknown flag: '
         f'--{flag.name}" (a systemd restart loop; the node goes NotReady)',
         fix,
+        flag.origin,
+    )
+
+
+def _restricted(flag: FlagOccurrence, ctx: LintContext) -> Finding | None:
+    """E112: a flag that parses any string, but whose value this kubelet then refuses."""
+    rule = restricted_flag_values(flag.name, ctx.kubernetes_version)
+    if rule is None or flag.value is None or flag.value in rule.allowed:
+        return None
+    error = rule.error.format(value=go_quote(flag.value))
+    return Finding(
+        "E112",
+        f"{flag.text}: kubelet {ctx.kubernetes_version} accepts only "
+        + " or ".join(f"--{flag.name}={a}" for a in sorted(rule.allowed)),
+        f'the kubelet does not start: "{rule.startup.format(error=error)}"',
+        f"use --{flag.name}=remote with --container-runtime-endpoint, or remove {flag.text}",
         flag.origin,
     )
 

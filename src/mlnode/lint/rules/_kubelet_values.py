@@ -6,7 +6,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mlnode.formats.base import ParsedDocument
-from mlnode.knowledge.model import Layer
+from mlnode.knowledge.eviction import eviction_startup_message, threshold_error
+from mlnode.knowledge.model import Layer, Origin
 from mlnode.knowledge.table import (
     RUNTIME_SETTINGS,
     kubelet_setting,
@@ -18,7 +19,13 @@ from mlnode.lint.effective import EffectiveSettings
 from mlnode.lint.findings import Finding
 from mlnode.units import format_go_duration
 
-__all__ = ["fields_unknown_rule", "overrides_rule", "problems_rule", "validation_rule"]
+__all__ = [
+    "eviction_threshold_rule",
+    "fields_unknown_rule",
+    "overrides_rule",
+    "problems_rule",
+    "validation_rule",
+]
 
 
 def problems_rule(
@@ -59,6 +66,43 @@ def validation_rule(
             f'"{startup_failure_message([failure], ctx.kubernetes_version)}"',
             fix,
             origins[-1] if origins else None,
+        )
+
+
+def _eviction_statements(eff: EffectiveSettings) -> dict[str, tuple[str, Origin | None]]:
+    """The evictionHard map the kubelet parses, each statement with where it was set.
+
+    Config file and drop-ins merge key by key (mergo in 1.28, JSON merge patch after);
+    ``--eviction-hard`` replaces the file's map (its first ``Set`` clears it) and further
+    occurrences add to it (component-base ``LangleSeparatedMapStringString``).
+    """
+    values = [v for v in eff.history.get("eviction_hard", ()) if v.layer is not Layer.DEFAULT]
+    flags = [v for v in values if v.layer is Layer.FLAG]
+    out: dict[str, tuple[str, Origin | None]] = {}
+    for sv in flags or values:
+        if isinstance(sv.value, dict):
+            for signal, value in sv.value.items():
+                if value is not None:
+                    out[str(signal)] = (str(value), sv.origin)
+    return out
+
+
+def eviction_threshold_rule(
+    docs: Sequence[ParsedDocument], eff: EffectiveSettings, ctx: LintContext
+) -> Iterable[Finding]:
+    """E111: an evictionHard statement the kubelet's threshold parser rejects."""
+    for signal, (value, origin) in _eviction_statements(eff).items():
+        error = threshold_error(signal, value, ctx.kubernetes_version)
+        if error is None:
+            continue
+        yield Finding(
+            "E111",
+            f"evictionHard {signal}: {value} is refused by kubelet {ctx.kubernetes_version}:"
+            f" {error}",
+            f'the kubelet does not start: "{eviction_startup_message(error)}"',
+            "use a known signal (imagefs.available, nodefs.available, memory.available, ...)"
+            ' with a percentage between 0% and 100% or a positive quantity such as "10Gi"',
+            origin,
         )
 
 
