@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from mlnode.errors import InputError
+from mlnode.formats.textcheck import check_text, nesting_error
 
 __all__ = ["Document", "load_document"]
 
@@ -95,6 +96,14 @@ def load_document(path: Path | str, *, what: str) -> Document:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {what}: {e}", path=p) from e
 
+    check_text(p, text)
+    try:
+        return _parse(p, text, what)
+    except RecursionError:
+        raise nesting_error(p, text) from None
+
+
+def _parse(p: Path, text: str, what: str) -> Document:
     lines: dict[tuple[str, ...], int] = {}
     if p.suffix.lower() == ".json":
         try:
