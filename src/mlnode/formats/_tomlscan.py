@@ -24,10 +24,13 @@ from tomlkit.toml_document import TOMLDocument
 
 from mlnode.errors import InputError
 from mlnode.formats.textcheck import check_text, nesting_error
+from mlnode.knowledge.table import RUNTIME_SETTINGS, ValueKind
+from mlnode.versions import RuntimeKind
 
 __all__ = [
     "Leaf",
     "duplicate_toml_line",
+    "duration_names",
     "flatten",
     "format_table",
     "key_lines",
@@ -115,19 +118,33 @@ def line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int | None:
     return None
 
 
-def flatten(data: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[Leaf]:
+def duration_names(runtime: RuntimeKind) -> frozenset[str]:
+    """The keys ``runtime`` reads as a duration (knowledge's runtime settings table)."""
+    return frozenset(
+        r.name for r in RUNTIME_SETTINGS if r.runtime is runtime and r.kind is ValueKind.DURATION
+    )
+
+
+def flatten(
+    data: Mapping[str, Any],
+    lines: Mapping[KeyPath, int],
+    *,
+    value_names: frozenset[str] = frozenset(),
+) -> list[Leaf]:
     """Every non-table value, with its table path, in document order.
 
     Tables and inline tables are both descended into, so ``registry.config_path`` is the
     same leaf whether written as ``[x.registry] config_path = ...`` or
-    ``registry = { config_path = ... }``. Arrays (also arrays of tables) are leaves.
+    ``registry = { config_path = ... }``. Arrays (also arrays of tables) are leaves, and so
+    is a table under one of ``value_names`` (keys that hold a value, such as a duration, so
+    that a table written there is reported as a value of the wrong type).
     """
     out: list[Leaf] = []
 
     def walk(node: Mapping[str, Any], prefix: KeyPath) -> None:
         for key, value in node.items():
             full = (*prefix, str(key))
-            if isinstance(value, Mapping):
+            if isinstance(value, Mapping) and str(key) not in value_names:
                 walk(value, full)
             else:
                 out.append((prefix, str(key), value, line_of(lines, full)))
