@@ -202,11 +202,24 @@ def _yaml_kind(path: str, text: str) -> DocumentKind | None:
     return _yaml_docs_kind(path, loaded)
 
 
+# What each consumer does with a key given twice in one mapping.
+_YAML_DUPLICATE = {
+    # cmd/kubelet kubeletconfig/util/codec DecodeKubeletConfiguration: sigs.k8s.io/yaml's
+    # strict YAML-to-JSON conversion refuses duplicates, the kubelet then decodes leniently.
+    DocumentKind.KUBELET_CONFIG: "the kubelet's strict decoding fails on it and its lenient"
+    " fallback keeps the last value",
+    DocumentKind.KUBELET_DROPIN: "the kubelet's strict decoding fails on it and its lenient"
+    " fallback keeps the last value",
+    DocumentKind.KUBEADM: "which value kubeadm and the kubelet end up with is not what the"
+    " file seems to say",
+    # Ansible's YAML loader (DUPLICATE_YAML_DICT_KEY=warn by default) keeps the last one.
+    DocumentKind.KUBESPRAY: "Ansible warns and keeps the last value",
+}
+
+
 def _refuse_yaml_duplicate(path: str, text: str, error: Any) -> None:
     """A key given twice in a mapping of a kubelet, kubeadm or kubespray file: say so, with
-    the line of the second one. Which value is meant is ambiguous: the kubelet's strict
-    decoding fails on it and it falls back to lenient decoding, where the last one wins;
-    kubeadm and Ansible also keep the last one, silently."""
+    the line of the second one (which of the two is meant is ambiguous)."""
     try:
         kind = _yaml_docs_kind(path, _yaml_docs(text, allow_duplicate_keys=True))
     except RecursionError:
@@ -218,8 +231,7 @@ def _refuse_yaml_duplicate(path: str, text: str, error: Any) -> None:
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or "found a duplicate key"
     raise InputError(
-        f"{problem}; a key given twice in one mapping is ambiguous (the kubelet's strict"
-        " decoding refuses it, its lenient fallback keeps the last); keep one",
+        f"{problem}: a key given twice in one mapping ({_YAML_DUPLICATE[kind]}); keep one",
         path=path,
         line=mark.line + 1 if mark is not None else None,
     )
