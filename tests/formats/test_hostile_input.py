@@ -59,6 +59,16 @@ DEEP_JSON = "[" * DEEP + "]" * DEEP
 NESTED = f"nested more than {MAX_NESTING_DEPTH} levels deep"
 NUL = "contains a NUL byte"
 
+
+def laughs(head: str) -> str:
+    """Nine levels of ten aliases: 10**9 values from a file of under 1 kB."""
+    lines = [head + "x0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+LAUGHS = "YAML aliases expand to more than"
+
 # (id, file name, content, argv before the file (the file's path is appended), line, text)
 CASES: list[tuple[str, str, str, list[str], int, str]] = [
     ("snapshot-deep-json", "snap.json", DEEP_JSON, ["gc", "--snapshot"], 1, NESTED),
@@ -111,6 +121,16 @@ CASES: list[tuple[str, str, str, list[str], int, str]] = [
     ("lint-nul-toml", "config.toml", "version = 2\n\x00\n", LINT, 2, NUL),
     ("lint-nul-yaml", "kubelet.yaml", KUBELET_HEAD + "a: \x00\n", LINT, 3, NUL),
     ("lint-nul-env", "kubelet.env", "A=1\nB=2\nKUBELET_EXTRA_ARGS=\x00\n", LINT, 3, NUL),
+    ("kubelet-alias-bomb", "kubelet.yaml", laughs(KUBELET_HEAD), LINT, 7, LAUGHS),
+    ("profile-alias-bomb", "p.yaml", laughs("a: 1\n"), ["plan", "--profile"], 6, LAUGHS),
+    (
+        "kubespray-alias-bomb",
+        "k8s-cluster.yml",
+        laughs("kube_version: v1.30.0\n"),
+        LINT,
+        6,
+        LAUGHS,
+    ),
     (
         "kubelet-duplicate-key",
         "kubelet.yaml",

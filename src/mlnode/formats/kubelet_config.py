@@ -40,7 +40,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 from mlnode.errors import InputError, UsageError
 from mlnode.formats.base import DocumentKind, FieldOccurrence, ParsedDocument
 from mlnode.formats.facts import KubeletConfigFacts
-from mlnode.formats.textcheck import check_text, nesting_error
+from mlnode.formats.textcheck import check_text, check_yaml_expansion, nesting_error
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
 from mlnode.knowledge.spans import Span, v
@@ -174,7 +174,9 @@ def _compose_all(path: str, text: str) -> list[Node | None]:
     NUL bytes and nesting deeper than any config are refused first, with the line."""
     check_text(path, text)
     try:
-        return list(_safe_yaml().compose_all(text))
+        roots: list[Node | None] = list(_safe_yaml().compose_all(text))
+        check_yaml_expansion(path, roots)
+        return roots
     except YAMLError as e:
         raise _yaml_error(path, e) from e
     except RecursionError:

@@ -14,11 +14,22 @@ caught by :func:`nesting_error`, which names the most deeply indented line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from mlnode.errors import InputError
 
-__all__ = ["MAX_NESTING_DEPTH", "check_nul", "check_text", "nesting_error", "text_problem"]
+__all__ = [
+    "MAX_NESTING_DEPTH",
+    "MAX_YAML_VALUES",
+    "check_nul",
+    "check_text",
+    "check_yaml_expansion",
+    "nesting_error",
+    "text_problem",
+]
 
 #: tomlkit's own limit; Python's parsers reach the recursion limit between 250 and 1000.
 MAX_NESTING_DEPTH = 100
@@ -126,3 +137,50 @@ def nesting_error(path: Path | str, text: str) -> InputError:
 def _indent(line: str) -> int:
     stripped = line.lstrip(" \t-")
     return len(line) - len(stripped)
+
+
+#: More values than any configuration holds; YAML aliases can make a 1 kB file expand to
+#: billions ("billion laughs"). The kubelet's YAML decoder (go-yaml) refuses "excessive
+#: aliasing" too.
+MAX_YAML_VALUES = 100_000
+
+
+def check_yaml_expansion(path: Path | str, roots: Iterable[Node | None]) -> None:
+    """Refuse YAML documents whose aliases expand to more than :data:`MAX_YAML_VALUES`
+    values, naming the line of the top-level entry where the count passes the limit."""
+    memo: dict[int, int] = {}
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        memo[key] = 1  # a recursive alias counts once
+        n = 1
+        if isinstance(node, MappingNode):
+            n += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, SequenceNode):
+            n += sum(size(item) for item in node.value)
+        memo[key] = n
+        return n
+
+    total = 0
+    for root in roots:
+        if root is None:
+            continue
+        entries: list[tuple[Node, int]] = []
+        if isinstance(root, MappingNode):
+            entries = [(k, size(k) + size(v)) for k, v in root.value]
+        elif isinstance(root, SequenceNode):
+            entries = [(item, size(item)) for item in root.value]
+        else:
+            entries = [(root, size(root))]
+        for node, n in entries:
+            total += n
+            if total > MAX_YAML_VALUES:
+                raise InputError(
+                    f"YAML aliases expand to more than {MAX_YAML_VALUES} values; no"
+                    " configuration is that large (the kubelet's YAML decoder refuses"
+                    " excessive aliasing too)",
+                    path=path,
+                    line=int(node.start_mark.line) + 1,
+                )
