@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from prereq import unavailable
 from typer.testing import CliRunner, Result
 
 from mlnode.cli.app import app
@@ -403,3 +406,39 @@ def _upstream_files() -> list[Path]:
 @pytest.mark.parametrize("path", _upstream_files(), ids=lambda p: p.name)
 def test_genuine_upstream_files_pass_the_text_checks(path: Path) -> None:
     check_text(path, path.read_text(encoding="utf-8"))
+
+
+_CONTAINERD = shutil.which("containerd")
+
+
+@pytest.mark.parametrize(
+    ("content", "refusal"),
+    [
+        pytest.param(
+            'version = 2\nroot = "/nonexistent/a"\nroot = "/nonexistent/b"\n',
+            "defined twice",
+            id="duplicate-key",
+        ),
+        # the type rule behind E103 for image_pull_progress_timeout, on a string field
+        # this (1.x) binary has: a table where go-toml decodes a string
+        pytest.param(
+            'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = { a = 1 }\n',
+            "Can't convert",
+            id="table-for-a-string",
+        ),
+    ],
+)
+def test_real_containerd_refuses_it_too(tmp_path: Path, content: str, refusal: str) -> None:
+    """`containerd config dump` loads the file and decodes each plugin's config as the
+    daemon does at start: it must fail where mlnode says containerd does not start."""
+    if _CONTAINERD is None:
+        unavailable("no containerd binary (apt-get install containerd)")
+    f = tmp_path / "config.toml"
+    f.write_text(content)
+    run = subprocess.run(
+        [_CONTAINERD, "--config", str(f), "config", "dump"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert run.returncode != 0 and refusal in run.stderr, run.stderr
