@@ -30,13 +30,60 @@ _UNIT_SECONDS = {
     "h": 3600.0,
 }
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_NS_LIMIT = 1 << 63  # Go's Duration is an int64 count of nanoseconds
+
+
+def _part_ns(number: str, unit: str) -> int | None:
+    """``number`` of ``unit`` in nanoseconds as Go's ParseDuration adds it (src/time/format.go:
+    leadingInt refuses an integer part past 1<<63, the product past 1<<63 is refused, the
+    fraction's digits stop counting once they would overflow and it is added truncated);
+    None where Go reports an overflow."""
+    whole, _, frac = number.partition(".")
+    v = 0
+    for c in whole:
+        if v > _NS_LIMIT // 10:
+            return None
+        v = v * 10 + int(c)
+        if v > _NS_LIMIT:
+            return None
+    scale_ns = _UNIT_NS[unit]
+    if v > _NS_LIMIT // scale_ns:
+        return None
+    v *= scale_ns
+    f, scale, overflow = 0, 1.0, False
+    for c in frac:
+        if overflow or f > (_NS_LIMIT - 1) // 10:
+            overflow = True
+            continue
+        y = f * 10 + int(c)
+        if y > _NS_LIMIT:
+            overflow = True
+            continue
+        f, scale = y, scale * 10
+    if f > 0:
+        v += int(float(f) * (float(scale_ns) / scale))
+        if v > _NS_LIMIT:
+            return None
+    return v
 
 
 def parse_go_duration(text: str) -> float:
     """Parse a Go duration (``1h30m``, ``2m0s``, ``-5s``, ``0``) into seconds.
 
     Raises ValueError with Go's wording for anything ``time.ParseDuration`` rejects,
-    notably a bare number other than 0 ("missing unit in duration").
+    notably a bare number other than 0 ("missing unit in duration") and a duration that does
+    not fit Go's int64 nanoseconds (``99999999999999999h``: 'time: invalid duration "..."',
+    the kubelet refuses the config).
     """
     s = text.strip()
     orig = s
@@ -52,14 +99,21 @@ def parse_go_duration(text: str) -> float:
         raise InvalidValue(f'time: invalid duration "{orig}"')
     pos = 0
     total = 0.0
+    total_ns = 0
     while pos < len(s):
         m = _PART.match(s, pos)
         if not m:
             if re.match(r"(\d+(?:\.\d*)?|\.\d+)$", s[pos:]):
                 raise InvalidValue(f'time: missing unit in duration "{orig}"')
             raise InvalidValue(f'time: invalid duration "{orig}"')
+        part_ns = _part_ns(m.group(1), m.group(2))
+        total_ns += part_ns if part_ns is not None else _NS_LIMIT + 1
+        if total_ns > _NS_LIMIT:
+            raise InvalidValue(f'time: invalid duration "{orig}"')
         total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         pos = m.end()
+    if sign > 0 and total_ns > _NS_LIMIT - 1:
+        raise InvalidValue(f'time: invalid duration "{orig}"')
     return sign * total
 
 

@@ -97,7 +97,6 @@ def test_detect(path: str, text: str, kind: DocumentKind) -> None:
         "apiVersion: v1\nkind: Pod\n",
         "[section]\na = 1\n",
         "- a\n- b\n",
-        "\x00\x01binary",
     ],
 )
 def test_undetectable(text: str) -> None:
@@ -105,6 +104,12 @@ def test_undetectable(text: str) -> None:
         detect_kind("/tmp/mystery", text)
     assert str(e.value).startswith("/tmp/mystery: cannot tell what kind of file this is")
     assert e.value.path == Path("/tmp/mystery")
+
+
+def test_nul_byte_named_with_its_line() -> None:
+    with pytest.raises(InputError) as e:
+        detect_kind("/tmp/mystery", "a = 1\nb = \x00\x01binary")
+    assert str(e.value).startswith("/tmp/mystery:2: contains a NUL byte")
 
 
 @settings(max_examples=300)

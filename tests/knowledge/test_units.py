@@ -64,3 +64,41 @@ def test_parse_bytes() -> None:
     assert parse_bytes("1048576") == 1048576
     with pytest.raises(ValueError):
         parse_bytes("lots")
+
+
+# Go's time.ParseDuration (src/time/format.go) works in int64 nanoseconds: an integer part
+# past 1<<63, a unit product past 1<<63, a sum past 1<<63, or a positive total past
+# 1<<63 - 1 is 'time: invalid duration "<text>"'; -1<<63 itself is accepted.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "99999999999999999h",
+        "2562048h",
+        "2562047h47m16.854775808s",
+        "9223372036854775808ns",
+        "-9223372036854775809ns",
+        "-2562047h47m16.854775809s",
+        "1" + "0" * 30 + "ns",
+        "2562047h2562047h",
+        "9223372036s1s",
+    ],
+)
+def test_go_overflow_is_invalid(text: str) -> None:
+    with pytest.raises(ValueError) as e:
+        parse_go_duration(text)
+    assert str(e.value) == f'time: invalid duration "{text}"'
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2562047h47m16.854775807s", 9223372036.854775807),
+        ("9223372036854775807ns", 9223372036.854775807),
+        ("-9223372036854775808ns", -9223372036.854775808),
+        ("-2562047h47m16.854775808s", -9223372036.854775808),
+        ("9223372036854775807.9ns", 9223372036.854775807),  # the fraction truncates to 0 ns
+        ("1." + "9" * 40 + "s", 2.0),  # fraction digits past int64 stop counting
+    ],
+)
+def test_go_accepts_up_to_the_int64_edge(text: str, seconds: float) -> None:
+    assert parse_go_duration(text) == pytest.approx(seconds)

@@ -23,9 +23,14 @@ from tomlkit.items import InlineTable, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
 from mlnode.errors import InputError
+from mlnode.formats.textcheck import check_text, nesting_error
+from mlnode.knowledge.table import RUNTIME_SETTINGS, ValueKind
+from mlnode.versions import RuntimeKind
 
 __all__ = [
     "Leaf",
+    "duplicate_toml_line",
+    "duration_names",
     "flatten",
     "format_table",
     "key_lines",
@@ -45,16 +50,52 @@ _TABLES = (Table, InlineTable, Container, OutOfOrderTableProxy)
 
 
 def parse_toml(path: str, text: str) -> TOMLDocument:
-    """Parse with tomlkit; any failure becomes an :class:`InputError` with the line."""
+    """Parse with tomlkit; any failure becomes an :class:`InputError` with the line.
+
+    NUL bytes and nesting deeper than any config are refused first
+    (:func:`~mlnode.formats.textcheck.check_text`); a key defined twice is named with the
+    line of its second definition.
+    """
+    check_text(path, text)
     try:
         return tomlkit.parse(text)
+    except RecursionError:
+        raise nesting_error(path, text) from None
     except ParseError as e:
+        if "already exists" in str(e):
+            line = duplicate_toml_line(text, e)
+            raise InputError(f"not valid TOML: {_duplicate(e)}", path=path, line=line) from e
         msg = str(e)
         # tomlkit appends " at line L col C"; the line goes into the error's location.
         msg = re.sub(r" at line \d+ col \d+$", "", msg)
         raise InputError(f"not valid TOML: {msg} (column {e.col})", path=path, line=e.line) from e
     except Exception as e:  # tomlkit raises assorted errors (e.g. duplicate keys)
-        raise InputError(f"not valid TOML: {e}", path=path) from e
+        line = duplicate_toml_line(text, e)
+        raise InputError(f"not valid TOML: {_duplicate(e)}", path=path, line=line) from e
+
+
+def _duplicate(error: Exception) -> str:
+    msg = re.sub(r"\.? at line \d+ col \d+$", "", str(error)).rstrip(".")
+    if "already exists" in msg:
+        return f"{msg}: a key defined twice (TOML forbids it; the runtime refuses the file)"
+    return msg
+
+
+def duplicate_toml_line(text: str, error: Exception) -> int | None:
+    """The line of the second definition of a duplicated TOML key (tomllib names it; tomlkit
+    does not always), else the line tomlkit gives, else None."""
+    import tomllib
+
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"at line (\d+)", str(e))
+        if m:
+            return int(m.group(1))
+    except RecursionError:
+        pass
+    line = getattr(error, "line", None)
+    return line if isinstance(line, int) and line > 0 else None
 
 
 def format_table(table: KeyPath) -> str:
@@ -77,19 +118,33 @@ def line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int | None:
     return None
 
 
-def flatten(data: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[Leaf]:
+def duration_names(runtime: RuntimeKind) -> frozenset[str]:
+    """The keys ``runtime`` reads as a duration (knowledge's runtime settings table)."""
+    return frozenset(
+        r.name for r in RUNTIME_SETTINGS if r.runtime is runtime and r.kind is ValueKind.DURATION
+    )
+
+
+def flatten(
+    data: Mapping[str, Any],
+    lines: Mapping[KeyPath, int],
+    *,
+    value_names: frozenset[str] = frozenset(),
+) -> list[Leaf]:
     """Every non-table value, with its table path, in document order.
 
     Tables and inline tables are both descended into, so ``registry.config_path`` is the
     same leaf whether written as ``[x.registry] config_path = ...`` or
-    ``registry = { config_path = ... }``. Arrays (also arrays of tables) are leaves.
+    ``registry = { config_path = ... }``. Arrays (also arrays of tables) are leaves, and so
+    is a table under one of ``value_names`` (keys that hold a value, such as a duration, so
+    that a table written there is reported as a value of the wrong type).
     """
     out: list[Leaf] = []
 
     def walk(node: Mapping[str, Any], prefix: KeyPath) -> None:
         for key, value in node.items():
             full = (*prefix, str(key))
-            if isinstance(value, Mapping):
+            if isinstance(value, Mapping) and str(key) not in value_names:
                 walk(value, full)
             else:
                 out.append((prefix, str(key), value, line_of(lines, full)))

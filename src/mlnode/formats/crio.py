@@ -28,7 +28,14 @@ from typing import Any
 import tomlkit
 
 from mlnode.errors import InputError, InvalidValue
-from mlnode.formats._tomlscan import flatten, format_table, key_lines, parse_toml, set_value
+from mlnode.formats._tomlscan import (
+    duration_names,
+    flatten,
+    format_table,
+    key_lines,
+    parse_toml,
+    set_value,
+)
 from mlnode.formats.base import DocumentKind, ParsedDocument, RuntimeValueOccurrence
 from mlnode.formats.facts import CrioFacts
 from mlnode.knowledge.model import Origin
@@ -78,7 +85,7 @@ def read_crio(path: str, text: str) -> ParsedDocument:
     doc = parse_toml(path, text)
     data = doc.unwrap()
     lines = key_lines(text)
-    leaves = flatten(data, lines)
+    leaves = flatten(data, lines, value_names=duration_names(RuntimeKind.CRIO))
     values = tuple(
         RuntimeValueOccurrence(
             table=table,

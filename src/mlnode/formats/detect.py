@@ -30,7 +30,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlnode.errors import InputError
+from mlnode.formats._tomlscan import duplicate_toml_line
 from mlnode.formats.base import DocumentKind, ParsedDocument
+from mlnode.formats.textcheck import check_text, nesting_error
 
 __all__ = ["detect_kind", "read_any"]
 
@@ -85,12 +87,22 @@ _EXPECTED = (
 
 
 def detect_kind(path: str, text: str) -> DocumentKind:
-    """The kind of ``text`` (read from ``path``), decided by its content; see the module doc."""
-    if "\x00" in text:
-        raise InputError(f"cannot tell what kind of file this is (binary); {_EXPECTED}", path=path)
+    """The kind of ``text`` (read from ``path``), decided by its content; see the module doc.
+
+    A NUL byte, nesting deeper than any configuration, and a key given twice in what is
+    otherwise a TOML or YAML file of a known kind are :class:`InputError` with the line.
+    """
+    check_text(path, text)
+    try:
+        return _detect(path, text)
+    except RecursionError:
+        raise nesting_error(path, text) from None
+
+
+def _detect(path: str, text: str) -> DocumentKind:
     if _UNIT_SECTION.search(text):
         return DocumentKind.SYSTEMD_UNIT
-    toml_kind = _toml_kind(text)
+    toml_kind = _toml_kind(path, text)
     if toml_kind is not None:
         return toml_kind
     yaml_kind = _yaml_kind(path, text)
@@ -101,13 +113,58 @@ def detect_kind(path: str, text: str) -> DocumentKind:
     raise InputError(f"cannot tell what kind of file this is; {_EXPECTED}", path=path)
 
 
-def _toml_kind(text: str) -> DocumentKind | None:
+def _toml_kind(path: str, text: str) -> DocumentKind | None:
     import tomlkit
 
     try:
         data = tomlkit.parse(text).unwrap()
-    except Exception:  # any parse failure: not TOML
+    except RecursionError:
+        raise
+    except Exception as e:  # any other parse failure: not TOML, unless it is a duplicate key
+        _refuse_toml_duplicate(path, text, e)
         return None
+    return _toml_data_kind(data)
+
+
+def _refuse_toml_duplicate(path: str, text: str, error: Exception) -> None:
+    """A key given twice in what is otherwise a containerd or CRI-O config: say so, with the
+    line of the second one. TOML forbids it and both runtimes refuse the file: containerd's
+    loadConfigFile fails ("failed to load TOML" in 1.x, services/server/config/config.go;
+    "failed to unmarshal TOML at row R column C" in 2.x, cmd/containerd/server/config/
+    config.go), and CRI-O's TOML decoder does too. A text that is no such config even
+    without the duplicate (e.g. an environment file assigning a name twice) is left alone."""
+    import tomlkit
+
+    if "already exists" not in str(error):
+        return
+    line = duplicate_toml_line(text, error)
+    if line is None:
+        return
+    lines = text.splitlines(keepends=True)
+    without = "".join([*lines[: line - 1], "\n", *lines[line:]])
+    try:
+        kind = _toml_data_kind(tomlkit.parse(without).unwrap())
+    except RecursionError:
+        raise
+    except Exception as e:  # another duplicate, or not TOML at all
+        _refuse_toml_duplicate(path, without, e)
+        return
+    if kind is None:
+        return
+    key = re.search(r'Key "([^"]*)"', str(error))
+    name = f'"{key.group(1)}" ' if key else ""
+    raise InputError(
+        f"key {name}is defined twice; TOML forbids it and {_RUNTIME_NAME[kind]} refuses to"
+        " start on this file",
+        path=path,
+        line=line,
+    )
+
+
+_RUNTIME_NAME = {DocumentKind.CONTAINERD: "containerd", DocumentKind.CRIO: "CRI-O"}
+
+
+def _toml_data_kind(data: Mapping[str, Any]) -> DocumentKind | None:
     if not data:
         return None
     if isinstance(data.get("crio"), Mapping):
@@ -122,18 +179,66 @@ def _toml_kind(text: str) -> DocumentKind | None:
     return None
 
 
-def _yaml_docs(text: str) -> list[Any]:
+def _yaml_docs(text: str, *, allow_duplicate_keys: bool = False) -> list[Any]:
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe", pure=True)
-    try:
-        return [d for d in yaml.load_all(text) if d is not None]
-    except Exception:  # any YAML error (or a construct the safe loader refuses): not YAML
-        return []
+    yaml.allow_duplicate_keys = allow_duplicate_keys
+    return [d for d in yaml.load_all(text) if d is not None]
 
 
 def _yaml_kind(path: str, text: str) -> DocumentKind | None:
-    docs = [d for d in _yaml_docs(text) if isinstance(d, Mapping)]
+    from ruamel.yaml.constructor import DuplicateKeyError
+
+    try:
+        loaded = _yaml_docs(text)
+    except RecursionError:
+        raise
+    except DuplicateKeyError as e:
+        _refuse_yaml_duplicate(path, text, e)
+        return None
+    except Exception:  # any YAML error (or a construct the safe loader refuses): not YAML
+        return None
+    return _yaml_docs_kind(path, loaded)
+
+
+# What each consumer does with a key given twice in one mapping.
+_YAML_DUPLICATE = {
+    # cmd/kubelet kubeletconfig/util/codec DecodeKubeletConfiguration: sigs.k8s.io/yaml's
+    # strict YAML-to-JSON conversion refuses duplicates, the kubelet then decodes leniently.
+    DocumentKind.KUBELET_CONFIG: "the kubelet's strict decoding fails on it and its lenient"
+    " fallback keeps the last value",
+    DocumentKind.KUBELET_DROPIN: "the kubelet's strict decoding fails on it and its lenient"
+    " fallback keeps the last value",
+    DocumentKind.KUBEADM: "which value kubeadm and the kubelet end up with is not what the"
+    " file seems to say",
+    # Ansible's YAML loader (DUPLICATE_YAML_DICT_KEY=warn by default) keeps the last one.
+    DocumentKind.KUBESPRAY: "Ansible warns and keeps the last value",
+}
+
+
+def _refuse_yaml_duplicate(path: str, text: str, error: Any) -> None:
+    """A key given twice in a mapping of a kubelet, kubeadm or kubespray file: say so, with
+    the line of the second one (which of the two is meant is ambiguous)."""
+    try:
+        kind = _yaml_docs_kind(path, _yaml_docs(text, allow_duplicate_keys=True))
+    except RecursionError:
+        raise
+    except Exception:  # not YAML even with the duplicate allowed
+        return
+    if kind is None:
+        return
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or "found a duplicate key"
+    raise InputError(
+        f"{problem}: a key given twice in one mapping ({_YAML_DUPLICATE[kind]}); keep one",
+        path=path,
+        line=mark.line + 1 if mark is not None else None,
+    )
+
+
+def _yaml_docs_kind(path: str, loaded: list[Any]) -> DocumentKind | None:
+    docs = [d for d in loaded if isinstance(d, Mapping)]
     if not docs:
         return None
     for d in docs:

@@ -44,6 +44,7 @@ from mlnode.formats.kubelet_argv import (
     parse_flags,
     split_words,
 )
+from mlnode.formats.textcheck import check_nul
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
 
@@ -96,6 +97,7 @@ def is_kubelet_args_variable(name: str) -> bool:
 
 def read_env(path: str, text: str) -> ParsedDocument:
     """Read an EnvironmentFile; flags come from the kubelet-args variables' effective values."""
+    check_nul(path, text)
     assignments, facts = lex_env(path, text)
     lines = Lines(text)
     env: list[EnvAssignment] = []

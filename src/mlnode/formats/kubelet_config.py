@@ -41,6 +41,7 @@ from mlnode.errors import InputError, UsageError
 from mlnode.formats._yamlsplice import splice_top_level
 from mlnode.formats.base import DocumentKind, FieldOccurrence, ParsedDocument
 from mlnode.formats.facts import KubeletConfigFacts
+from mlnode.formats.textcheck import check_text, check_yaml_expansion, nesting_error
 from mlnode.knowledge.model import Origin
 from mlnode.knowledge.placement import Placement
 from mlnode.knowledge.spans import Span, v
@@ -169,14 +170,19 @@ def _yaml_error(path: str, e: Exception) -> InputError:
 
 
 def _compose_all(path: str, text: str) -> list[Node | None]:
-    """The node tree of every YAML document (keeps duplicate keys and positions)."""
-    if "\x00" in text:
-        raise InputError("contains a NUL byte; not a text file", path=path)
+    """The node tree of every YAML document (keeps duplicate keys and positions).
+
+    NUL bytes and nesting deeper than any config are refused first, with the line."""
+    check_text(path, text)
     try:
-        return list(_safe_yaml().compose_all(text))
+        roots: list[Node | None] = list(_safe_yaml().compose_all(text))
+        check_yaml_expansion(path, roots)
+        return roots
     except YAMLError as e:
         raise _yaml_error(path, e) from e
-    except (ValueError, TypeError, RecursionError) as e:
+    except RecursionError:
+        raise nesting_error(path, text) from None
+    except (ValueError, TypeError) as e:
         raise InputError(f"not valid YAML: {e}", path=path) from e
 
 

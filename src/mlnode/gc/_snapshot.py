@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlnode.errors import InputError
+from mlnode.formats.textcheck import nesting_error, text_problem
 from mlnode.gc._model import FilesystemState, GcImage, GcPolicy, InvalidGcInput
 
 __all__ = ["GcSnapshot", "SnapshotError", "load_snapshot", "parse_snapshot", "parse_timestamp"]
@@ -266,8 +267,14 @@ def load_snapshot(path: Path) -> GcSnapshot:
         raise SnapshotError(f"cannot read: {e.strerror or e}", path=path) from e
     except UnicodeDecodeError as e:
         raise SnapshotError(f"not UTF-8 text: {e.reason}", path=path) from e
+    problem = text_problem(text)  # NUL bytes, nesting no snapshot has (json would recurse)
+    if problem is not None:
+        raise SnapshotError(problem[1], path=path, line=problem[0])
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        deep = nesting_error(path, text)
+        raise SnapshotError(str(deep).split(": ", 2)[-1], path=path, line=deep.line) from None
     except json.JSONDecodeError as e:
         raise SnapshotError(
             f"invalid JSON: {e.msg}", path=path, line=e.lineno, column=e.colno

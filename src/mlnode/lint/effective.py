@@ -36,6 +36,7 @@ __all__ = [
     "compute_effective",
     "config_version_of",
     "ordered_flags",
+    "runtime_duration_seconds",
     "runtime_row_for",
 ]
 
@@ -282,6 +283,43 @@ def _winners(history: Mapping[str, list[SettingValue]]) -> dict[str, SettingValu
     return kubelet
 
 
+_TOML_TYPE = ((bool, "boolean"), (int, "integer"), (float, "float"), (list, "array"))
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "table"
+    return next((name for t, name in _TOML_TYPE if isinstance(value, t)), "date-time")
+
+
+def runtime_duration_seconds(name: str, value: Any, kind: RuntimeKind) -> float:
+    """A runtime's duration setting as the runtime decodes it, in seconds.
+
+    A string is a Go duration. CRI-O's durations are ``time.Duration`` fields
+    (pkg/config/config.go ``PullProgressTimeout time.Duration``) decoded by BurntSushi/toml,
+    which stores a TOML integer as nanoseconds. containerd's are strings
+    (``ImagePullProgressTimeout string``: release/1.7 pkg/cri/config/config.go:378,
+    main internal/cri/config/config.go:341): go-toml refuses any other TOML type, the
+    plugin's config does not decode and containerd does not start (``config.Decode`` error
+    returned from server.New: release/1.7 services/server/server.go:236-239, main
+    cmd/containerd/server/server.go:183-186). Any type other than these is a ValueError.
+    """
+    if isinstance(value, str):
+        try:
+            return parse_go_duration(value)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from e
+    if kind is RuntimeKind.CRIO and isinstance(value, int) and not isinstance(value, bool):
+        return value / 1e9
+    expected = "a duration string or an integer (nanoseconds)"
+    if kind is not RuntimeKind.CRIO:
+        expected = 'a duration string such as "5m0s"'
+    raise ValueError(
+        f"{name} is a TOML {_toml_type(value)} ({value!r}); {kind.value} decodes only"
+        f" {expected} into it, so it cannot read this file"
+    )
+
+
 def _add_runtime_config(
     seen: _Seen, docs: Sequence[ParsedDocument], runtime: RuntimeSpec
 ) -> dict[str, SettingValue]:
@@ -307,9 +345,9 @@ def _add_runtime_config(
             rvalue: Any = rv.value
             if rrow.kind.value == "duration":
                 try:
-                    rvalue = parse_go_duration(str(rv.value))
+                    rvalue = runtime_duration_seconds(rv.name, rv.value, runtime.kind)
                 except ValueError as e:
-                    seen.problems.append(ValueProblem(rrow.key, rv.origin, f"{rv.name}: {e}"))
+                    seen.problems.append(ValueProblem(rrow.key, rv.origin, str(e)))
                     continue
             sv = SettingValue(rrow.key, rvalue, Layer.RUNTIME_CONFIG, rv.origin, str(rv.value))
             seen.history.setdefault(rrow.key, []).append(sv)

@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from mlnode.errors import InputError
+from mlnode.formats.textcheck import check_text, check_yaml_expansion, nesting_error
 
 __all__ = ["Document", "load_document"]
 
@@ -75,9 +76,10 @@ def _collect_lines(node: Any, prefix: tuple[str, ...], out: dict[tuple[str, ...]
             _collect_lines(value, path, out)
 
 
-def _yaml_tree(text: str) -> Any:
+def _yaml_tree(text: str, path: Path) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    check_yaml_expansion(path, [yaml.compose(text)])  # aliases ("billion laughs")
     return yaml.load(text)
 
 
@@ -95,6 +97,14 @@ def load_document(path: Path | str, *, what: str) -> Document:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {what}: {e}", path=p) from e
 
+    check_text(p, text)
+    try:
+        return _parse(p, text, what)
+    except RecursionError:
+        raise nesting_error(p, text) from None
+
+
+def _parse(p: Path, text: str, what: str) -> Document:
     lines: dict[tuple[str, ...], int] = {}
     if p.suffix.lower() == ".json":
         try:
@@ -105,10 +115,10 @@ def load_document(path: Path | str, *, what: str) -> Document:
             ) from e
         # Valid JSON that ruamel cannot read: errors just lose their line numbers.
         with contextlib.suppress(YAMLError):
-            _collect_lines(_yaml_tree(text), (), lines)
+            _collect_lines(_yaml_tree(text, p), (), lines)
     else:
         try:
-            tree = _yaml_tree(text)
+            tree = _yaml_tree(text, p)
         except MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             line = mark.line + 1 if mark is not None else None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlnode.errors import InputError
 from mlnode.formats._tomlscan import (
+    duration_names,
     flatten,
     format_table,
     key_lines,
@@ -32,7 +33,7 @@ from mlnode.formats.containerd._tables import (
 from mlnode.formats.facts import ContainerdFacts
 from mlnode.knowledge.model import Origin
 from mlnode.rootpath import read_path
-from mlnode.versions import Version
+from mlnode.versions import RuntimeKind, Version
 
 __all__ = [
     "checked_config_versions",
@@ -41,6 +42,10 @@ __all__ = [
     "read_containerd",
     "read_containerd_with_imports",
 ]
+
+
+# Keys read as durations: a table written there is a value of the wrong type (lint E103).
+_DURATIONS = duration_names(RuntimeKind.CONTAINERD)
 
 
 def read_containerd(path: str, text: str) -> ParsedDocument:
@@ -81,7 +86,9 @@ def read_containerd(path: str, text: str) -> ParsedDocument:
             value=value,
             origin=Origin(path, line, format_table(table) if table else "top level"),
         )
-        for table, name, value, line in flatten(data, lines)
+        for table, name, value, line in flatten(
+            data, lines, value_names=duration_names(RuntimeKind.CONTAINERD)
+        )
     )
 
     plugins = data.get("plugins")
