@@ -187,8 +187,15 @@ def parse_flags(
     positional: list[str] = []
     i = 0
 
-    def next_word(j: int) -> Word | None:
-        return words[j] if j < len(words) else None
+    def takes_next(name: str, j: int) -> tuple[str | None, Word, int]:
+        """pflag's "--name value": the next word is the value unless it looks like a flag
+        (for flags known to take a value, even then); returns value, last word, index."""
+        nxt = words[j + 1] if j + 1 < len(words) else None
+        if nxt is not None and (name in _VALUE_FLAGS or not nxt.text.startswith("-")):
+            return nxt.text, nxt, j + 1
+        current = words[j]
+        assert current is not None
+        return None, current, j
 
     while i < len(words):
         w = words[i]
@@ -209,13 +216,7 @@ def parse_flags(
             elif name in BOOLEAN_KUBELET_FLAGS:
                 value = None
             else:
-                nxt = next_word(i + 1)
-                if nxt is not None and (name in _VALUE_FLAGS or not nxt.text.startswith("-")):
-                    value = nxt.text
-                    end_word = nxt
-                    i += 1
-                else:
-                    value = None
+                value, end_word, i = takes_next(name, i)
         elif t.startswith("-") and len(t) > 1:
             name = t[1]
             rest = t[2:]
@@ -226,13 +227,7 @@ def parse_flags(
             elif name in _BOOLEAN_SHORTHANDS:
                 value = None
             else:
-                nxt = next_word(i + 1)
-                if nxt is not None and (name in _VALUE_FLAGS or not nxt.text.startswith("-")):
-                    value = nxt.text
-                    end_word = nxt
-                    i += 1
-                else:
-                    value = None
+                value, end_word, i = takes_next(name, i)
         else:
             positional.append(t)
             i += 1
