@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from mlnode.errors import InputError
 from mlnode.formats.base import ParsedDocument
 
-__all__ = ["read_documents", "read_file_text", "reading"]
-
-
-@contextmanager
-def reading(path: Path | str) -> Iterator[None]:
-    """Name ``path`` when reading it goes deeper than Python can follow.
-
-    JSON, YAML and TOML parsers recurse once per nesting level, so a 100,000-deep array
-    raises RecursionError; it is refused as unusable input naming the file (exit 2).
-    """
-    try:
-        yield
-    except RecursionError:
-        raise InputError("nested too deeply to read", path=path) from None
+__all__ = ["read_documents", "read_file_text"]
 
 
 def read_file_text(path: Path) -> str:
@@ -50,6 +36,5 @@ def read_documents(paths: Sequence[Path]) -> list[ParsedDocument]:
     docs: list[ParsedDocument] = []
     for path in paths:
         text = read_file_text(path)
-        with reading(path):
-            docs.extend(read_any(str(path), text))
+        docs.extend(read_any(str(path), text))
     return docs

@@ -25,7 +25,6 @@ from mlnode.cli._common import (
     size_option,
     stdout,
 )
-from mlnode.cli._inputs import reading
 from mlnode.cli._options import (
     DryRunOption,
     ImageFsOption,
@@ -225,8 +224,7 @@ def _run_json(run_result: GcRun) -> dict[str, Any]:
 def _gc_snapshot(
     snapshot: Path, policy_name: PolicyName, overrides: dict[str, Any], output: OutputFormat
 ) -> int:
-    with reading(snapshot):
-        snap = load_snapshot(snapshot)
+    snap = load_snapshot(snapshot)
     policy = _merge_policy(snap.policy, overrides)
     the_plan = plan(policy_name, snap.images, snap.filesystem, policy, now=snap.now)
     if output is OutputFormat.JSON:

@@ -15,7 +15,6 @@ from rich.table import Table
 from rich.text import Text
 
 from mlnode.cli._common import OutputFormat, emit_json, run, stdout
-from mlnode.cli._inputs import reading
 from mlnode.cli._options import (
     ImageDiskOption,
     KubernetesVersionOption,
@@ -176,8 +175,7 @@ def register(app: typer.Typer) -> None:
                 )
             ]
             if profile is not None:
-                with reading(profile):
-                    layers.append(load_profile(profile))
+                layers.append(load_profile(profile))
             if not no_inspect:
                 layers.append(inspect_node(root).as_profile_input())
             plan = make_plan(resolve_profile(layers))

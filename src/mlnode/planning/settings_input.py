@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlnode.errors import InputError, UsageError
+from mlnode.errors import UsageError
 from mlnode.formats.kubelet_argv import parse_kubelet_args
 from mlnode.knowledge.eviction import threshold_errors
 from mlnode.knowledge.model import ImageSettings
@@ -125,10 +125,7 @@ def _resolve(given: SettingsSources) -> SettingsInput:
     if given.plan_file is not None:
         from mlnode.planning.plan import load_plan_settings
 
-        try:
-            settings, k8s, runtime = load_plan_settings(given.plan_file)
-        except RecursionError:  # JSON nested deeper than Python follows: name the file
-            raise InputError("nested too deeply to read", path=given.plan_file) from None
+        settings, k8s, runtime = load_plan_settings(given.plan_file)
     ignored: tuple[str, ...] = ()
     from_args = ImageSettings()
     if given.from_kubelet_args is not None:
