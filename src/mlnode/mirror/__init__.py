@@ -1,0 +1,1 @@
+"""The node-local pull-through registry mirror (``mlnode mirror``)."""
