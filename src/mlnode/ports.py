@@ -14,6 +14,7 @@ against the in-memory fakes in :mod:`mlnode.testing` with a virtual clock.
     PullStatusSource  ContainerdClient (ListStatuses only)      downloads in flight, for GC
     FilesystemMeter   mlnode.runtime.fs.image_filesystem         statvfs of the image fs
     Clock           SystemClock (here)                          time.monotonic + sleeping
+    SpaceKeeper     mlnode.ops (free-space check + ml GC)       room on the image fs
 
 The signatures are the real clients' own, so those satisfy the ports structurally
 (checked by mypy at the end of this module). Errors are the real ones too: a port raises
@@ -54,6 +55,7 @@ __all__ = [
     "ImageService",
     "PullStatusSource",
     "Registry",
+    "SpaceKeeper",
     "SystemClock",
 ]
 
@@ -205,6 +207,19 @@ class Registry(Protocol):
         self, ref: Reference, digest: str, *, start: int = 0, end: int | None = None
     ) -> AbstractContextManager[BlobBody]:
         """The blob from byte ``start`` to ``end`` inclusive (``Range``)."""
+        ...
+
+
+class SpaceKeeper(Protocol):
+    """Room on the image filesystem, asked for before bytes arrive (the node mirror asks
+    before it fetches a blob)."""
+
+    def ensure_room(self, incoming_bytes: int, *, what: str) -> str:
+        """Make room for ``incoming_bytes`` more, with the free-space arithmetic of
+        ``mlnode pull``, running the ml GC (the mirror's cache first) for the shortfall.
+
+        Returns a one-line account of what was done (the caller logs it). Raises
+        :class:`mlnode.errors.InsufficientSpace` when the room cannot be made."""
         ...
 
 

@@ -1,0 +1,248 @@
+"""The on-disk layout: one sparse data file and one JSON map per blob.
+
+``<dir>/blobs/sha256/<hex>.data`` holds the blob's bytes at their own offsets (a sparse
+file: ranges not fetched yet take no disk); ``<hex>.json`` says which ranges are present,
+whether the whole blob was verified, and where it came from. The map is only ever replaced
+atomically (write a temp file, fsync, rename) and only after the data it describes was
+fdatasync'ed, so after a crash or ``kill -9`` the map never claims a byte the disk lacks:
+the worst case is re-fetching what arrived after the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlnode.blobcache._ranges import Ranges
+from mlnode.errors import InputError
+
+__all__ = ["DEFAULT_CACHE_DIR", "BlobCache", "BlobFile", "CacheEntry"]
+
+DEFAULT_CACHE_DIR = Path("/var/lib/mlnode/mirror")
+MAP_SCHEMA = "mlnode.blobcache/v1"
+_DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def _hex(digest: str) -> str:
+    m = _DIGEST_RE.match(digest)
+    if m is None:
+        raise InputError(f"blob cache: not a sha256 digest: {digest!r}")
+    return m.group(1)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One blob in the cache, partial or complete."""
+
+    digest: str
+    size_bytes: int
+    present_bytes: int
+    disk_bytes: int
+    complete: bool
+    registry: str
+    repository: str
+    last_access_unix: float
+    #: the blob was fetched with the caller's credentials (the upstream asked for them)
+    private: bool = False
+
+
+class BlobFile:
+    """An open cache file for one blob, as the mirror's engine writes it.
+
+    Not thread-safe: one engine task owns it; readers (clients being served) only read the
+    file descriptor at offsets below :attr:`contiguous_bytes`."""
+
+    def __init__(
+        self,
+        cache: BlobCache,
+        digest: str,
+        *,
+        size_bytes: int,
+        registry: str,
+        repository: str,
+        private: bool,
+    ) -> None:
+        self.cache = cache
+        self.digest = digest
+        self.size_bytes = size_bytes
+        self.registry = registry
+        self.repository = repository
+        self.private = private
+        self.data_path, self.map_path = cache.paths(digest)
+        self.ranges = Ranges()
+        self.complete = False
+        old = cache.read_map(digest)
+        if old is not None and old.get("size_bytes") == size_bytes:
+            self.ranges = Ranges.from_json(old.get("ranges"), size_bytes)
+            self.complete = bool(old.get("complete")) and self.ranges.covers(0, size_bytes)
+            self.private = self.private or bool(old.get("private"))
+        if not self.data_path.exists() or self.data_path.stat().st_size != size_bytes:
+            self.ranges = Ranges()
+            self.complete = False
+        self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.ftruncate(self.fd, size_bytes)
+        self._dirty = False
+
+    @property
+    def contiguous_bytes(self) -> int:
+        """Bytes present from offset 0 without a gap."""
+        return self.ranges.prefix()
+
+    @property
+    def present_bytes(self) -> int:
+        return self.ranges.total()
+
+    def write_at(self, offset: int, data: bytes | memoryview) -> None:
+        """Write ``data`` at ``offset`` and record it as present (in memory until the next
+        :meth:`checkpoint`)."""
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self.fd, view[done:], offset + done)
+        self.ranges.add(offset, offset + len(view))
+        self._dirty = True
+
+    def missing(self, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+        return self.ranges.gaps(start, self.size_bytes if end is None else end)
+
+    def checkpoint(self) -> None:
+        """Make the present ranges durable: data first, then the map."""
+        if not self._dirty:
+            return
+        os.fdatasync(self.fd)
+        self._write_map()
+        self._dirty = False
+
+    def mark_complete(self) -> None:
+        """Every byte present and the sha256 matched: from now on served as complete."""
+        self.complete = True
+        self._dirty = True
+        self.checkpoint()
+
+    def discard(self) -> None:
+        """Forget every byte (a digest mismatch): never served as complete."""
+        self.ranges = Ranges()
+        self.complete = False
+        os.ftruncate(self.fd, 0)
+        os.ftruncate(self.fd, self.size_bytes)
+        self._dirty = True
+        self.checkpoint()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.checkpoint()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def _write_map(self) -> None:
+        doc = {
+            "schema": MAP_SCHEMA,
+            "digest": self.digest,
+            "size_bytes": self.size_bytes,
+            "registry": self.registry,
+            "repository": self.repository,
+            "private": self.private,
+            "complete": self.complete,
+            "ranges": self.ranges.to_json(),
+            "last_access_unix": time.time(),
+        }
+        tmp = self.map_path.with_name(self.map_path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.map_path)
+
+
+class BlobCache:
+    """The cache directory: enumerate, measure, open and remove blobs."""
+
+    def __init__(self, directory: Path, *, max_bytes: int | None = None) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.blob_dir = directory / "blobs" / "sha256"
+
+    def ensure(self) -> None:
+        """Create the directory tree (the mirror does at start; readers never do)."""
+        self.blob_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def paths(self, digest: str) -> tuple[Path, Path]:
+        h = _hex(digest)
+        return self.blob_dir / f"{h}.data", self.blob_dir / f"{h}.json"
+
+    def read_map(self, digest: str) -> dict[str, object] | None:
+        """A blob's map, or None when absent or unreadable (then its bytes are not trusted)."""
+        _, map_path = self.paths(digest)
+        try:
+            doc = json.loads(map_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("schema") != MAP_SCHEMA:
+            return None
+        return doc
+
+    def open(
+        self, digest: str, *, size_bytes: int, registry: str, repository: str, private: bool
+    ) -> BlobFile:
+        self.ensure()
+        return BlobFile(
+            self,
+            digest,
+            size_bytes=size_bytes,
+            registry=registry,
+            repository=repository,
+            private=private,
+        )
+
+    def digests(self) -> list[str]:
+        if not self.blob_dir.is_dir():
+            return []
+        out = []
+        for p in self.blob_dir.iterdir():
+            if p.suffix == ".data" and len(p.stem) == 64:
+                out.append(f"sha256:{p.stem}")
+        return sorted(out)
+
+    def entry(self, digest: str) -> CacheEntry | None:
+        data_path, _ = self.paths(digest)
+        try:
+            st = data_path.stat()
+        except OSError:
+            return None
+        doc = self.read_map(digest) or {}
+        size = doc.get("size_bytes")
+        size_bytes = size if isinstance(size, int) else st.st_size
+        ranges = Ranges.from_json(doc.get("ranges"), size_bytes)
+        last = doc.get("last_access_unix")
+        return CacheEntry(
+            digest=digest,
+            size_bytes=size_bytes,
+            present_bytes=ranges.total(),
+            disk_bytes=st.st_blocks * 512,
+            complete=bool(doc.get("complete")) and ranges.covers(0, size_bytes),
+            registry=str(doc.get("registry", "")),
+            repository=str(doc.get("repository", "")),
+            last_access_unix=float(last) if isinstance(last, int | float) else st.st_mtime,
+            private=bool(doc.get("private")),
+        )
+
+    def entries(self) -> list[CacheEntry]:
+        """Every blob in the cache, partial or complete."""
+        return [e for d in self.digests() if (e := self.entry(d)) is not None]
+
+    def total_disk_bytes(self) -> int:
+        return sum(e.disk_bytes for e in self.entries())
+
+    def remove(self, digest: str) -> int:
+        """Delete a blob's data and map; the disk bytes freed (0 if absent)."""
+        entry = self.entry(digest)
+        data_path, map_path = self.paths(digest)
+        for p in (map_path, data_path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        return entry.disk_bytes if entry is not None else 0

@@ -1,0 +1,111 @@
+"""The blob cache: ranges arithmetic (against a set-of-bytes model), durable maps, sparse
+files, removal."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlnode.blobcache import BlobCache, Ranges
+
+SIZE = 200
+
+
+@given(st.lists(st.tuples(st.integers(0, SIZE), st.integers(0, SIZE)), max_size=12))
+def test_ranges_match_a_set_of_offsets(spans: list[tuple[int, int]]) -> None:
+    r = Ranges()
+    model: set[int] = set()
+    for a, b in spans:
+        r.add(a, b)
+        model.update(range(a, b))
+    assert r.total() == len(model)
+    prefix = 0
+    while prefix in model:
+        prefix += 1
+    assert r.prefix() == prefix
+    gap_bytes = {i for s, e in r.gaps(0, SIZE) for i in range(s, e)}
+    assert gap_bytes == set(range(SIZE)) - model
+    spans_out = r.spans()
+    assert all(e1 < s2 for (_, e1), (s2, _) in itertools.pairwise(spans_out))
+    for a, b in spans:
+        assert r.covers(a, b)
+
+
+def test_from_json_drops_malformed_and_out_of_range() -> None:
+    r = Ranges.from_json([[0, 10], [5, 400], ["a", 3], [True, 4], [20, 30]], 100)
+    assert r.spans() == [(0, 10), (20, 30)]
+    assert Ranges.from_json({"x": 1}, 100).is_empty()
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_partial_blob_survives_reopen_and_is_sparse(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB
+    d = _digest(data)
+    cache = BlobCache(tmp_path)
+    f = cache.open(d, size_bytes=len(data), registry="r:5000", repository="a/b", private=False)
+    f.write_at(0, data[:4096])
+    f.write_at(512 * 1024, data[512 * 1024 : 512 * 1024 + 4096])
+    f.checkpoint()
+    f.write_at(4096, data[4096:8192])  # not checkpointed: must not be claimed after a crash
+    os.close(f.fd)  # a kill -9: no close(), no last checkpoint
+    (entry,) = cache.entries()
+    assert entry.digest == d and entry.size_bytes == len(data)
+    assert entry.present_bytes == 8192
+    assert entry.disk_bytes < len(data) // 4  # sparse: the gap takes no disk
+    assert not entry.complete
+    g = cache.open(d, size_bytes=len(data), registry="r:5000", repository="a/b", private=False)
+    assert g.missing(0, 8192) == [(4096, 8192)]
+    assert g.contiguous_bytes == 4096
+    g.close()
+
+
+def test_complete_then_discard_then_remove(tmp_path: Path) -> None:
+    data = b"x" * 10000
+    d = _digest(data)
+    cache = BlobCache(tmp_path)
+    f = cache.open(d, size_bytes=len(data), registry="r", repository="a", private=True)
+    f.write_at(0, data)
+    f.mark_complete()
+    f.close()
+    (entry,) = cache.entries()
+    assert entry.complete and entry.private and entry.present_bytes == len(data)
+    g = cache.open(d, size_bytes=len(data), registry="r", repository="a", private=False)
+    assert g.complete and g.private
+    g.discard()
+    g.close()
+    (entry,) = cache.entries()
+    assert not entry.complete and entry.present_bytes == 0
+    assert cache.remove(d) >= 0
+    assert cache.entries() == []
+    assert cache.remove(d) == 0
+
+
+def test_a_map_claiming_more_than_the_file_is_not_trusted(tmp_path: Path) -> None:
+    data = b"y" * 5000
+    d = _digest(data)
+    cache = BlobCache(tmp_path)
+    f = cache.open(d, size_bytes=len(data), registry="r", repository="a", private=False)
+    f.write_at(0, data)
+    f.mark_complete()
+    f.close()
+    data_path, map_path = cache.paths(d)
+    data_path.unlink()  # the data went away, the map stayed
+    g = cache.open(d, size_bytes=len(data), registry="r", repository="a", private=False)
+    assert not g.complete and g.present_bytes == 0
+    g.close()
+    map_path.write_text("{not json")
+    (entry,) = cache.entries()
+    assert entry.present_bytes == 0 and not entry.complete
+    doc = {"schema": "mlnode.blobcache/v1", "size_bytes": 5000, "ranges": [[0, 5000]]}
+    map_path.write_text(json.dumps(doc))
+    (entry,) = cache.entries()
+    assert not entry.complete  # complete needs the verified flag, not just the ranges
