@@ -167,8 +167,14 @@ class Engine:
     async def _start(
         self, upstream: Upstream, repository: str, digest: str, auth: Mapping[str, str]
     ) -> BlobFetch | Answer | Through:
+        # A partial blob from before (a restart, a failed fetch) is probed at its first gap,
+        # and that answer becomes the first chunk: no byte the cache holds is asked for.
+        entry = self.cache.entry(digest)
+        start = 0
+        if entry is not None and 0 < entry.present_bytes < entry.size_bytes:
+            start = self.cache.first_missing(digest, entry.size_bytes)
         headers = dict(auth)
-        headers["Range"] = f"bytes=0-{self.cfg.chunk_bytes - 1}"
+        headers["Range"] = f"bytes={start}-{start + self.cfg.chunk_bytes - 1}"
         path = f"/v2/{repository}/blobs/{digest}"
         try:
             resp = await upstream.request("GET", path, headers=headers)
@@ -184,8 +190,12 @@ class Engine:
         if size is None or size == 0:
             resp.release()
             return Through("the upstream gave no size")
-        entry = self.cache.entry(digest)
         present = entry.present_bytes if entry is not None and entry.size_bytes == size else 0
+        if start and (not present or resp.status != 206):
+            # the old partial is of another size, or the upstream ignores Range: start over
+            resp.release()
+            self.cache.remove(digest)
+            return await self._start(upstream, repository, digest, auth)
         room = await self._make_room(upstream, repository, digest, size, size - present)
         if room is not None:
             resp.release()
@@ -208,9 +218,8 @@ class Engine:
             private="Authorization" in auth,
         )
         fetch = self._new_fetch(upstream, repository, digest, file, auth)
-        fetch.start(resp if not present else None)
+        fetch.start(resp, first_offset=start)
         if present:
-            resp.release()
             log.info("blob %s: resuming, %d of %d bytes already here", digest[:19], present, size)
         return fetch
 

@@ -2,7 +2,7 @@
 
 SIGTERM/SIGINT stop accepting, cancel the fetches (each checkpoints what arrived, so a
 restart resumes it) and exit. A ``kill -9`` loses at most the bytes since the last
-checkpoint (2 s or 64 MiB): the maps on disk never claim more than the data holds.
+checkpoint (about 25 ms of bytes): the maps on disk never claim more than the data holds.
 """
 
 from __future__ import annotations
