@@ -7,9 +7,9 @@ trusting the registry over plain HTTP), ``cri`` / ``ctrd`` (fresh clients per te
 one test), ``small_image`` (a pushed 2-layer ~3 MB image), ``unique_repo`` (a repo name
 no other test uses), ``busybox`` / ``sandbox_image`` (a runnable busybox image pushed as
 the sandbox image) and ``pods`` (:class:`testbed.Pods`: run a pod from an image, removed
-after the test). Issue 9 adds ``tls_registry``, ``basic_registry``, ``token_registry``
-(testbed_tls, testbed_auth) and ``small_disk`` (testbed_disk). Without root or the
-binaries every test that needs them is skipped with the reason (shown by ``-ra``).
+after the test). Issue 9 adds ``tls_registry``, ``mtls_registry``, ``basic_registry``,
+``token_registry`` (testbed_tls, testbed_auth) and ``small_disk`` (testbed_disk). Without
+root or the binaries every test that needs them is skipped with the reason (shown by ``-ra``).
 """
 
 from __future__ import annotations
@@ -145,6 +145,21 @@ def tls_registry(runtime_workdir: Path) -> Iterator[testbed_tls.TlsRegistry]:
     if reason:
         unavailable(reason)
     reg = testbed_tls.TlsRegistry(runtime_workdir / "tls-registry")
+    try:
+        reg.start()
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def mtls_registry(runtime_workdir: Path) -> Iterator[testbed_tls.TlsRegistry]:
+    """Like ``tls_registry``, and it demands a client certificate (``client_pair``) signed
+    by its CA; ``mtls_registry.trust(containerd)`` writes ``ca`` and ``client``."""
+    reason = testbed.missing_prerequisites()
+    if reason:
+        unavailable(reason)
+    reg = testbed_tls.TlsRegistry(runtime_workdir / "mtls-registry", require_client_cert=True)
     try:
         reg.start()
         yield reg

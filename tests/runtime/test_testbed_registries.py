@@ -87,6 +87,46 @@ def test_tls_registry_pull_needs_its_ca(
     _assert_pulled(cri, ref, image)
 
 
+def test_mtls_registry_pull_needs_the_client_certificate(
+    containerd: testbed.Containerd,
+    cri: CriClient,
+    mtls_registry: testbed_tls.TlsRegistry,
+    unique_repo: Callable[[str], str],
+    cleanup: list[str],
+) -> None:
+    ref, _, image = _push(mtls_registry, unique_repo, seed=94)
+    cleanup.append(ref)
+    assert mtls_registry.client_pair is not None
+    anonymous = httpx.Client(verify=mtls_registry.ssl_context(with_client_cert=False))
+    with pytest.raises(httpx.HTTPError), anonymous:
+        anonymous.get(f"{mtls_registry.url}/v2/")
+
+    hosts = mtls_registry.trust(containerd, with_client_cert=False)
+    assert "client =" not in hosts.read_text()
+    message = _pull_error(cri, ref)
+    assert "tls: bad certificate" in message
+
+    hosts = mtls_registry.trust(containerd)
+    assert f'client = [["{mtls_registry.client_pair[0]}", ' in hosts.read_text()
+    cri.pull_image(ref, timeout_seconds=60)
+    _assert_pulled(cri, ref, image)
+
+
+def test_hosts_toml_for_a_mirror_keeps_the_server_tls_at_the_top_level(tmp_path: Path) -> None:
+    pair = (tmp_path / "c.pem", tmp_path / "k.pem")
+    text = testbed_tls.write_hosts_toml(
+        tmp_path,
+        "127.0.0.1:5000",
+        server_url="https://127.0.0.1:5000",
+        ca_path=tmp_path / "ca.pem",
+        client_pair=pair,
+        mirror_url="http://127.0.0.1:6055",
+    ).read_text()
+    head, _, table = text.partition("[host.")
+    assert f'ca = "{tmp_path / "ca.pem"}"' in head and "client = [[" in head
+    assert table.startswith('"http://127.0.0.1:6055"]') and "ca =" not in table
+
+
 # -- Basic --------------------------------------------------------------------------------
 
 
