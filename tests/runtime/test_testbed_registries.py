@@ -205,8 +205,11 @@ def test_token_registry_refuses_anonymous_and_accepts_kubelet_credentials(
 
     bad = tokens.mark()
     wrong = testbed_auth.kubelet_auth(token_registry.username, "wrong")
-    _pull_error(cri, f"{token_registry.host}/{repo}:missing", wrong)
-    assert [r.status for r in tokens.requests_since(bad)][-1] == 401
+    message = _pull_error(cri, f"{token_registry.host}/{repo}:missing", wrong)
+    assert "failed to fetch oauth token: unexpected status: 401 Unauthorized" in message
+    refused = [(r.method, r.status) for r in tokens.requests_since(bad)]
+    print("token requests with a wrong password:", refused)
+    assert refused[-2:] == [("POST", 401), ("GET", 401)], "POST, then the GET fallback"
 
 
 def test_token_server_grants_only_what_the_policy_allows(tmp_path: Path) -> None:

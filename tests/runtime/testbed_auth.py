@@ -16,6 +16,20 @@
 
 The kubelet hands credentials to CRI PullImage as ``AuthConfig{username, password}`` with
 no ``server_address`` (kubernetes pkg/credentialprovider/keyring.go): :meth:`cri_auth`.
+
+What containerd 1.6.20 does with them, directly against these registries (no mirror;
+test_testbed_registries.py asserts it):
+- Basic, anonymous: ``pulling from host H failed with status code [manifests T]: 401
+  Unauthorized`` (the tag HEAD/GET is tried without credentials first; every request 401).
+- Basic, kubelet-shaped credentials: sent after the 401 challenge; the pull succeeds.
+- Token, anonymous: an anonymous GET to the realm, a token with no access, then ``pull
+  access denied, repository does not exist or may require authorization: server message:
+  insufficient_scope: authorization failed``.
+- Token, kubelet-shaped credentials: two ``POST``s to the realm (OAuth2 password grant,
+  ``client_id=containerd-client``, scope ``repository:<name>:pull``, User-Agent
+  ``containerd/1.6.20~ds1``), no GET; the pull succeeds.
+- Token, wrong password: ``failed to authorize: failed to fetch oauth token: unexpected
+  status: 401 Unauthorized`` (the POST's 401 sends it to the GET fallback, also 401).
 """
 
 from __future__ import annotations
