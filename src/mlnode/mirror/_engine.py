@@ -242,6 +242,7 @@ class Engine:
             settings=self.settings,
             on_bytes=up_bytes.inc,
             on_retry=lambda kind: self.metrics.retries.labels(registry, kind).inc(),
+            on_error=lambda label: self.metrics.errors.labels(registry, label).inc(),
         )
         fetch.image = self.images.get(digest)
         self.fetches[digest] = fetch

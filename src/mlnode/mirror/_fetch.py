@@ -77,6 +77,7 @@ class BlobFetch:
         settings: FetchSettings,
         on_bytes: Callable[[int], None] = lambda n: None,
         on_retry: Callable[[str], None] = lambda kind: None,
+        on_error: Callable[[str], None] = lambda label: None,
     ) -> None:
         self.upstream = upstream
         self.registry = upstream.registry
@@ -88,6 +89,7 @@ class BlobFetch:
         self._auth = dict(auth_headers)
         self._on_bytes = on_bytes
         self._on_retry = on_retry
+        self._on_error = on_error
         self.image: str | None = None
         self.state = "complete" if file.complete else "fetching"
         self.error: UpstreamFailure | None = None
@@ -216,6 +218,7 @@ class BlobFetch:
         if self.error is None:
             self.error = e
             self.state = "failed"
+            self._on_error(e.label)
             log.warning(
                 "blob %s of %s/%s failed: %s", self.digest, self.registry, self.repository, e
             )
@@ -350,7 +353,7 @@ class BlobFetch:
         if "sha256:" + self._hasher.hexdigest() != self.digest:
             self.file.discard()
             raise UpstreamFailure(
-                502, f"digest mismatch: the upstream's bytes are not {self.digest}"
+                502, f"digest mismatch: the upstream's bytes are not {self.digest}", "digest"
             )
         self.state = "verifying"
         self.file.mark_complete()
