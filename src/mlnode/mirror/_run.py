@@ -43,7 +43,6 @@ class MirrorService:
         *,
         space: SpaceKeeper | None = None,
         committed: Callable[[str], bool] | None = None,
-        reap_seconds: float = 10.0,
     ) -> None:
         self.cfg = cfg
         self.cache = BlobCache(cfg.cache_dir, max_bytes=cfg.cache_max_bytes)
@@ -56,7 +55,7 @@ class MirrorService:
             cfg, self.cache, self.upstreams, metrics=self.metrics, space=space, committed=committed
         )
         self.mirror = Mirror(cfg, self.engine, self.upstreams)
-        self.reap_seconds = reap_seconds
+        self.reap_seconds = cfg.reap_seconds
         self._runner: web.AppRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
 
