@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -120,8 +121,8 @@ class Engine:
             denied = await self._check_access(upstream, repository, digest, auth, entry)
             if denied is not None:
                 return denied
-            with contextlib.suppress(OSError):
-                self.cache.paths(digest)[1].touch()
+            with contextlib.suppress(OSError):  # (utime: never recreates a map GC removed)
+                os.utime(self.cache.paths(digest)[1])
             return self._open_cached(upstream, repository, digest, entry, auth)
         pending = self._starting.get(digest)
         if pending is not None:  # another client is starting this fetch: wait for it
