@@ -148,7 +148,7 @@ def _print_removals(
             else _removal_name(removal.id, removal.names, removal.reason),
             format_bytes(removal.size_bytes),
             removal.reason,
-            _ago(image.last_used if image else None, now),
+            _ago(image.last_used, now) if image else "-",
         ]
         if done:
             cells.append(result)
