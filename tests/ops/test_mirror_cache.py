@@ -180,6 +180,8 @@ def test_gc_skips_a_blob_containerd_is_ingesting(
     tmp_path: Path, cache: BlobCache, live: FakeRuntime
 ) -> None:
     live.pulling = {f"sha256:{1:064x}", f"sha256:{2:064x}"}
+    planned = json.loads(_gc(tmp_path, cache, "--dry-run", "-o", "json").stdout)
+    assert all(x["reason"] != "mirror-cache" for x in planned["removed"])  # not even planned
     r = _gc(tmp_path, cache, "-o", "json")
     out = json.loads(r.stdout)
     assert all(x["reason"] != "mirror-cache" for x in out["removed"])
@@ -193,3 +195,28 @@ def test_gc_kubelet_policy_never_touches_the_cache(
     out = json.loads(r.stdout)
     assert all(x["reason"] != "mirror-cache" for x in out["removed"])
     assert len(cache.entries()) == 3
+
+
+def test_execute_rechecks_each_blob_just_before_removing_it(
+    tmp_path: Path, cache: BlobCache, live: FakeRuntime
+) -> None:
+    from mlnode.gc import PolicyName as P
+    from mlnode.gc import plan
+    from mlnode.ops.gc_runtime import collect, execute, mirror_blobs
+
+    one, two = f"sha256:{1:064x}", f"sha256:{2:064x}"
+    got = collect(live, now=NOW, state_file=ImageStateFile(tmp_path / "state.json"))
+    policy = gc_session.room_policy(4 * BLOB, ())
+    the_plan = plan(
+        P.ML, got.images, got.filesystem, policy, now=NOW, mirror=mirror_blobs(cache, frozenset())
+    )
+    assert {r.id for r in the_plan.removed if r.reason == "mirror-cache"} == {one, two}
+    live.pulling = {one}  # containerd started ingesting blob 1 after the plan
+    doc = cache.read_map(two)
+    assert doc is not None
+    cache.paths(two)[1].write_text(json.dumps({**doc, "complete": False}))  # 2 went partial
+    run = execute(live, the_plan, dry_run=False, cache=cache)
+    why = {o.removal.id: (o.outcome, o.detail) for o in run.outcomes}
+    assert why[one] == ("skipped", "being pulled now")
+    assert why[two][0] == "skipped" and "no longer complete" in why[two][1]
+    assert {one, two} <= {e.digest for e in cache.entries()}
