@@ -220,3 +220,40 @@ def test_execute_rechecks_each_blob_just_before_removing_it(
     assert why[one] == ("skipped", "being pulled now")
     assert why[two][0] == "skipped" and "no longer complete" in why[two][1]
     assert {one, two} <= {e.digest for e in cache.entries()}
+
+
+def test_unreadable_cache_is_one_input_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlnode.errors import InputError
+
+    c = BlobCache(tmp_path / "mirror")
+    c.ensure()
+
+    def refuse(self: BlobCache) -> list[object]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(BlobCache, "entries", refuse)
+    with pytest.raises(
+        InputError, match=r"mirror: cannot read the mirror cache: Permission denied"
+    ):
+        measure_cache(c.directory)
+
+
+def test_live_space_keeper_measures_the_real_filesystem(tmp_path: Path) -> None:
+    from mlnode.errors import InsufficientSpace
+    from mlnode.ops.space import live_space_keeper
+    from mlnode.testing import FakeImageService, FakePullStatuses
+
+    keeper = live_space_keeper(
+        FakeImageService(),
+        FakePullStatuses(),
+        tmp_path,
+        cache_dir=tmp_path / "no-mirror",
+        state_file=None,
+        reserve_bytes=0,
+    )
+    assert keeper.cache is None  # no such directory: no mirror
+    assert "nothing freed" in keeper.ensure_room(1, what="one byte")
+    with pytest.raises(InsufficientSpace, match="image"):
+        keeper.ensure_room(2**62, what="an exabyte")

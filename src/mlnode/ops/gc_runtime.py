@@ -46,6 +46,7 @@ from mlnode.gc import (
     detect,
 )
 from mlnode.ops.image_state import ImageStateFile
+from mlnode.ops.mirror_cache import read_entries
 from mlnode.ports import FilesystemMeter, ImageService, PullStatusSource
 
 if TYPE_CHECKING:  # the gRPC clients load only when a live runtime is used
@@ -191,7 +192,7 @@ def mirror_blobs(cache: BlobCache, in_flight: frozenset[str]) -> tuple[MirrorBlo
             in_flight=e.digest in in_flight,
             name=f"{e.registry}/{e.repository}" if e.registry else e.repository,
         )
-        for e in cache.entries()
+        for e in read_entries(cache)
     )
 
 

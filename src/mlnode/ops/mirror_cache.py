@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from mlnode.blobcache import BlobCache, CacheEntry
+from mlnode.errors import InputError
 
 __all__ = [
     "MirrorCacheUsage",
     "cache_for_image_fs",
     "measure_cache",
     "open_mirror_cache",
+    "read_entries",
     "reclaimable_bytes",
     "same_filesystem",
 ]
@@ -31,6 +33,16 @@ def open_mirror_cache(directory: Path | None) -> BlobCache | None:
     if directory is None or not directory.is_dir():
         return None
     return BlobCache(directory)
+
+
+def read_entries(cache: BlobCache) -> list[CacheEntry]:
+    """Every blob of the cache; an unreadable directory is one InputError naming it."""
+    try:
+        return cache.entries()
+    except OSError as e:
+        raise InputError(
+            f"cannot read the mirror cache: {e.strerror or e}", path=cache.directory
+        ) from e
 
 
 def _device(path: Path) -> int | None:
@@ -69,7 +81,7 @@ def reclaimable_bytes(cache: BlobCache | None, in_flight: frozenset[str] = froze
     """Disk bytes GC may free from the cache now: complete blobs not being ingested."""
     if cache is None:
         return 0
-    return sum(e.disk_bytes for e in cache.entries() if _reclaimable(e, in_flight))
+    return sum(e.disk_bytes for e in read_entries(cache) if _reclaimable(e, in_flight))
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,7 @@ def measure_cache(
     cache = open_mirror_cache(directory)
     if cache is None:
         return MirrorCacheUsage(directory=directory, present=False)
-    entries = cache.entries()
+    entries = read_entries(cache)
     complete = [e for e in entries if e.complete]
     partial = [e for e in entries if not e.complete]
     return MirrorCacheUsage(
