@@ -12,7 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.errors import MlnodeError, UsageError
+from mlnode.ops.gc_runtime import digests_from_ingest_refs
+from mlnode.ops.mirror_cache import cache_for_image_fs, reclaimable_bytes
 from mlnode.ops.pull import EventSink, Puller, PullOptions, PullResult, gc_free_space
 from mlnode.registry.client import RegistryClient
 from mlnode.runtime.containerd import ContainerdClient
@@ -73,8 +76,10 @@ def open_and_pull(
     state_file: Path | None,
     options: PullOptions,
     emit: EventSink,
+    mirror_cache: Path | None = DEFAULT_CACHE_DIR,
 ) -> PullResult:
-    """Connect to the runtime and the registry and run one pull."""
+    """Connect to the runtime and the registry and run one pull. ``mirror_cache`` is the
+    node mirror's cache: its reclaimable bytes count as freeable, and GC frees it first."""
     found = discover_runtime(runtime_endpoint)
     with CriClient(found.socket_path) as cri, ContainerdClient(found.socket_path) as ctrd:
         root, configured_hosts = runtime_config(cri)
@@ -87,6 +92,12 @@ def open_and_pull(
 
         def measure() -> FilesystemUsage:
             return image_filesystem(fs_path)
+
+        cache = cache_for_image_fs(mirror_cache, fs_path)
+
+        def reclaimable() -> int:
+            in_flight = digests_from_ingest_refs(s.ref for s in ctrd.list_statuses())
+            return reclaimable_bytes(cache, in_flight)
 
         with RegistryClient(
             hosts_dir=hosts,
@@ -102,7 +113,14 @@ def open_and_pull(
                 options=options,
                 emit=emit,
                 free_space=gc_free_space(
-                    cri, ctrd, fs_path, state_file=state_file, emit=emit, measure=measure
+                    cri,
+                    ctrd,
+                    fs_path,
+                    state_file=state_file,
+                    emit=emit,
+                    measure=measure,
+                    cache=cache,
                 ),
+                reclaimable=reclaimable if cache is not None else None,
             )
             return puller.pull(image)
