@@ -152,10 +152,14 @@ class BlobFile:
         self.checkpoint()
 
     def close(self) -> None:
+        """Checkpoint and close; idempotent (a second close never closes a reused fd)."""
+        if self.fd < 0:
+            return
         with contextlib.suppress(OSError):
             self.checkpoint()
+        fd, self.fd = self.fd, -1
         with contextlib.suppress(OSError):
-            os.close(self.fd)
+            os.close(fd)
 
     def _map_doc(self) -> dict[str, object]:
         return {

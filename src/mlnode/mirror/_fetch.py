@@ -210,7 +210,7 @@ class BlobFetch:
             if self._persisting is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._persisting)
-            self.file.checkpoint()
+            self.file.close()  # done writing: the fd would pin the blocks of a dropped blob
             self.finished_monotonic = time.monotonic()
             self._notify()
 

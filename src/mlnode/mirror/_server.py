@@ -167,12 +167,15 @@ class Mirror:
         for child in children:
             if isinstance(child, dict) and isinstance(child.get("digest"), str):
                 images[child["digest"]] = image
+                if isinstance(child.get("mediaType"), str):
+                    self.engine.media_types[child["digest"]] = child["mediaType"]
                 live = self.engine.fetches.get(child["digest"])
                 if live is not None and live.image is None:
                     live.image = image
-        if len(images) > 100_000:  # bounded: forget the oldest half
-            for k in list(images)[: len(images) // 2]:
-                del images[k]
+        for table in (images, self.engine.media_types):
+            if len(table) > 100_000:  # bounded: forget the oldest half
+                for k in list(table)[: len(table) // 2]:
+                    del table[k]
 
     async def blob(self, request: web.Request) -> web.StreamResponse:
         name, digest = request.match_info["name"], request.match_info["digest"]
