@@ -125,6 +125,14 @@ NoGcOption = Annotated[
     bool,
     typer.Option("--no-gc", help="Before a fetch, only check for room; never run GC to make it."),
 ]
+AccessLogOption = Annotated[
+    bool,
+    typer.Option(
+        "--access-log",
+        help="Log every /v2 request: method, path, ns, the kind of credentials (never "
+        "the credentials), Range, status.",
+    ),
+]
 CheckOption = Annotated[
     bool, typer.Option("--check", help="Validate and print the effective config; do not serve.")
 ]
@@ -238,6 +246,7 @@ def register(app: typer.Typer) -> None:
         no_gc: NoGcOption = False,
         unpack_factor: UnpackOption = None,
         log_format: LogFormatOption = "text",
+        access_log: AccessLogOption = False,
         check: CheckOption = False,
         output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
@@ -289,7 +298,7 @@ def register(app: typer.Typer) -> None:
                 runtime_endpoint, cache_dir=cfg.cache_dir, state_file=state_file, gc=not no_gc
             )
             try:
-                run_mirror(cfg, committed=hooks.committed, space=hooks.space)
+                run_mirror(cfg, committed=hooks.committed, space=hooks.space, access_log=access_log)
             except KeyboardInterrupt:
                 return
             finally:
