@@ -111,6 +111,11 @@ class BlobFile:
         self.ranges.add(offset, offset + len(view))
         self._dirty = True
 
+    def note_written(self, offset: int, length: int) -> None:
+        """Record bytes written into :attr:`fd` by someone else (``splice`` from a socket)."""
+        self.ranges.add(offset, offset + length)
+        self._dirty = True
+
     def missing(self, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         return self.ranges.gaps(start, self.size_bytes if end is None else end)
 
