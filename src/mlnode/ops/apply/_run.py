@@ -131,10 +131,9 @@ def _with_mirror_files(layout: NodeLayout, request: MirrorRequest) -> NodeLayout
     elif layout.runtime.kind is RuntimeKind.CRIO:
         wanted.append(CRIO_MIRROR_DROPIN)
     for p in wanted:
+        host_path(layout.root, p)  # a hosts.toml linked out of the root: refused, as apply would
         if p not in files:
             files[p] = read_text(layout.root, p, strict=True)
-        if files[p] is not None:
-            host_path(layout.root, p)  # an existing file linked out of the root: refused
     return dataclasses.replace(layout, files=files)
 
 
