@@ -67,9 +67,10 @@ def test_apply_mirror_writes_what_lint_accepts_and_is_idempotent(root: Path, lay
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
     assert cri["sandbox_image"] == "registry.k8s.io/pause:3.9"  # the rest is kept
-    assert "# keep at most 3 layer downloads per pull" in (
-        root / "etc/containerd/config.toml"
-    ).read_text()
+    assert (
+        "# keep at most 3 layer downloads per pull"
+        in (root / "etc/containerd/config.toml").read_text()
+    )
     for registry, server in [
         ("docker.io", "https://registry-1.docker.io"),
         ("127.0.0.1:5000", "http://127.0.0.1:5000"),
@@ -119,9 +120,10 @@ def test_existing_hosts_file_keeps_its_hosts_after_the_mirror(root: Path) -> Non
         "https://ghcr.io",
     ]
     _lint(root)
-    assert _apply(root, "--mirror-registry", "ghcr.io", "--mirror-registry", "docker.io")[1][
-        "status"
-    ] == "no-change"
+    assert (
+        _apply(root, "--mirror-registry", "ghcr.io", "--mirror-registry", "docker.io")[1]["status"]
+        == "no-change"
+    )
 
 
 def test_containerd_2_2_needs_no_config_path(root: Path) -> None:
