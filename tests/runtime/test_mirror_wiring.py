@@ -22,7 +22,7 @@ from mlnode.cli.app import app
 from mlnode.runtime.cri import CriClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from apply.layouts import build_kubeadm  # noqa: E402
+from apply.layouts import build_kubeadm
 
 pytestmark = pytest.mark.runtime
 runner = CliRunner()

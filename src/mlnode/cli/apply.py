@@ -54,6 +54,7 @@ from mlnode.ops.apply import (
     apply_settings,
 )
 from mlnode.ops.verify import DEFAULT_HEALTHZ_URL
+from mlnode.planning.settings_input import SettingsSources
 
 __all__ = ["register"]
 
@@ -114,6 +115,45 @@ def _print_result(result: ApplyResult) -> None:
     stdout.print(f"status: {result.status}", markup=False)
 
 
+def _emit(result: ApplyResult, output: OutputFormat, *, dry_run: bool) -> None:
+    if dry_run or result.plan.no_changes:
+        if output is OutputFormat.JSON:
+            emit_json(result.to_json())
+        else:
+            _print_plan(result.plan, diffs=True)
+            if dry_run:
+                stdout.print("dry run: nothing written", markup=False)
+        return
+    if output is OutputFormat.JSON:
+        emit_json(result.to_json())
+    else:
+        _print_plan(result.plan, diffs=False)
+        _print_result(result)
+        if result.status == "written":
+            for a in result.plan.actions:
+                stdout.print(f"would run: {a}", markup=False)
+    result.raise_for_status()
+
+
+def _mirror_request(
+    sources: SettingsSources, mirror: str | None, registries: list[str] | None
+) -> MirrorRequest | None:
+    """``--mirror``/``--mirror-registry`` checked; None when apply is about settings."""
+    if mirror is None and not registries:
+        return None
+    url, names = mirror_options(mirror, registries)
+    if (
+        sources.plan_file
+        or sources.from_kubelet_args
+        or any(v is not None for v in sources.explicit.values())
+    ):
+        raise UsageError(
+            "wires the node mirror only: apply image settings in a run of their own",
+            option="--mirror",
+        )
+    return MirrorRequest(url, tuple(names))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("apply")
     @with_settings_options
@@ -146,19 +186,7 @@ def register(app: typer.Typer) -> None:
 
         def body() -> None:
             sources = settings_input.sources
-            request: MirrorRequest | None = None
-            if mirror is not None or mirror_registry:
-                url, names = mirror_options(mirror, mirror_registry)
-                if (
-                    sources.plan_file
-                    or sources.from_kubelet_args
-                    or any(v is not None for v in sources.explicit.values())
-                ):
-                    raise UsageError(
-                        "wires the node mirror only: apply image settings in a run of their own",
-                        option="--mirror",
-                    )
-                request = MirrorRequest(url, tuple(names))
+            request = _mirror_request(sources, mirror, mirror_registry)
             node = node_root(root)
             seconds = duration_option(timeout, "--timeout", positive=True)
             services, why_not = service_options(node, no_restart, systemctl)
@@ -187,22 +215,6 @@ def register(app: typer.Typer) -> None:
                     timeout_seconds=seconds,
                     verify=verify,
                 )
-            if dry_run or result.plan.no_changes:
-                if output is OutputFormat.JSON:
-                    emit_json(result.to_json())
-                else:
-                    _print_plan(result.plan, diffs=True)
-                    if dry_run:
-                        stdout.print("dry run: nothing written", markup=False)
-                return
-            if output is OutputFormat.JSON:
-                emit_json(result.to_json())
-            else:
-                _print_plan(result.plan, diffs=False)
-                _print_result(result)
-                if result.status == "written":
-                    for a in result.plan.actions:
-                        stdout.print(f"would run: {a}", markup=False)
-            result.raise_for_status()
+            _emit(result, output, dry_run=dry_run)
 
         run(body)
