@@ -227,3 +227,54 @@ def test_crio_node_gets_the_registries_dropin(root: Path) -> None:
     assert reg["mirror"] == [{"location": "127.0.0.1:6055", "insecure": True}]
     assert [a["command"] for a in doc["actions"]] == ["systemctl restart crio"]
     _refused(root, ["--mirror", MIRROR, "--runtime", "crio@1.30.4"], "--mirror-registry")
+
+
+def _mirror_plan(root: Path):  # type: ignore[no-untyped-def]
+    from mlnode.formats.containerd import parse_mirror_url
+    from mlnode.ops.apply import MirrorRequest, plan_node_mirror
+
+    return plan_node_mirror(root, MirrorRequest(parse_mirror_url(MIRROR)))
+
+
+def test_restart_and_verify_config_path_in_the_dump(root: Path) -> None:
+    from mlnode.ops.apply import execute_apply
+    from mlnode.ops.services import RecordingServiceManager
+    from mlnode.ops.verify import CommandRuntimeConfig, Verifier
+
+    from .conftest import containerd_dump_runner
+
+    build_kubeadm(root, containerd_version="1.6.20")
+    mgr = RecordingServiceManager()
+    dump = CommandRuntimeConfig(("containerd", "config", "dump"), containerd_dump_runner(root))
+    verifier = Verifier(mgr, runtime_config=dump, interval_seconds=0, sleep=lambda s: None)
+    result = execute_apply(_mirror_plan(root), services=mgr, verifier=verifier)
+    assert result.status == "applied", result.error
+    assert mgr.calls == ["restart containerd"]
+    assert result.verification is not None
+    assert [c.name for c in result.verification.checks] == [
+        "unit containerd active",
+        "runtime plugins.io.containerd.grpc.v1.cri.registry.config_path",
+    ]
+
+
+def test_config_path_not_in_effect_restores_every_byte(root: Path) -> None:
+    from mlnode.node import CommandResult
+    from mlnode.ops.apply import execute_apply
+    from mlnode.ops.services import RecordingServiceManager
+    from mlnode.ops.verify import CommandRuntimeConfig, Verifier
+
+    build_kubeadm(root, containerd_version="1.6.20")
+    before = tree_digest(root)
+    mgr = RecordingServiceManager()
+
+    def stale_dump(argv):  # type: ignore[no-untyped-def]
+        return CommandResult(tuple(argv), 0, CONTAINERD_CONFIG_V2)  # the old config in effect
+
+    dump = CommandRuntimeConfig(("containerd", "config", "dump"), stale_dump)
+    verifier = Verifier(mgr, runtime_config=dump, interval_seconds=0, sleep=lambda s: None)
+    result = execute_apply(
+        _mirror_plan(root), services=mgr, verifier=verifier, timeout_seconds=0.01
+    )
+    assert result.status == "restored"
+    assert "config_path" in (result.error or "")
+    assert tree_digest(root) == before
