@@ -246,3 +246,14 @@ def test_mirror_files_default_or_registries() -> None:
     new = RuntimeSpec(RuntimeKind.CONTAINERD, Version.parse("2.2.0"))
     _, notes = mirror_files(MirrorFormat.CONTAINERD_HOSTS, new, MIRROR, [])
     assert any("need no config change" in n for n in notes)
+
+
+def test_a_file_that_would_not_decode_is_never_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlnode.formats.containerd._hosts as hosts
+
+    monkeypatch.setattr(hosts, "_mirror_table_text", lambda m, v: f'[host."{m.url}"\n')
+    with pytest.raises(InputError, match="nothing written"):
+        render_hosts_toml("docker.io", MIRROR, V16)
+    monkeypatch.setattr(hosts, "_mirror_table_text", lambda m, v: '[host."http://other:1"]\n')
+    with pytest.raises(InputError, match="mirror not first"):
+        render_hosts_toml("docker.io", MIRROR, V16)

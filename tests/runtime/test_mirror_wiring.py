@@ -1,7 +1,8 @@
 """The files `mlnode apply --mirror` writes are the ones containerd 1.6.20 uses: a testbed
 containerd whose config_path is the hosts directory apply wrote under a kubeadm tree pulls
-an image through a recording mirror at the --mirror URL (CRI PullImage), and the mirror
-serves every blob; with the mirror gone, containerd falls back to `server`."""
+an image through a recording mirror at the --mirror URL (CRI PullImage; kubeadm and
+kubespray trees), and the mirror
+serves every blob; with nothing at the mirror URL, containerd falls back to `server`."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from mlnode.cli.app import app
 from mlnode.runtime.cri import CriClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from apply.layouts import build_kubeadm
+from apply.layouts import build_kubeadm, build_kubespray
 
 pytestmark = pytest.mark.runtime
 runner = CliRunner()
@@ -102,17 +103,19 @@ class RecordingMirror:
         self._client.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["kubeadm", "kubespray"])
 def wired(
-    registry: testbed.Registry, runtime_workdir: Path
+    request: pytest.FixtureRequest, registry: testbed.Registry, runtime_workdir: Path
 ) -> Iterator[tuple[Path, testbed.Containerd, RecordingMirror]]:
-    """A kubeadm tree T, a recording mirror, and a containerd 1.6.20 whose config_path is
-    T's /etc/containerd/certs.d (which apply fills in)."""
-    tree = runtime_workdir / "mirror-wiring" / "root"
+    """A kubeadm or kubespray tree T, a recording mirror, and a containerd 1.6.20 whose
+    config_path is T's /etc/containerd/certs.d (which apply fills in)."""
+    base = runtime_workdir / f"mirror-wiring-{request.param}"
+    tree = base / "root"
     tree.mkdir(parents=True)
-    build_kubeadm(tree, containerd_version="1.6.20")
+    build = build_kubeadm if request.param == "kubeadm" else build_kubespray
+    build(tree, containerd_version="1.6.20")
     mirror = RecordingMirror(registry.host)
-    ctr = testbed.Containerd(runtime_workdir / "mirror-wiring" / "containerd")
+    ctr = testbed.Containerd(base / "containerd")
     ctr.certs_d = tree / "etc/containerd/certs.d"
     ctr.write_config()
     try:
@@ -177,23 +180,41 @@ def test_apply_mirror_default_dir_is_what_containerd_uses(
     unique_repo: object,
 ) -> None:
     tree, ctr, mirror = wired
-    named = tree / "etc/containerd/certs.d" / registry.host
-    if named.exists():  # the other test's directory would win over _default
-        (named / "hosts.toml").unlink()
-        named.rmdir()
+    _unwire(tree / "etc/containerd/certs.d" / registry.host)  # it would win over _default
     doc = _apply(tree, "--mirror", mirror.url)
     assert "/etc/containerd/certs.d/_default/hosts.toml" in {f["path"] for f in doc["files"]}
     _lint_clean(tree)
     _pull_through(ctr, mirror, registry, unique_repo("default"))  # type: ignore[operator]
 
-    # The mirror gone: containerd falls back to server (the registry itself).
-    mirror.stop()
-    before = len(mirror.requests)
-    image = testbed.build_image([256 * 1024], seed=7)
-    ref = registry.push(image, unique_repo("fallback"), "v1")  # type: ignore[operator]
-    with CriClient(ctr.socket) as cri:
-        try:
-            assert cri.pull_image(ref) == image.image_id
-        finally:
-            cri.remove_image(ref)
-    assert len(mirror.requests) == before
+
+def test_mirror_down_pulls_fall_back_to_server(
+    wired: tuple[Path, testbed.Containerd, RecordingMirror],
+    registry: testbed.Registry,
+    unique_repo: object,
+) -> None:
+    """Nothing listens at the --mirror URL: containerd falls back to server (the registry)."""
+    tree, ctr, _mirror = wired
+    dead = f"http://127.0.0.1:{testbed.free_port()}"
+    named = tree / "etc/containerd/certs.d" / registry.host
+    try:
+        _apply(tree, "--mirror", dead, "--mirror-registry", registry.host)
+        _lint_clean(tree)
+        image = testbed.build_image([256 * 1024], seed=7)
+        ref = registry.push(image, unique_repo("fallback"), "v1")  # type: ignore[operator]
+        mark = registry.mark()
+        with CriClient(ctr.socket) as cri:
+            try:
+                assert cri.pull_image(ref) == image.image_id
+            finally:
+                cri.remove_image(ref)
+        served = {r.path for r in registry.records_since(mark) if r.method == "GET"}
+        assert all(any(p.endswith(b.digest) for p in served) for b in image.layers)
+    finally:
+        _unwire(named)
+
+
+def _unwire(directory: Path) -> None:
+    """Remove a registry's hosts directory (an empty one would still shadow _default)."""
+    (directory / "hosts.toml").unlink(missing_ok=True)
+    if directory.exists():
+        directory.rmdir()
