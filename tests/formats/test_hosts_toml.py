@@ -251,9 +251,11 @@ def test_mirror_files_default_or_registries() -> None:
 def test_a_file_that_would_not_decode_is_never_returned(monkeypatch: pytest.MonkeyPatch) -> None:
     import mlnode.formats.containerd._hosts as hosts
 
+    # Through the module object itself (other tests may have re-imported mlnode modules).
+    mirror = hosts.parse_mirror_url(MIRROR.url)
     monkeypatch.setattr(hosts, "_mirror_table_text", lambda m, v: f'[host."{m.url}"\n')
-    with pytest.raises(InputError, match="nothing written"):
-        render_hosts_toml("docker.io", MIRROR, V16)
+    with pytest.raises(hosts.InputError, match="nothing written"):
+        hosts.render_hosts_toml("docker.io", mirror, V16)
     monkeypatch.setattr(hosts, "_mirror_table_text", lambda m, v: '[host."http://other:1"]\n')
-    with pytest.raises(InputError, match="mirror not first"):
-        render_hosts_toml("docker.io", MIRROR, V16)
+    with pytest.raises(hosts.InputError, match="mirror not first"):
+        hosts.render_hosts_toml("docker.io", mirror, V16)

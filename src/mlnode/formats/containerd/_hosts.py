@@ -179,7 +179,8 @@ def render_hosts_toml(namespace: str, mirror: MirrorUrl, runtime_version: Versio
         )
     if namespace != DEFAULT_NAMESPACE:
         lines.append(f'server = "{default_server(namespace)}"')
-    return "\n".join(lines) + "\n\n" + _mirror_table_text(mirror, runtime_version)
+    text = "\n".join(lines) + "\n\n" + _mirror_table_text(mirror, runtime_version)
+    return _decodable(text, namespace, mirror)
 
 
 def merge_hosts_toml(
@@ -222,7 +223,22 @@ def merge_hosts_toml(
             table.add(url, tbl)
     tail = tomlkit.document()
     tail.add("host", table)
-    return head.rstrip("\n") + "\n\n" + tail.as_string().rstrip("\n") + "\n"
+    merged = head.rstrip("\n") + "\n\n" + tail.as_string().rstrip("\n") + "\n"
+    return _decodable(merged, namespace, mirror, path=path)
+
+
+def _decodable(text: str, namespace: str, mirror: MirrorUrl, *, path: str = "<rendered>") -> str:
+    """``text`` once it is known to decode with the mirror first (containerd would bypass a
+    file that does not, silently); an :class:`InputError` otherwise, so nothing is written."""
+    facts = read_hosts_toml(path, text, namespace=namespace).facts_as(HostsTomlFacts)
+    if facts.error is not None or not facts.hosts or not _same_url(facts.hosts[0].url, mirror.url):
+        raise InputError(
+            "the hosts.toml mlnode would write does not put the mirror first or does not"
+            f" decode ({facts.error or 'mirror not first'}); nothing written",
+            path=path,
+            line=facts.error_line,
+        )
+    return text
 
 
 def _same_url(a: str, b: str) -> bool:
