@@ -218,3 +218,34 @@ def _unwire(directory: Path) -> None:
     (directory / "hosts.toml").unlink(missing_ok=True)
     if directory.exists():
         directory.rmdir()
+
+
+def test_apply_mirror_wires_containerd_to_a_real_mlnode_mirror(
+    wired: tuple[Path, testbed.Containerd, RecordingMirror],
+    registry: testbed.Registry,
+    unique_repo: object,
+    tmp_path: Path,
+) -> None:
+    """The acceptance check end to end: `apply --mirror` on the tree, `lint --root` clean,
+    and containerd 1.6.20 pulls every blob through a real `mlnode mirror`."""
+    from testbed_mirror import MirrorProcess
+
+    tree, ctr, _recording = wired
+    named = tree / "etc/containerd/certs.d" / registry.host
+    m = MirrorProcess(tmp_path / "cache", [f"{registry.host}={registry.url}"]).start()
+    try:
+        _apply(tree, "--mirror", m.url, "--mirror-registry", registry.host)
+        _lint_clean(tree)
+        image = testbed.build_image([2 * 1024 * 1024, 256 * 1024], seed=171)
+        ref = registry.push(image, unique_repo("real"), "v1")  # type: ignore[operator]
+        with CriClient(ctr.socket) as cri:
+            try:
+                assert cri.pull_image(ref) == image.image_id
+            finally:
+                cri.remove_image(ref)
+        for layer in image.layers:
+            b = m.blob(layer.digest)
+            assert b is not None and b["state"] == "complete" and b["served_bytes"] == layer.size
+    finally:
+        m.stop()
+        _unwire(named)
