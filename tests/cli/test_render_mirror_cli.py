@@ -61,7 +61,7 @@ def test_crio_mirror() -> None:
     assert res.exit_code == 0, res.output
     assert res.stdout.startswith("# /etc/containers/registries.conf.d/90-mlnode-mirror.conf\n")
     body = tomllib.loads(res.stdout.split("\n", 1)[1])
-    assert body["registry"][0]["mirror"][0]["location"] == "127.0.0.1:6055"
+    assert body["registry"][0]["mirror"][0]["location"] == "127.0.0.1:6055/quay.io"
 
 
 @pytest.mark.parametrize(

@@ -229,8 +229,13 @@ def test_crio_dropin_parses_with_mirror_first() -> None:
     assert regs["docker.io"]["location"] == "docker.io"
     assert "insecure" not in regs["docker.io"]
     assert regs["127.0.0.1:5000"]["insecure"] is True
-    for r in regs.values():
-        assert r["mirror"] == [{"location": "127.0.0.1:6055", "insecure": True}]
+    # the registry rides in the mirror location's path: CRI-O sends no ?ns=
+    assert regs["docker.io"]["mirror"] == [
+        {"location": "127.0.0.1:6055/docker.io", "insecure": True}
+    ]
+    assert regs["127.0.0.1:5000"]["mirror"] == [
+        {"location": "127.0.0.1:6055/127.0.0.1_5000", "insecure": True}
+    ]
 
 
 def test_mirror_files_default_or_registries() -> None:

@@ -8,9 +8,12 @@ tried in order, then ``location``. ``insecure = true`` allows plain HTTP. A drop
 ``[[registry]]`` replaces an earlier one with the same prefix as a whole. CRI-O reads the
 files at start and again on SIGHUP (crio.conf(5)).
 
-CRI-O has no ``_default``: each registry is named. It sends no ``?ns=`` to a mirror
-(containers/image asks the mirror for the same repository path), so a mirror in front of
-several registries cannot tell them apart from the request alone.
+CRI-O has no ``_default``: each registry is named. It sends no ``?ns=`` to a mirror: the
+reference is rewritten by replacing the prefix with the mirror's location. So each
+registry's mirror location carries the registry as a first path segment,
+``127.0.0.1:6055/docker.io`` (a ``:`` in it written ``_``, as repository paths allow no
+colon: ``127.0.0.1_5000``), and ``mlnode mirror`` reads the registry from it when a request
+has no ``?ns=``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ def render_crio_mirror(registries: Sequence[str], mirror: MirrorUrl) -> str:
         out += ["", "[[registry]]", f"prefix = {_q(name)}", f"location = {_q(name)}"]
         if is_loopback_host(name):
             out.append("insecure = true  # a loopback registry speaks plain HTTP")
-        out += ["", "[[registry.mirror]]", f"location = {_q(mirror.host)}"]
+        segment = name.replace(":", "_")
+        out += ["", "[[registry.mirror]]", f"location = {_q(f'{mirror.host}/{segment}')}"]
         if mirror.scheme == "http":
             out.append("insecure = true  # the node mirror speaks plain HTTP on loopback")
     return "\n".join(out) + "\n"
