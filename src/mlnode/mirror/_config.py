@@ -216,7 +216,10 @@ def _line(node: Any, key: str | int | None = None) -> int | None:
 def _size(value: object, where: str) -> int:
     if isinstance(value, bool):
         raise InvalidValue(f"{where}: expected a size such as 16MiB, not {value!r}")
-    n = value if isinstance(value, int) else parse_bytes(str(value))
+    try:
+        n = value if isinstance(value, int) else parse_bytes(str(value))
+    except InvalidValue as e:
+        raise InvalidValue(f"{where}: {e}") from None
     if n <= 0:
         raise InvalidValue(f"{where}: must be more than 0 bytes")
     return n
