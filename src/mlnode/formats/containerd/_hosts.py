@@ -20,7 +20,6 @@ are rows of :mod:`mlnode.knowledge.table` (``hosts_default_dir``, ``hosts_dial_t
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +36,7 @@ from mlnode.formats.base import DocumentKind, ParsedDocument
 from mlnode.formats.containerd._tables import table_for
 from mlnode.formats.facts import HostEntry, HostsTomlFacts
 from mlnode.formats.textcheck import check_text
+from mlnode.hostnames import is_loopback_host
 from mlnode.knowledge.table import hosts_config_path, hosts_dial_timeout
 from mlnode.versions import Version
 
@@ -91,21 +91,6 @@ class MirrorUrl:
     @property
     def loopback(self) -> bool:
         return is_loopback_host(self.host)
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses, with or without a port."""
-    name = host
-    if name.startswith("["):
-        name = name[1:].split("]", 1)[0]
-    elif name.count(":") == 1:
-        name = name.rsplit(":", 1)[0]
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_mirror_url(text: str) -> MirrorUrl:
