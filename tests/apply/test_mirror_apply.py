@@ -224,7 +224,7 @@ def test_crio_node_gets_the_registries_dropin(root: Path) -> None:
     path = root / "etc/containers/registries.conf.d/90-mlnode-mirror.conf"
     reg = tomllib.loads(path.read_text())["registry"][0]
     assert reg["prefix"] == "docker.io"
-    assert reg["mirror"] == [{"location": "127.0.0.1:6055", "insecure": True}]
+    assert reg["mirror"] == [{"location": "127.0.0.1:6055/docker.io", "insecure": True}]
     assert [a["command"] for a in doc["actions"]] == ["systemctl restart crio"]
     _refused(root, ["--mirror", MIRROR, "--runtime", "crio@1.30.4"], "--mirror-registry")
 

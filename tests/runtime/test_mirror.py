@@ -244,8 +244,16 @@ def test_killed_mirror_restarted_resumes_its_partial_blob(
         mark = registry.mark()
         fut = _pull_future(cri, ref)
         _wait_ingest(ctrd, layer.digest, layer.size // 2)
+        before = m.blob(layer.digest)
         m.kill()
         fut.cancel()
+        held = {e.digest: e.present_bytes for e in BlobCache(m.cache_dir).entries()}
+        print(
+            "fetched before the kill",
+            before and before["upstream_bytes"],
+            "held",
+            held.get(layer.digest),
+        )
         proxy.cut()
         m2 = mirror_for(proxy.url, "--chunk-bytes", "4MiB", cache=m.cache_dir, port=m.port)
         cri.pull_image(ref)

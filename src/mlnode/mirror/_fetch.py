@@ -210,7 +210,9 @@ class BlobFetch:
             if self._persisting is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._persisting)
-            self.file.close()  # done writing: the fd would pin the blocks of a dropped blob
+            # done writing: close (the fd would pin a dropped blob's blocks), its last
+            # fdatasync in a thread, not on the event loop
+            await asyncio.shield(asyncio.to_thread(self.file.close))
             self.finished_monotonic = time.monotonic()
             self._notify()
 

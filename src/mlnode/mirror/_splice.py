@@ -25,7 +25,7 @@ from mlnode.mirror._upstream import UpstreamFailure
 __all__ = ["SPLICE_SUPPORTED", "SpliceUnavailable", "spliced_range"]
 
 SPLICE_SUPPORTED = hasattr(os, "splice")
-_PIPE_BYTES = 1024 * 1024
+_PIPE_BYTES = 256 * 1024  # what a kill -9 can lose in a pipe, per connection
 _HEADER_LIMIT = 64 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
