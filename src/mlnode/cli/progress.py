@@ -95,8 +95,8 @@ def _cells(r: Row) -> tuple[str, ...]:
     mirror = ""
     if m is not None:
         mirror = (
-            f"{m.state}: {format_bytes(m.upstream_bytes)} / {format_bytes(m.size_bytes)} "
-            f"from upstream, {format_bytes(m.served_bytes)} to containerd"
+            f"{m.state} {format_bytes(m.upstream_bytes)}/{format_bytes(m.size_bytes)} "
+            f"upstream, {format_bytes(m.served_bytes)} served"
             + (f", {_rate(m.rate_bytes_per_second)}" if d is not None else "")
             + (f" ({m.error})" if m.error else "")
         )
@@ -109,11 +109,15 @@ def _table(downloads: Sequence[Download], mirror: MirrorView, namespace: str) ->
     if mirror.status is not None:
         where += f", mirror {mirror.url}"
     table = Table(title=f"downloads in flight ({where})")
-    for col in _COLUMNS:
+    # without a mirror's status, the columns containerd's ingests fill (as before mirrors)
+    plain = ("blob", "containerd", "percent", "rate", "eta")
+    columns = _COLUMNS if mirror.status is not None else plain
+    for col in columns:
         table.add_column(col, justify="left" if col in ("blob", "image", "mirror") else "right")
     rows = join_mirror(downloads, mirror.blobs)
     for r in rows:
-        table.add_row(*_cells(r))
+        cells = dict(zip(_COLUMNS, _cells(r), strict=True))
+        table.add_row(*(cells[c] for c in columns))
     caption = [] if rows else ["no downloads in flight"]
     if mirror.url is not None and mirror.status is None:
         caption.append(f"mirror unreachable: {mirror.error}")
