@@ -64,7 +64,7 @@ class StatusServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            def do_GET(self) -> None:
                 outer.requests.append(self.path)
                 if self.path != "/mlnode/v1/status":
                     self.send_error(404)

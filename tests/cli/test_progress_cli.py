@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -205,11 +205,7 @@ def test_join_keeps_every_ingest_and_adds_what_only_the_mirror_has() -> None:
         downloads,
         namespace="k8s.io",
         interval_seconds=1.0,
-        at=__import__("datetime").datetime(2026, 1, 1),
+        at=datetime(2026, 1, 1, tzinfo=UTC),
         mirror=MirrorView("http://m", st),
     )
     assert len(doc["downloads"]) == 3
-
-
-def _unused(*_: TracebackType) -> None:  # pragma: no cover - keeps imports typed
-    pass

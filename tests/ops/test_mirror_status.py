@@ -3,7 +3,6 @@ checked field by field; discovery and wiring from hosts.toml trees in tmp dirs."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,4 +203,3 @@ def test_errors_belong_to_the_tree() -> None:
     assert issubclass(MirrorStatusError, RegistryError)
     assert issubclass(MirrorUnreachable, Retryable)
     assert not issubclass(MirrorStatusInvalid, Retryable)
-    json.dumps({})  # keep the import honest for fixtures that serve raw bytes

@@ -103,16 +103,6 @@ class MirrorPuller(Puller):
     # --- observing --------------------------------------------------------------------
 
     def _observe(self, plans: Sequence[BlobPlan]) -> _Observation:
-        held: dict[str, int] = {}
-        committed: set[str] = set()
-        for b in plans:
-            d = b.descriptor
-            if b.committed or self.containerd.has_content(d.digest):
-                held[d.digest] = d.size
-                committed.add(d.digest)
-                continue
-            status = self.containerd.status(ingest_ref(b.role, d.digest))
-            held[d.digest] = status.offset_bytes if status is not None else 0
         mirror: dict[str, MirrorBlob] = {}
         error = None
         try:
@@ -124,6 +114,16 @@ class MirrorPuller(Puller):
                 blob = st.blob(b.descriptor.digest)
                 if blob is not None:
                     mirror[b.descriptor.digest] = blob
+        held: dict[str, int] = {}
+        committed: set[str] = set()
+        for b in plans:
+            d = b.descriptor
+            if b.committed or self.containerd.has_content(d.digest):
+                held[d.digest] = d.size
+                committed.add(d.digest)
+                continue
+            status = self.containerd.status(ingest_ref(b.role, d.digest))
+            held[d.digest] = status.offset_bytes if status is not None else 0
         return _Observation(held, frozenset(committed), mirror, error)
 
     def _report(self, seen: _Observation, before: _Observation | None) -> None:
@@ -204,7 +204,7 @@ class MirrorPuller(Puller):
             )
         ref, auth = str(self.reference), self._auth()
         call = _Call(lambda: self.pull_service.pull_image(ref, auth=auth, timeout_seconds=None))
-        self.progress.start()
+        self.progress.start(thread=False)  # ticked by _watch, once per sample
         try:
             fetched_at = self._watch(call, plans, start)
         finally:
@@ -229,6 +229,7 @@ class MirrorPuller(Puller):
             seen = self._observe(plans)
             now = self.clock.monotonic()
             self._report(seen, before)
+            self.progress.tick()
             if before is None or seen.signature != before.signature:
                 last_move = now
             before = seen
