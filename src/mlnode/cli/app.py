@@ -42,6 +42,7 @@ _COMMAND_MODULES = (
     "gc",
     "pull",
     "progress",
+    "mirror",
 )
 
 #: Set by ``--debug`` (or MLNODE_DEBUG=1 in the environment) for this invocation.
