@@ -126,10 +126,10 @@ class MirrorPuller(Puller):
             held[d.digest] = status.offset_bytes if status is not None else 0
         return _Observation(held, frozenset(committed), mirror, error)
 
-    def _report(self, seen: _Observation, before: _Observation | None) -> None:
+    def _report(self, seen: _Observation, before: _Observation) -> None:
         for digest, n in seen.containerd_bytes.items():
             self.progress.set(digest, n)
-            gained = n - (before.containerd_bytes.get(digest, 0) if before else n)
+            gained = n - before.containerd_bytes.get(digest, 0)
             if gained > 0:
                 self.progress.received(gained)
         key = (seen.mirror_error, tuple(sorted((d, b) for d, b in seen.mirror.items())))
@@ -220,7 +220,16 @@ class MirrorPuller(Puller):
         """Sample until the call returns; cancel it after ``stall_timeout_seconds`` without
         byte progress. Returns when every blob was seen committed (None: never seen)."""
         opts = self.options
-        before: _Observation | None = None
+        # what containerd held before the call: every byte above it was fetched by it
+        before = _Observation(
+            {
+                b.descriptor.digest: b.descriptor.size if b.committed else b.ingest_offset_bytes
+                for b in plans
+            },
+            frozenset(b.descriptor.digest for b in plans if b.committed),
+            {},
+            None,
+        )
         last_move = start
         fetched_at: float | None = None
         call.thread.start()
@@ -230,7 +239,7 @@ class MirrorPuller(Puller):
             now = self.clock.monotonic()
             self._report(seen, before)
             self.progress.tick()
-            if before is None or seen.signature != before.signature:
+            if seen.signature != before.signature:
                 last_move = now
             before = seen
             if fetched_at is None and len(seen.committed) == len(plans):
