@@ -168,7 +168,7 @@ class _HumanView:
     def __call__(self, e: dict[str, Any]) -> None:
         kind = e.get("event")
         if kind == "path":
-            if e["via"] == "mirror" or e["reason"] != "--via engine":
+            if e["via"] == "mirror":  # the engine is what a node not wired always did
                 self.console.print(f"via {e['via']}: {e['reason']}", markup=False, highlight=False)
         elif kind == "mirror":
             if self.mirror_reachable and not e["reachable"]:
