@@ -219,6 +219,7 @@ def test_no_byte_progress_anywhere_cancels_the_cri_call(world: World) -> None:
     assert "no byte progress at the mirror or containerd for 10s" in message
     assert f"layer {layer}: 1.0 MiB of 4.0 MiB in containerd, 1.0 MiB at the mirror" in message
     assert err.value.exit_code == 6 and "\n" not in message
+    assert not world.content.leases, "a failed pull through the mirror leaves no lease"
     # the deadline counts from the last move (the first sample), not from the start
     assert STALL_SECONDS <= world.clock.monotonic() - start <= STALL_SECONDS + 2
 
@@ -253,6 +254,7 @@ def test_a_cri_failure_is_the_pulls_failure(world: World) -> None:
     world.error = ImageNotFound("PullImage: not found", endpoint="fake://containerd")
     with pytest.raises(ImageNotFound, match="PullImage: not found"):
         _pull(world)
+    assert not world.content.leases
 
 
 def test_the_space_check_comes_first(world: World) -> None:

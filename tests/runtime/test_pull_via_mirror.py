@@ -16,6 +16,7 @@ import testbed
 from test_pull import _cli, assert_registered, make_image, run_pull, served_bytes
 from testbed_mirror import MirrorProcess
 
+from mlnode.runtime.containerd import ContainerdClient
 from mlnode.runtime.cri import CriClient
 
 pytestmark = [pytest.mark.runtime, pytest.mark.timeout(180)]
@@ -194,5 +195,7 @@ def test_no_byte_progress_through_the_mirror_cancels_the_pull(
     assert len(lines) == 1 and lines[0].startswith("mlnode: error: no byte progress at the mirror")
     assert "the CRI pull was cancelled" in lines[0] and "Traceback" not in err
     assert cri.image_status(ref) is None
+    with ContainerdClient(containerd.socket, namespace="k8s.io") as ctrd:
+        assert not [x for x in ctrd.list_leases() if x.id.startswith("mlnode-pull-")]
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert events[-1]["event"] == "error" and events[-1]["exit_code"] == 6

@@ -206,11 +206,18 @@ class MirrorPuller(Puller):
         call = _Call(lambda: self.pull_service.pull_image(ref, auth=auth, timeout_seconds=None))
         self.progress.start(thread=False)  # ticked by _watch, once per sample
         try:
-            fetched_at = self._watch(call, plans, start)
-        finally:
-            self.progress.stop()
-        if call.error is not None:
-            raise call.error
+            try:
+                fetched_at = self._watch(call, plans, start)
+            finally:
+                self.progress.stop()
+            if call.error is not None:
+                raise call.error
+        except BaseException:
+            # Unlike the engine's, this lease holds no partial data worth keeping (a
+            # cancelled CRI pull's ingests are gone; the mirror keeps the bytes): drop it
+            with contextlib.suppress(MlnodeError):
+                self.containerd.delete_lease(self.lease_id)
+            raise
         now = self.clock.monotonic()
         fetched_at = now if fetched_at is None else fetched_at
         self._unpack_seconds = now - fetched_at
