@@ -4,14 +4,22 @@ through it by CRI PullImage (hosts.toml), as the kubelet's pulls do."""
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
+import httpx
 import pytest
 import testbed
 from test_pull import served_bytes
 from testbed_mirror import MirrorProcess
 
+from mlnode.blobcache import BlobCache
+from mlnode.runtime._proto import cri_runtime_v1_pb2 as pb
+from mlnode.runtime.containerd import ContainerdClient
 from mlnode.runtime.cri import CriClient
 
 pytestmark = pytest.mark.runtime
@@ -88,3 +96,267 @@ def test_cri_pull_through_the_mirror_multi_layer(
         assert served_bytes(registry, mark) <= 1.01 * image.compressed_size
     finally:
         _remove(cri, ref)
+
+
+# -- helpers for slow, cancellable pulls --------------------------------------------------
+
+
+def _pull_future(cri: CriClient, ref: str) -> grpc.Future[Any]:
+    """A CRI PullImage call that can be cancelled, as the kubelet's context cancels it."""
+    call = cri._conn.channel.unary_unary(
+        "/runtime.v1.ImageService/PullImage",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=pb.PullImageResponse.FromString,
+    )
+    return call.future(pb.PullImageRequest(image=pb.ImageSpec(image=ref)))
+
+
+def _wait_ingest(ctrd: ContainerdClient, digest: str, at_least: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = ctrd.status(f"layer-{digest}")
+        if s is not None and s.offset_bytes >= at_least:
+            return s.offset_bytes
+        time.sleep(0.02)
+    raise AssertionError(f"containerd's ingest of {digest} did not reach {at_least}")
+
+
+def _blob_bytes(registry: testbed.Registry, mark: int, digest: str) -> int:
+    return sum(r.bytes for r in _blob_gets(registry, mark, digest))
+
+
+@pytest.fixture
+def big_image(
+    registry: testbed.Registry, unique_repo: Callable[[str], str]
+) -> tuple[str, testbed.OciImage]:
+    image = testbed.build_image([96 * MiB], seed=97)
+    return registry.push(image, unique_repo("big"), "v1"), image
+
+
+def test_big_single_layer_runs_after_a_pull_through_the_mirror(
+    cri: CriClient,
+    registry: testbed.Registry,
+    mirror_for: Callable[..., MirrorProcess],
+    unique_repo: Callable[[str], str],
+    busybox: bytes,
+    pods: testbed.Pods,
+) -> None:
+    image = testbed.build_busybox_image(busybox, [64 * MiB], seed=98)
+    ref = registry.push(image, unique_repo("runs"), "v1")
+    m = mirror_for()
+    mark = registry.mark()
+    try:
+        cri.pull_image(ref)
+        pod = pods.run(ref)
+        (c,) = [c for c in cri.list_containers() if c.id == pod.container_id]
+        assert str(c.state.value) == "running"
+        big = image.layers[-1]  # (the busybox layer is the sandbox image's: already here)
+        assert _blob_bytes(registry, mark, big.digest) == big.size
+        b = m.blob(big.digest)
+        assert b is not None and b["state"] == "complete" and b["served_bytes"] == big.size
+    finally:
+        pods.close()
+        _remove(cri, ref)
+
+
+@pytest.mark.parametrize("pause_seconds", [0.0, 5.0], ids=["at-once", "after-5s"])
+def test_cancelled_pull_retried_downloads_the_layer_once(
+    pause_seconds: float,
+    cri: CriClient,
+    ctrd: ContainerdClient,
+    registry: testbed.Registry,
+    mirror_for: Callable[..., MirrorProcess],
+    big_image: tuple[str, testbed.OciImage],
+) -> None:
+    ref, image = big_image
+    layer = image.layers[0]
+    proxy = registry.proxy(lean=True, rate_bytes_per_second=6 * MiB)  # per connection
+    try:
+        m = mirror_for(proxy.url, "--chunk-bytes", "4MiB")
+        mark = registry.mark()
+        fut = _pull_future(cri, ref)
+        _wait_ingest(ctrd, layer.digest, layer.size // 2)
+        fut.cancel()
+        time.sleep(pause_seconds)
+        cri.pull_image(ref)
+        assert cri.image_status(ref) is not None
+        served = _blob_bytes(registry, mark, layer.digest)
+        assert served <= 1.02 * layer.size, (served, layer.size)
+        b = m.blob(layer.digest)
+        assert b is not None and b["state"] == "complete"
+    finally:
+        proxy.stop()
+        _remove(cri, ref)
+
+
+def test_two_pulls_at_once_fetch_each_blob_once(
+    cri: CriClient,
+    containerd: testbed.Containerd,
+    registry: testbed.Registry,
+    mirror_for: Callable[..., MirrorProcess],
+    unique_repo: Callable[[str], str],
+) -> None:
+    image = testbed.build_image([24 * MiB, 8 * MiB], seed=99)
+    ref_a = registry.push(image, unique_repo("twice"), "v1")
+    proxy = registry.proxy(lean=True, rate_bytes_per_second=8 * MiB)
+    try:
+        mirror_for(proxy.url)
+        mark = registry.mark()
+        other = CriClient(containerd.endpoint)
+        errors: list[BaseException] = []
+
+        def pull(c: CriClient) -> None:
+            try:
+                c.pull_image(ref_a)
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=pull, args=(c,)) for c in (cri, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        other.close()
+        assert not errors, errors
+        for layer in image.layers:
+            assert _blob_bytes(registry, mark, layer.digest) == layer.size
+    finally:
+        proxy.stop()
+        _remove(cri, ref_a)
+
+
+def test_killed_mirror_restarted_resumes_its_partial_blob(
+    tmp_path: Path,
+    cri: CriClient,
+    ctrd: ContainerdClient,
+    registry: testbed.Registry,
+    mirror_for: Callable[..., MirrorProcess],
+    big_image: tuple[str, testbed.OciImage],
+) -> None:
+    """kill -9 the mirror mid-fetch (the kubelet's pull cancelled with it), start it again
+    on the same port and cache: the retried pull completes and the registry served the layer
+    about once (what arrived after the last checkpoint is fetched again)."""
+    ref, image = big_image
+    layer = image.layers[0]
+    proxy = registry.proxy(lean=True, rate_bytes_per_second=4 * MiB)
+    try:
+        m = mirror_for(proxy.url, "--chunk-bytes", "4MiB")
+        mark = registry.mark()
+        fut = _pull_future(cri, ref)
+        _wait_ingest(ctrd, layer.digest, layer.size // 2)
+        m.kill()
+        fut.cancel()
+        proxy.cut()
+        m2 = mirror_for(proxy.url, "--chunk-bytes", "4MiB", cache=m.cache_dir, port=m.port)
+        cri.pull_image(ref)
+        served = _blob_bytes(registry, mark, layer.digest)
+        print(f"registry served {served / layer.size:.4f} x the layer")
+        assert served <= 1.02 * layer.size, (served, layer.size)
+        assert '"resuming' in m2.logs() or "resuming" in m2.logs()
+    finally:
+        proxy.stop()
+        _remove(cri, ref)
+
+
+def test_mirror_down_the_pull_falls_back_to_the_registry(
+    cri: CriClient,
+    containerd: testbed.Containerd,
+    registry: testbed.Registry,
+    small_image: testbed.PushedImage,
+) -> None:
+    dead = f"http://127.0.0.1:{testbed.free_port()}"
+    containerd.trust_registry(registry.host, mirror_url=dead)
+    try:
+        _remove(cri, small_image.ref)
+        cri.pull_image(small_image.ref)
+        assert cri.image_status(small_image.ref) is not None
+    finally:
+        containerd.trust_registry(registry.host)
+        _remove(cri, small_image.ref)
+
+
+def test_upstream_stalls_and_cuts_the_pull_completes(
+    cri: CriClient,
+    registry: testbed.Registry,
+    mirror_for: Callable[..., MirrorProcess],
+    big_image: tuple[str, testbed.OciImage],
+) -> None:
+    ref, image = big_image
+    layer = image.layers[0]
+    proxy = registry.proxy(lean=True, rate_bytes_per_second=6 * MiB)
+    try:
+        m = mirror_for(proxy.url, "--chunk-bytes", "8MiB", "--stall-timeout", "1.5")
+        mark = registry.mark()
+        errors: list[BaseException] = []
+        t = threading.Thread(target=lambda: _catch(errors, cri.pull_image, ref))
+        t.start()
+        for fraction in (0.15, 0.35, 0.55):
+            _wait_mirror(m, layer.digest, int(layer.size * fraction))
+            assert proxy.cut() > 0
+        _wait_mirror(m, layer.digest, int(layer.size * 0.7))
+        proxy.stall(4.0)  # past the mirror's 1.5 s stall deadline
+        t.join(180)
+        assert not errors, errors
+        served = _blob_bytes(registry, mark, layer.digest)
+        assert served <= 1.05 * layer.size, (served, layer.size)
+        text = m.metrics_text()
+        assert 'mlnode_mirror_upstream_retries_total{kind="cut"' in text
+        assert 'mlnode_mirror_upstream_retries_total{kind="stall"' in text
+    finally:
+        proxy.stop()
+        _remove(cri, ref)
+
+
+def _catch(errors: list[BaseException], fn: Callable[..., object], *args: object) -> None:
+    try:
+        fn(*args)
+    except BaseException as e:
+        errors.append(e)
+
+
+def _wait_mirror(m: MirrorProcess, digest: str, at_least: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        b = m.blob(digest)
+        if b is not None and b["upstream_bytes"] >= at_least:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the mirror did not fetch {at_least} bytes of {digest}")
+
+
+def test_corrupt_upstream_blob_is_never_complete_and_the_pull_fails(
+    cri: CriClient,
+    containerd: testbed.Containerd,
+    registry: testbed.Registry,
+    mirror_for: Callable[..., MirrorProcess],
+    unique_repo: Callable[[str], str],
+) -> None:
+    image = testbed.build_image([4 * MiB], seed=100)
+    ref = registry.push(image, unique_repo("corrupt"), "v1")
+    digest = image.layers[0].digest
+    hexd = digest.partition(":")[2]
+    stored = registry.workdir / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    m = mirror_for()
+    with pytest.raises(Exception) as info:
+        cri.pull_image(ref)
+    assert digest in str(info.value) or "digest" in str(info.value).lower(), info.value
+    b = m.blob(digest)
+    assert b is not None and b["state"] == "failed" and "digest mismatch" in b["error"]
+    entries = [e for e in BlobCache(m.cache_dir).entries() if e.digest == digest]
+    assert all(not e.complete for e in entries)
+    line = f'mlnode_mirror_upstream_errors_total{{registry="{registry.host}",status="digest"}}'
+    assert line in m.metrics_text()
+
+
+def test_an_unconfigured_registry_is_refused_with_404(
+    registry: testbed.Registry, mirror_for: Callable[..., MirrorProcess]
+) -> None:
+    m = mirror_for()
+    r = httpx.get(f"{m.url}/v2/library/busybox/manifests/latest?ns=evil.example")
+    assert r.status_code == 404
+    r = httpx.get(f"{m.url}/v2/library/busybox/manifests/latest")
+    assert r.status_code == 404  # no ?ns= and no default registry
+    assert "evil.example" in m.logs() and "not a configured upstream" in m.logs()

@@ -346,7 +346,7 @@ class Registry:
             "log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.workdir / 'data'}\n"
             "  delete:\n    enabled: true\n"
-            f"{listen}"
+            f"{listen}{self.http_config_yaml()}{self.extra_config_yaml()}"
         )
         with self.access_log.open("ab") as out, self.app_log.open("ab") as err:
             self.proc = subprocess.Popen(
@@ -368,11 +368,21 @@ class Registry:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"docker-registry exited with {self.proc.returncode}")
             try:
-                return self.http.get("/v2/").status_code == 200
+                # 401: up, and demanding credentials (testbed_auth's registries)
+                return self.http.get("/v2/").status_code in (200, 401)
             except httpx.HTTPError:
                 return False
 
         _wait_until(up, timeout_seconds=15, what="docker-registry")
+
+    def http_config_yaml(self) -> str:
+        """More keys of the config's ``http:`` mapping (indented two spaces), e.g. ``tls``;
+        subclasses (testbed_tls, testbed_auth) override it."""
+        return ""
+
+    def extra_config_yaml(self) -> str:
+        """More top-level config sections, e.g. ``auth``; subclasses override it."""
+        return ""
 
     def stop(self) -> None:
         self.http.close()

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,9 @@ class BlobFile:
         self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.ftruncate(self.fd, size_bytes)
         self._dirty = False
+        self._lock = threading.Lock()  # persist() may run in a worker thread
+        self._seq = 0  # snapshots taken
+        self._written_seq = 0  # the newest snapshot on disk
 
     @property
     def contiguous_bytes(self) -> int:
@@ -112,11 +116,25 @@ class BlobFile:
 
     def checkpoint(self) -> None:
         """Make the present ranges durable: data first, then the map."""
-        if not self._dirty:
-            return
-        os.fdatasync(self.fd)
-        self._write_map()
+        if self._dirty:
+            self.persist(self.snapshot())
+
+    def snapshot(self) -> tuple[int, dict[str, object]]:
+        """The map as it is now, to :meth:`persist` later (e.g. from a thread, so the
+        fdatasync does not hold up an event loop)."""
+        self._seq += 1
         self._dirty = False
+        return self._seq, self._map_doc()
+
+    def persist(self, snap: tuple[int, dict[str, object]]) -> None:
+        """fdatasync the data, then write ``snap``'s map unless a newer one is on disk."""
+        seq, doc = snap
+        with self._lock:
+            if seq <= self._written_seq:
+                return
+            os.fdatasync(self.fd)
+            self._write_map(doc)
+            self._written_seq = seq
 
     def mark_complete(self) -> None:
         """Every byte present and the sha256 matched: from now on served as complete."""
@@ -139,8 +157,8 @@ class BlobFile:
         with contextlib.suppress(OSError):
             os.close(self.fd)
 
-    def _write_map(self) -> None:
-        doc = {
+    def _map_doc(self) -> dict[str, object]:
+        return {
             "schema": MAP_SCHEMA,
             "digest": self.digest,
             "size_bytes": self.size_bytes,
@@ -151,6 +169,8 @@ class BlobFile:
             "ranges": self.ranges.to_json(),
             "last_access_unix": time.time(),
         }
+
+    def _write_map(self, doc: dict[str, object]) -> None:
         tmp = self.map_path.with_name(self.map_path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f)
@@ -185,6 +205,12 @@ class BlobCache:
         if not isinstance(doc, dict) or doc.get("schema") != MAP_SCHEMA:
             return None
         return doc
+
+    def first_missing(self, digest: str, size_bytes: int) -> int:
+        """The first byte of ``digest`` the cache lacks (``size_bytes`` when none)."""
+        doc = self.read_map(digest) or {}
+        gaps = Ranges.from_json(doc.get("ranges"), size_bytes).gaps(0, size_bytes)
+        return gaps[0][0] if gaps else size_bytes
 
     def open(
         self, digest: str, *, size_bytes: int, registry: str, repository: str, private: bool

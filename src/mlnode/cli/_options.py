@@ -24,6 +24,7 @@ __all__ = [
     "ImageDiskOption",
     "ImageFsOption",
     "KubernetesVersionOption",
+    "MirrorCacheOption",
     "NamespaceOption",
     "NoRestartOption",
     "OptionalRootOption",
@@ -83,6 +84,15 @@ ImageFsOption = Annotated[
     typer.Option(
         "--image-fs",
         help="A directory on the filesystem holding the images (default: the runtime's root).",
+    ),
+]
+MirrorCacheOption = Annotated[
+    Path,
+    typer.Option(
+        "--mirror-cache",
+        metavar="DIR",
+        help="The node mirror's cache directory (absent: no mirror on this node).",
+        file_okay=False,
     ),
 ]
 ImageDiskOption = Annotated[

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.cli._common import (
     OutputFormat,
     duration_option,
@@ -28,6 +29,7 @@ from mlnode.cli._common import (
 from mlnode.cli._options import (
     DryRunOption,
     ImageFsOption,
+    MirrorCacheOption,
     OutputOption,
     RuntimeEndpointOption,
     StateFileOption,
@@ -38,6 +40,7 @@ from mlnode.gc import (
     GcPlan,
     GcPolicy,
     InvalidGcInput,
+    MirrorBlob,
     PolicyName,
     load_snapshot,
     plan,
@@ -116,7 +119,7 @@ def _print_header(the_plan: GcPlan, policy: GcPolicy, source: str) -> None:
 def _print_removals(
     the_plan: GcPlan, images: tuple[GcImage, ...], now: datetime, run_result: GcRun | None
 ) -> None:
-    by_id = {i.id: i for i in images}
+    by_id: dict[str, GcImage] = {i.id: i for i in images}
     done = run_result is not None and not run_result.dry_run
     if run_result is None or run_result.dry_run:
         title = "Would remove"
@@ -140,15 +143,45 @@ def _print_removals(
     for removal, result in rows:
         image = by_id.get(removal.id)
         cells = [
-            image.display_name if image else removal.id,
+            image.display_name
+            if image
+            else _removal_name(removal.id, removal.names, removal.reason),
             format_bytes(removal.size_bytes),
             removal.reason,
-            _ago(image.last_used if image else None, now),
+            _ago(image.last_used, now) if image else "-",
         ]
         if done:
             cells.append(result)
         table.add_row(*cells)
     stdout.print(table)
+
+
+def _removal_name(ident: str, names: tuple[str, ...], reason: str) -> str:
+    """A row's name when it is not an image the runtime listed: a mirror cache blob shows
+    as ``mirror cache <registry/repository>@sha256:<12 hex>``."""
+    if reason != "mirror-cache":
+        return ident
+    short = ident[: len("sha256:") + 12]
+    return f"mirror cache {names[0]}@{short}" if names else f"mirror cache {short}"
+
+
+def _print_mirror(directory: Path | None, blobs: tuple[MirrorBlob, ...]) -> None:
+    if directory is None:
+        return
+    if not blobs:
+        stdout.print(
+            f"Mirror cache {directory}: none (no blobs, or not on this node)", markup=False
+        )
+        return
+    ok = [b for b in blobs if b.removable]
+    left = [b for b in blobs if not b.removable]
+    stdout.print(
+        f"Mirror cache {directory}: {len(ok)} complete blob(s), "
+        f"{format_bytes(sum(b.disk_bytes for b in ok))} reclaimable (freed before any image); "
+        f"{len(left)} partial or in flight, {format_bytes(sum(b.disk_bytes for b in left))} "
+        "(left to the mirror)",
+        markup=False,
+    )
 
 
 def _print_kept(the_plan: GcPlan) -> None:
@@ -250,6 +283,7 @@ def _gc_live(
     runtime_endpoint: str | None,
     state_file: Path,
     image_fs: Path | None,
+    mirror_cache: Path,
 ) -> int:
     done = gc_session.gc_live(
         policy_name,
@@ -258,6 +292,7 @@ def _gc_live(
         image_fs=image_fs,
         state_file=state_file,
         dry_run=dry_run,
+        mirror_cache=mirror_cache if policy_name is PolicyName.ML else None,
     )
     the_plan, run_result = done.plan, done.run
     if output is OutputFormat.JSON:
@@ -275,6 +310,8 @@ def _gc_live(
                 f"{', dry run: nothing is removed' if dry_run else ''}"
             ),
         )
+        if policy_name is PolicyName.ML:
+            _print_mirror(mirror_cache, done.mirror)
     return 0 if run_result.satisfied else 1
 
 
@@ -402,6 +439,7 @@ def register(app: typer.Typer) -> None:
         runtime_endpoint: RuntimeEndpointOption = None,
         state_file: StateFileOption = DEFAULT_STATE_FILE,
         image_fs: ImageFsOption = None,
+        mirror_cache: MirrorCacheOption = DEFAULT_CACHE_DIR,
     ) -> None:
         """Free image-filesystem space: plan (and, live, remove) unused images."""
 
@@ -426,6 +464,7 @@ def register(app: typer.Typer) -> None:
                 runtime_endpoint=runtime_endpoint,
                 state_file=state_file,
                 image_fs=image_fs,
+                mirror_cache=mirror_cache,
             )
 
         raise typer.Exit(run(body))

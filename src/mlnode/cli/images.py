@@ -5,9 +5,11 @@ whether a container (in any state, like the kubelet's ``GetPods(all=true)``) use
 first-detected / last-used times that mlnode records (``--state-file``, written by
 ``mlnode gc``); and the image filesystem from ``statvfs`` of the runtime's root, because
 CRI ``ImageFsInfo`` leaves out containerd's content store. On containerd it also lists
-downloads in flight (``Content.ListStatuses``). Read-only. JSON schema: docs/runtime.md.
-Exit codes: 0 ok, 2 bad option or state file, 3 runtime unreachable. The report itself is
-built in :mod:`mlnode.ops.images`; this module prints it.
+downloads in flight (``Content.ListStatuses``), and it counts the node mirror's cache
+(``--mirror-cache``: complete and partial blobs, disk bytes, what GC may reclaim).
+Read-only. JSON schema: docs/runtime.md. Exit codes: 0 ok, 2 bad option or state file,
+3 runtime unreachable. The report itself is built in :mod:`mlnode.ops.images`; this
+module prints it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from datetime import datetime
 import typer
 from rich.table import Table
 
+from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.cli._common import OutputFormat, emit_json, run, stdout
 from mlnode.cli._options import (
     ImageFsOption,
+    MirrorCacheOption,
     NamespaceOption,
     OutputOption,
     RuntimeEndpointOption,
@@ -27,6 +31,7 @@ from mlnode.cli._options import (
 )
 from mlnode.ops.image_state import DEFAULT_STATE_FILE, ImageStateFile
 from mlnode.ops.images import ImagesReport, collect_report
+from mlnode.ops.mirror_cache import MirrorCacheUsage
 from mlnode.runtime.containerd import DEFAULT_NAMESPACE
 from mlnode.units import format_bytes
 
@@ -39,6 +44,22 @@ def _size(n: int | None) -> str:
 
 def _when(ts: datetime | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
+
+
+def mirror_line(m: MirrorCacheUsage) -> str:
+    """The mirror cache's one line, printed next to the image filesystem's."""
+    if not m.present:
+        return f"Mirror cache {m.directory}: none (no mirror cache on this node)"
+    line = (
+        f"Mirror cache {m.directory}: {m.blobs} blob(s), {_size(m.disk_bytes)} on disk; "
+        f"{m.complete_blobs} complete ({_size(m.complete_disk_bytes)}, "
+        f"{_size(m.reclaimable_bytes)} reclaimable by mlnode gc), "
+        f"{m.partial_blobs} partial ({_size(m.partial_present_bytes)} of "
+        f"{_size(m.partial_size_bytes)} present, {_size(m.partial_disk_bytes)} on disk)"
+    )
+    if m.on_image_filesystem is False:
+        line += "; on another filesystem than the images (GC does not free it for them)"
+    return line
 
 
 def _render(report: ImagesReport) -> None:
@@ -72,6 +93,8 @@ def _render(report: ImagesReport) -> None:
         f"available {_size(fs.available_bytes)}, capacity {_size(fs.capacity_bytes)}{pct}",
         markup=False,
     )
+    if report.mirror_cache is not None:
+        stdout.print(mirror_line(report.mirror_cache), markup=False)
     for u in report.runtime_image_fs:
         stdout.print(
             f"Runtime ImageFsInfo {u.mountpoint}: {_size(u.used_bytes)} "
@@ -90,6 +113,7 @@ def register(app: typer.Typer) -> None:
         namespace: NamespaceOption = DEFAULT_NAMESPACE,
         state_file: StateFileOption = DEFAULT_STATE_FILE,
         image_fs: ImageFsOption = None,
+        mirror_cache: MirrorCacheOption = DEFAULT_CACHE_DIR,
         output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
         """List the node's images: size, pinned, in use, last used, and the image disk."""
@@ -97,7 +121,11 @@ def register(app: typer.Typer) -> None:
         def body() -> None:
             records = ImageStateFile(state_file).load().images
             report = collect_report(
-                runtime_endpoint, namespace=namespace, image_fs=image_fs, image_records=records
+                runtime_endpoint,
+                namespace=namespace,
+                image_fs=image_fs,
+                image_records=records,
+                mirror_cache=mirror_cache,
             )
             if output is OutputFormat.JSON:
                 emit_json(report.to_json())

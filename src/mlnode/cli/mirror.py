@@ -4,7 +4,7 @@ Options override the config file (``--config``); the result is validated whole b
 anything listens. ``--check`` prints the effective config and exits (``--output json``:
 ``{"schema": "mlnode.mirror.config/v1", "listen", "url", "cache_dir", "cache_max_bytes",
 "retain_committed", "chunk_bytes", "connections", "stall_seconds", "retries",
-"default_registry", "upstreams": [{"registry", "endpoint", "mirrors", "ca_file",
+"reap_seconds", "default_registry", "upstreams": [{"registry", "endpoint", "mirrors", "ca_file",
 "client_cert", "client_key", "skip_verify"}]}``).
 
 With a reachable containerd (``--runtime-endpoint`` or discovered), a cached blob is
@@ -93,6 +93,15 @@ RetriesOption = Annotated[
     int | None,
     typer.Option("--retries", help="Reconnects in a row without progress (default 6)."),
 ]
+ReapOption = Annotated[
+    float | None,
+    typer.Option(
+        "--reap-interval",
+        metavar="SECONDS",
+        parser=finite_float,
+        help="How often blobs containerd has committed are dropped (default 10).",
+    ),
+]
 RetainOption = Annotated[
     bool,
     typer.Option("--retain-committed", help="Keep blobs containerd has committed."),
@@ -173,6 +182,7 @@ def _config_json(cfg: MirrorConfig) -> dict[str, Any]:
         "connections": cfg.connections,
         "stall_seconds": cfg.stall_seconds,
         "retries": cfg.retries,
+        "reap_seconds": cfg.reap_seconds,
         "default_registry": cfg.default_registry,
         "upstreams": [
             {
@@ -219,6 +229,7 @@ def register(app: typer.Typer) -> None:
         connections: ConnectionsOption = None,
         stall_timeout: StallOption = None,
         retries: RetriesOption = None,
+        reap_interval: ReapOption = None,
         retain_committed: RetainOption = False,
         runtime_endpoint: RuntimeEndpointOption = None,
         log_format: LogFormatOption = "text",
@@ -235,6 +246,8 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("between 0 and 100", option="--retries")
             if stall_timeout is not None and not 0.1 <= stall_timeout <= 3600:
                 raise UsageError("between 0.1 and 3600 seconds", option="--stall-timeout")
+            if reap_interval is not None and not 0.1 <= reap_interval <= 3600:
+                raise UsageError("between 0.1 and 3600 seconds", option="--reap-interval")
             overrides: dict[str, Any] = {
                 "cache_max_bytes": size_option(cache_max_bytes, "--cache-max-bytes")
                 if cache_max_bytes
@@ -243,6 +256,7 @@ def register(app: typer.Typer) -> None:
                 "connections": connections,
                 "stall_seconds": stall_timeout,
                 "retries": retries,
+                "reap_seconds": reap_interval,
                 "retain_committed": True if retain_committed else None,
             }
             cfg = _effective(config, listen, cache_dir, upstream, overrides)

@@ -38,6 +38,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.cli._common import (
     OutputFormat,
     duration_option,
@@ -47,7 +48,13 @@ from mlnode.cli._common import (
     size_option,
     stdout,
 )
-from mlnode.cli._options import ImageFsOption, OutputOption, RuntimeEndpointOption, StateFileOption
+from mlnode.cli._options import (
+    ImageFsOption,
+    MirrorCacheOption,
+    OutputOption,
+    RuntimeEndpointOption,
+    StateFileOption,
+)
 from mlnode.errors import MlnodeError, UsageError
 from mlnode.ops.image_state import DEFAULT_STATE_FILE
 from mlnode.ops.pull import DEFAULT_UNPACK_FACTOR, EventSink, PullOptions, PullResult
@@ -311,6 +318,7 @@ def register(app: typer.Typer) -> None:
         via: ViaOption = "auto",
         state_file: StateFileOption = DEFAULT_STATE_FILE,
         image_fs: ImageFsOption = None,
+        mirror_cache: MirrorCacheOption = DEFAULT_CACHE_DIR,
         output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
         """Pull an image into containerd: resumable, with byte progress and a stall deadline."""
@@ -346,6 +354,7 @@ def register(app: typer.Typer) -> None:
                     state_file=state_file,
                     options=options,
                     emit=emit,
+                    mirror_cache=mirror_cache,
                     via=via,
                 )
             except MlnodeError as e:

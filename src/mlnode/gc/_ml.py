@@ -25,6 +25,11 @@ images of the LRU prefix needed to reach the target, oldest first. Re-pulling an
 image costs roughly its size whatever its rank, so removing fewer images of the
 same coldness means fewer re-pulls.
 
+**Mirror cache first:** when the space pass has bytes to free and the node mirror's
+cache is given, its complete blobs not in flight are removed first (reason
+``mirror-cache``, least recently accessed first, :mod:`mlnode.gc._mirror`); images are
+chosen only for what the cache does not cover.
+
 **When the target cannot be reached:** if usage is at or above the high threshold,
 free what can be freed towards the low-threshold target (disk pressure matters more
 than re-pull cost); if only the headroom is short, remove nothing, because no
@@ -48,6 +53,7 @@ from mlnode.gc._common import (
     split_too_old,
 )
 from mlnode.gc._goarith import low_target_bytes, usage_percent
+from mlnode.gc._mirror import mirror_tier
 from mlnode.gc._model import (
     FilesystemState,
     GcImage,
@@ -55,6 +61,7 @@ from mlnode.gc._model import (
     GcPolicy,
     InvalidCapacity,
     Kept,
+    MirrorBlob,
     PolicyName,
     Removal,
     last_used_or_zero,
@@ -133,10 +140,13 @@ def plan_ml(
     policy: GcPolicy,
     *,
     now: datetime,
+    mirror: Sequence[MirrorBlob] = (),
 ) -> GcPlan:
     """Plan mlnode's collection for nodes that pull images of tens of gigabytes.
 
-    The rules, step by step, are in the module docstring.
+    The rules, step by step, are in the module docstring. ``mirror`` is the node mirror's
+    cache: when space must be freed, its complete blobs go first (:mod:`mlnode.gc._mirror`),
+    as removals with reason ``mirror-cache``, and images only for the rest.
     """
     if filesystem.capacity_bytes == 0:
         raise InvalidCapacity()
@@ -169,13 +179,19 @@ def plan_ml(
     )
     need = _space_need(available, filesystem, policy, goal, explanations)
     space_removed: list[Removal] = []
-    if need is None:
+    cache_freed = 0
+    if need is not None and mirror:
+        cache_removed, note = mirror_tier(mirror, need)
+        explanations.append(note)
+        space_removed.extend(cache_removed)
+        cache_freed = sum(r.size_bytes for r in cache_removed)
+    if need is None or cache_freed >= need:
         kept.extend(keep(i, "not needed") for i in candidates)
     else:
-        space_removed = _space_pass(
+        space_removed += _space_pass(
             candidates,
-            available,
-            need,
+            available + cache_freed,
+            need - cache_freed,
             filesystem.capacity_bytes,
             policy,
             goal,

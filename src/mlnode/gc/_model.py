@@ -24,6 +24,7 @@ __all__ = [
     "InvalidCapacity",
     "InvalidGcInput",
     "Kept",
+    "MirrorBlob",
     "PolicyName",
     "Reason",
     "Removal",
@@ -31,7 +32,9 @@ __all__ = [
     "plan_to_json",
 ]
 
-Reason = Literal["space", "age"]
+#: Why a plan removes something: ``age`` / ``space`` for images, ``mirror-cache`` for a
+#: complete blob of the node mirror's cache (the ml policy's first tier).
+Reason = Literal["space", "age", "mirror-cache"]
 
 
 class PolicyName(enum.StrEnum):
@@ -117,6 +120,32 @@ class GcImage:
     def display_name(self) -> str:
         """The first tag if there is one, else the id."""
         return self.names[0] if self.names else self.id
+
+
+@dataclass(frozen=True, kw_only=True)
+class MirrorBlob:
+    """One blob of the node mirror's cache as the ml policy sees it.
+
+    ``disk_bytes`` is what removing it frees (the sparse data file's blocks). Only a
+    ``complete`` blob that is not ``in_flight`` (containerd is not ingesting it right now)
+    may be removed; partial blobs belong to the mirror's own bound.
+    """
+
+    digest: str
+    disk_bytes: int
+    complete: bool
+    last_access_unix: float
+    in_flight: bool = False
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            raise InvalidGcInput("digest", "must be a non-empty string")
+        _check_int64("disk_bytes", self.disk_bytes)
+
+    @property
+    def removable(self) -> bool:
+        return self.complete and not self.in_flight
 
 
 def last_used_or_zero(image: GcImage) -> datetime:

@@ -10,6 +10,7 @@ chunk_bytes: 16MiB              # one ranged upstream request
 connections: 4                  # ranged upstream connections per blob
 stall_seconds: 20               # no byte for this long on a connection: reconnect
 retries: 6                      # reconnects in a row without progress before giving up
+reap_seconds: 10                # how often committed blobs are looked for and dropped
 default_registry: docker.io     # for requests that carry no ?ns=
 upstreams:
   - registry: docker.io         # the ?ns= value containerd sends (the image's registry)
@@ -82,6 +83,7 @@ class MirrorConfig:
     connections: int = 4
     stall_seconds: float = 20.0
     retries: int = 6
+    reap_seconds: float = 10.0
     default_registry: str | None = None
     upstreams: Mapping[str, UpstreamConfig] = field(default_factory=dict)
 
@@ -179,6 +181,7 @@ _KEYS = {
     "connections",
     "stall_seconds",
     "retries",
+    "reap_seconds",
     "default_registry",
     "upstreams",
 }
@@ -285,6 +288,8 @@ def _apply_key(cfg: MirrorConfig, key: str, value: Any, doc: Any, base: Path) ->
         return replace(cfg, connections=int(_number(value, key, integer=True, low=1, high=64)))
     if key == "retries":
         return replace(cfg, retries=int(_number(value, key, integer=True, low=0, high=100)))
+    if key == "reap_seconds":
+        return replace(cfg, reap_seconds=_number(value, key, integer=False, low=0.1, high=3600))
     if key == "stall_seconds":
         return replace(cfg, stall_seconds=_number(value, key, integer=False, low=0.1, high=3600))
     if key == "default_registry":

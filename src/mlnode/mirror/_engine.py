@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -120,8 +121,8 @@ class Engine:
             denied = await self._check_access(upstream, repository, digest, auth, entry)
             if denied is not None:
                 return denied
-            with contextlib.suppress(OSError):
-                self.cache.paths(digest)[1].touch()
+            with contextlib.suppress(OSError):  # (utime: never recreates a map GC removed)
+                os.utime(self.cache.paths(digest)[1])
             return self._open_cached(upstream, repository, digest, entry, auth)
         pending = self._starting.get(digest)
         if pending is not None:  # another client is starting this fetch: wait for it
@@ -167,8 +168,14 @@ class Engine:
     async def _start(
         self, upstream: Upstream, repository: str, digest: str, auth: Mapping[str, str]
     ) -> BlobFetch | Answer | Through:
+        # A partial blob from before (a restart, a failed fetch) is probed at its first gap,
+        # and that answer becomes the first chunk: no byte the cache holds is asked for.
+        entry = self.cache.entry(digest)
+        start = 0
+        if entry is not None and 0 < entry.present_bytes < entry.size_bytes:
+            start = self.cache.first_missing(digest, entry.size_bytes)
         headers = dict(auth)
-        headers["Range"] = f"bytes=0-{self.cfg.chunk_bytes - 1}"
+        headers["Range"] = f"bytes={start}-{start + self.cfg.chunk_bytes - 1}"
         path = f"/v2/{repository}/blobs/{digest}"
         try:
             resp = await upstream.request("GET", path, headers=headers)
@@ -184,8 +191,12 @@ class Engine:
         if size is None or size == 0:
             resp.release()
             return Through("the upstream gave no size")
-        entry = self.cache.entry(digest)
         present = entry.present_bytes if entry is not None and entry.size_bytes == size else 0
+        if start and (not present or resp.status != 206):
+            # the old partial is of another size, or the upstream ignores Range: start over
+            resp.release()
+            self.cache.remove(digest)
+            return await self._start(upstream, repository, digest, auth)
         room = await self._make_room(upstream, repository, digest, size, size - present)
         if room is not None:
             resp.release()
@@ -208,9 +219,8 @@ class Engine:
             private="Authorization" in auth,
         )
         fetch = self._new_fetch(upstream, repository, digest, file, auth)
-        fetch.start(resp if not present else None)
+        fetch.start(resp, first_offset=start)
         if present:
-            resp.release()
             log.info("blob %s: resuming, %d of %d bytes already here", digest[:19], present, size)
         return fetch
 
@@ -233,6 +243,7 @@ class Engine:
             settings=self.settings,
             on_bytes=up_bytes.inc,
             on_retry=lambda kind: self.metrics.retries.labels(registry, kind).inc(),
+            on_error=lambda label: self.metrics.errors.labels(registry, label).inc(),
         )
         fetch.image = self.images.get(digest)
         self.fetches[digest] = fetch

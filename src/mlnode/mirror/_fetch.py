@@ -35,9 +35,13 @@ __all__ = ["BlobFetch", "FetchSettings"]
 log = logging.getLogger("mlnode.mirror")
 
 _HASH_PIECE_BYTES = 8 * 1024 * 1024
-_CHECKPOINT_BYTES = 64 * 1024 * 1024
-_CHECKPOINT_SECONDS = 2.0
-_READ_BYTES = 1024 * 1024
+# The map is rewritten (after an fdatasync of the data) once at least 1 MiB arrived and
+# 25 ms passed, or 0.5 s passed: a kill -9 loses about 25 ms of bytes, which a restarted
+# mirror fetches again (the data in the file past the map is not trusted).
+_CHECKPOINT_BYTES = 1024 * 1024
+_CHECKPOINT_MIN_SECONDS = 0.025
+_CHECKPOINT_MAX_SECONDS = 0.5
+_READ_BYTES = 256 * 1024
 
 
 class FetchSettings:
@@ -73,6 +77,7 @@ class BlobFetch:
         settings: FetchSettings,
         on_bytes: Callable[[int], None] = lambda n: None,
         on_retry: Callable[[str], None] = lambda kind: None,
+        on_error: Callable[[str], None] = lambda label: None,
     ) -> None:
         self.upstream = upstream
         self.registry = upstream.registry
@@ -84,6 +89,7 @@ class BlobFetch:
         self._auth = dict(auth_headers)
         self._on_bytes = on_bytes
         self._on_retry = on_retry
+        self._on_error = on_error
         self.image: str | None = None
         self.state = "complete" if file.complete else "fetching"
         self.error: UpstreamFailure | None = None
@@ -104,6 +110,8 @@ class BlobFetch:
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._active_workers = 0
+        self._persisting: asyncio.Future[None] | None = None
+        self._first_offset = 0
 
     # -- what clients see -----------------------------------------------------------------
 
@@ -145,10 +153,14 @@ class BlobFetch:
 
     # -- running --------------------------------------------------------------------------
 
-    def start(self, first: aiohttp.ClientResponse | None = None) -> None:
-        """Start the fetch; ``first`` is an already-open response for ``[0, chunk)``."""
+    def start(self, first: aiohttp.ClientResponse | None = None, first_offset: int = 0) -> None:
+        """Start the fetch; ``first`` is an already-open response for the chunk at
+        ``first_offset`` (the first missing byte)."""
         if self.state == "complete":
+            if first is not None:
+                first.release()
             return
+        self._first_offset = first_offset
         self._task = asyncio.create_task(self._run(first), name=f"fetch {self.digest[:19]}")
 
     async def done(self) -> None:
@@ -167,8 +179,8 @@ class BlobFetch:
         for start, end in self.file.missing():
             for a in range(start, end, step):
                 self._queue.append((a, min(a + step, end)))
-        if first is not None and (not self._queue or self._queue[0][0] != 0):
-            first.release()  # a resumed blob: its first bytes are here already
+        if first is not None and (not self._queue or self._queue[0][0] != self._first_offset):
+            first.release()  # not the chunk the queue starts with: ask again
             first = None
         count = min(self.settings.connections, len(self._queue))
         if first is not None and first.status == 200:
@@ -195,6 +207,9 @@ class BlobFetch:
         finally:
             if first is not None:
                 first.release()
+            if self._persisting is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._persisting)
             self.file.checkpoint()
             self.finished_monotonic = time.monotonic()
             self._notify()
@@ -203,6 +218,7 @@ class BlobFetch:
         if self.error is None:
             self.error = e
             self.state = "failed"
+            self._on_error(e.label)
             log.warning(
                 "blob %s of %s/%s failed: %s", self.digest, self.registry, self.repository, e
             )
@@ -307,11 +323,13 @@ class BlobFetch:
         now = time.monotonic()
         self._samples.append((now, self.upstream_bytes))
         self._since_checkpoint += n
-        if (
-            self._since_checkpoint >= _CHECKPOINT_BYTES
-            or now - self._last_checkpoint >= _CHECKPOINT_SECONDS
-        ):
-            self.file.checkpoint()
+        age = now - self._last_checkpoint
+        due = (
+            self._since_checkpoint >= _CHECKPOINT_BYTES and age >= _CHECKPOINT_MIN_SECONDS
+        ) or age >= _CHECKPOINT_MAX_SECONDS
+        if due and (self._persisting is None or self._persisting.done()):
+            snap = self.file.snapshot()
+            self._persisting = asyncio.ensure_future(asyncio.to_thread(self.file.persist, snap))
             self._since_checkpoint = 0
             self._last_checkpoint = now
         self._notify()
@@ -335,7 +353,7 @@ class BlobFetch:
         if "sha256:" + self._hasher.hexdigest() != self.digest:
             self.file.discard()
             raise UpstreamFailure(
-                502, f"digest mismatch: the upstream's bytes are not {self.digest}"
+                502, f"digest mismatch: the upstream's bytes are not {self.digest}", "digest"
             )
         self.state = "verifying"
         self.file.mark_complete()

@@ -2,7 +2,7 @@
 
 SIGTERM/SIGINT stop accepting, cancel the fetches (each checkpoints what arrived, so a
 restart resumes it) and exit. A ``kill -9`` loses at most the bytes since the last
-checkpoint (2 s or 64 MiB): the maps on disk never claim more than the data holds.
+checkpoint (about 25 ms of bytes): the maps on disk never claim more than the data holds.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ class MirrorService:
         *,
         space: SpaceKeeper | None = None,
         committed: Callable[[str], bool] | None = None,
-        reap_seconds: float = 10.0,
     ) -> None:
         self.cfg = cfg
         self.cache = BlobCache(cfg.cache_dir, max_bytes=cfg.cache_max_bytes)
@@ -56,7 +55,7 @@ class MirrorService:
             cfg, self.cache, self.upstreams, metrics=self.metrics, space=space, committed=committed
         )
         self.mirror = Mirror(cfg, self.engine, self.upstreams)
-        self.reap_seconds = reap_seconds
+        self.reap_seconds = cfg.reap_seconds
         self._runner: web.AppRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
 

@@ -34,6 +34,12 @@ class UpstreamFailure(Exception):
 
     status: int
     reason: str
+    #: the metrics label when not the status: "digest" for a sha256 mismatch
+    kind: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.kind or str(self.status)
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}"

@@ -12,7 +12,10 @@ only containerd's snapshotter and would miss the content store). The in-memory f
 and last-used times in the :class:`~mlnode.ops.image_state.ImageStateFile`.
 :func:`execute` carries out a :class:`~mlnode.gc.GcPlan`: just before each removal
 it asks the runtime again and skips the image if it is now in use, pinned, being pulled
-or already gone. A container created between that check and the removal can still race
+or already gone. A ``mirror-cache`` removal (the ml policy's first tier) is carried out
+on the node mirror's :class:`~mlnode.blobcache.BlobCache` instead, and only while the
+blob is still complete and containerd is not ingesting it (:func:`mirror_blobs`).
+A container created between that check and the removal can still race
 it, as with the kubelet. Removal failures are recorded and the rest continue, as the
 kubelet does; losing the runtime altogether raises.
 """
@@ -25,14 +28,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from mlnode.blobcache import BlobCache
 from mlnode.errors import (
     RuntimeError_,
     RuntimePermissionDenied,
     RuntimeUnavailable,
     UsageError,
 )
-from mlnode.gc import FilesystemState, GcImage, GcPlan, ImageState, ObservedImage, Removal, detect
+from mlnode.gc import (
+    FilesystemState,
+    GcImage,
+    GcPlan,
+    ImageState,
+    MirrorBlob,
+    ObservedImage,
+    Removal,
+    detect,
+)
 from mlnode.ops.image_state import ImageStateFile
+from mlnode.ops.mirror_cache import read_entries
 from mlnode.ports import FilesystemMeter, ImageService, PullStatusSource
 
 if TYPE_CHECKING:  # the gRPC clients load only when a live runtime is used
@@ -51,6 +65,7 @@ __all__ = [
     "execute",
     "images_being_pulled",
     "images_in_use",
+    "mirror_blobs",
     "open_gc_runtime",
 ]
 
@@ -165,6 +180,22 @@ def collect(
     return CollectedState(images=images, filesystem=filesystem, state=state)
 
 
+def mirror_blobs(cache: BlobCache, in_flight: frozenset[str]) -> tuple[MirrorBlob, ...]:
+    """The mirror cache's blobs as the ml policy plans over them; ``in_flight`` are the
+    digests containerd is ingesting now (such a blob is being served: never removed)."""
+    return tuple(
+        MirrorBlob(
+            digest=e.digest,
+            disk_bytes=e.disk_bytes,
+            complete=e.complete,
+            last_access_unix=e.last_access_unix,
+            in_flight=e.digest in in_flight,
+            name=f"{e.registry}/{e.repository}" if e.registry else e.repository,
+        )
+        for e in read_entries(cache)
+    )
+
+
 Outcome = Literal["removed", "would remove", "skipped", "failed"]
 
 
@@ -222,28 +253,50 @@ def _recheck(runtime: GcRuntime, image_id: str) -> str | None:
     return None
 
 
-def execute(runtime: GcRuntime, plan: GcPlan, *, dry_run: bool) -> GcRun:
-    """Carry out ``plan`` (or, with ``dry_run``, only say what would be removed)."""
+def _recheck_blob(runtime: GcRuntime, cache: BlobCache | None, digest: str) -> str | None:
+    """Why the mirror cache's blob ``digest`` must not be removed now, or None."""
+    entry = cache.entry(digest) if cache is not None else None
+    if entry is None:
+        return "already gone"
+    if not entry.complete:
+        return "no longer complete (the mirror is fetching it)"
+    if digest in runtime.in_flight_pull_digests():
+        return "being pulled now"
+    return None
+
+
+def _remove_one(runtime: GcRuntime, cache: BlobCache | None, removal: Removal) -> RemovalOutcome:
+    is_blob = removal.reason == "mirror-cache"
+    reason = _recheck_blob(runtime, cache, removal.id) if is_blob else _recheck(runtime, removal.id)
+    if reason is not None:
+        return RemovalOutcome(removal, "skipped", reason)
+    try:
+        if is_blob and cache is not None:
+            cache.remove(removal.id)
+        else:
+            runtime.remove_image(removal.id)
+    except (RuntimeUnavailable, RuntimePermissionDenied):
+        raise
+    except RuntimeError_ as e:
+        return RemovalOutcome(removal, "failed", str(e))
+    except OSError as e:
+        return RemovalOutcome(removal, "failed", f"{removal.id}: {e.strerror or e}")
+    return RemovalOutcome(removal, "removed")
+
+
+def execute(
+    runtime: GcRuntime, plan: GcPlan, *, dry_run: bool, cache: BlobCache | None = None
+) -> GcRun:
+    """Carry out ``plan`` (or, with ``dry_run``, only say what would be removed).
+
+    ``cache`` is the node mirror's cache the plan's ``mirror-cache`` removals come from."""
     if dry_run:
         return GcRun(
             plan=plan,
             outcomes=tuple(RemovalOutcome(r, "would remove") for r in plan.removed),
             dry_run=True,
         )
-    outcomes: list[RemovalOutcome] = []
-    for removal in plan.removed:
-        reason = _recheck(runtime, removal.id)
-        if reason is not None:
-            outcomes.append(RemovalOutcome(removal, "skipped", reason))
-            continue
-        try:
-            runtime.remove_image(removal.id)
-        except (RuntimeUnavailable, RuntimePermissionDenied):
-            raise
-        except RuntimeError_ as e:
-            outcomes.append(RemovalOutcome(removal, "failed", str(e)))
-            continue
-        outcomes.append(RemovalOutcome(removal, "removed"))
+    outcomes = [_remove_one(runtime, cache, removal) for removal in plan.removed]
     after = runtime.image_filesystem().available_bytes if plan.removed else None
     return GcRun(plan=plan, outcomes=tuple(outcomes), dry_run=False, available_after_bytes=after)
 

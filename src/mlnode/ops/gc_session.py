@@ -4,7 +4,10 @@
 what the runtime reports (recording first-seen/last-used times), raises the headroom to
 the largest image seen, keeps the runtime's sandbox image under the ml policy
 (:func:`keep_sandbox_image`, the one place that rule lives), plans and carries the plan
-out. :func:`gc_live` opens the runtime first (through :data:`open_runtime`) and closes it
+out. Under the ml policy the node mirror's cache (a :class:`~mlnode.blobcache.BlobCache`)
+is the first tier: its complete blobs go before any image. :func:`make_room` is the run
+a pull's free-space check and the mirror's :class:`~mlnode.ports.SpaceKeeper` ask for.
+:func:`gc_live` opens the runtime first (through :data:`open_runtime`) and closes it
 after. Presenting the result is the caller's.
 """
 
@@ -12,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mlnode.blobcache import BlobCache
 from mlnode.errors import RuntimeError_
-from mlnode.gc import GcPlan, GcPolicy, InvalidGcInput, PolicyName, plan
+from mlnode.gc import GcPlan, GcPolicy, InvalidGcInput, MirrorBlob, PolicyName, plan
 from mlnode.ops.gc_runtime import (
     CollectedState,
     CriGcRuntime,
@@ -26,16 +30,20 @@ from mlnode.ops.gc_runtime import (
     GcRuntime,
     collect,
     execute,
+    mirror_blobs,
     open_gc_runtime,
 )
 from mlnode.ops.image_state import ImageStateFile
+from mlnode.ops.mirror_cache import cache_for_image_fs
 
 __all__ = [
     "LiveGc",
     "clock",
     "gc_live",
     "keep_sandbox_image",
+    "make_room",
     "open_runtime",
+    "room_policy",
     "run_gc",
 ]
 
@@ -66,6 +74,8 @@ class LiveGc:
     now: datetime
     #: The image filesystem the runtime was measured on, when the runtime says.
     image_fs_path: Path | None
+    #: The node mirror's cache blobs planned over (ml policy with a cache only).
+    mirror: tuple[MirrorBlob, ...] = ()
 
 
 def keep_sandbox_image(policy_name: PolicyName, policy: GcPolicy, runtime: GcRuntime) -> GcPolicy:
@@ -90,10 +100,13 @@ def run_gc(
     now: datetime,
     state_file: Path | None,
     dry_run: bool,
+    cache: BlobCache | None = None,
 ) -> LiveGc:
     """Collect, plan and (unless ``dry_run``) remove, against an open runtime.
 
-    With ``dry_run`` the state file is read but not written. Raises
+    ``cache`` is the node mirror's cache: under the ml policy its complete blobs not in
+    flight are freed first; the kubelet policy never sees it. With ``dry_run`` the state
+    file is read but not written. Raises
     :class:`~mlnode.errors.RuntimeError_` when the runtime reports an image filesystem
     that cannot be (planning refuses it), and what :func:`execute` raises.
     """
@@ -106,13 +119,50 @@ def run_gc(
     largest = max(policy.largest_image_bytes or 0, collected.state.largest_image_bytes)
     policy = dataclasses.replace(policy, largest_image_bytes=largest or None)
     policy = keep_sandbox_image(policy_name, policy, runtime)
+    use_cache = cache if policy_name is PolicyName.ML else None
+    mirror = mirror_blobs(use_cache, runtime.in_flight_pull_digests()) if use_cache else ()
     try:
-        the_plan = plan(policy_name, collected.images, collected.filesystem, policy, now=now)
+        the_plan = plan(
+            policy_name, collected.images, collected.filesystem, policy, now=now, mirror=mirror
+        )
     except InvalidGcInput as e:
         raise RuntimeError_(f"image filesystem: {e.message}") from e
-    run_result = execute(runtime, the_plan, dry_run=dry_run)
+    run_result = execute(runtime, the_plan, dry_run=dry_run, cache=use_cache)
     where = getattr(runtime, "image_fs_path", None)
-    return LiveGc(collected, policy, the_plan, run_result, now, where)
+    return LiveGc(collected, policy, the_plan, run_result, now, where, mirror)
+
+
+def room_policy(required_bytes: int, protect: Sequence[str]) -> GcPolicy:
+    """The ml policy aimed at exactly ``required_bytes`` available: headroom = required,
+    thresholds out of the way, ``protect`` kept (the image being pulled)."""
+    return GcPolicy(
+        high_threshold_percent=100,
+        low_threshold_percent=99,
+        headroom_bytes=required_bytes,
+        keep_patterns=tuple(protect),
+    )
+
+
+def make_room(
+    runtime: GcRuntime,
+    required_bytes: int,
+    protect: Sequence[str] = (),
+    *,
+    cache: BlobCache | None,
+    state_file: Path | None,
+    now: datetime | None = None,
+) -> LiveGc:
+    """Run the ml GC until ``required_bytes`` are available: the mirror's cache first,
+    then images (what ``mlnode pull``'s free-space check and the mirror's SpaceKeeper run)."""
+    return run_gc(
+        runtime,
+        PolicyName.ML,
+        room_policy(required_bytes, protect),
+        now=now if now is not None else clock(),
+        state_file=state_file,
+        dry_run=False,
+        cache=cache,
+    )
 
 
 @contextlib.contextmanager
@@ -134,8 +184,21 @@ def gc_live(
     image_fs: Path | None,
     state_file: Path,
     dry_run: bool,
+    mirror_cache: Path | None = None,
 ) -> LiveGc:
-    """Open the runtime at ``endpoint`` (discovered if None), :func:`run_gc`, close it."""
+    """Open the runtime at ``endpoint`` (discovered if None), :func:`run_gc`, close it.
+
+    ``mirror_cache`` is the node mirror's cache directory: used (ml policy) when it exists
+    and shares the image filesystem."""
     now = clock()
     with _opened(endpoint, image_fs) as runtime:
-        return run_gc(runtime, policy_name, policy, now=now, state_file=state_file, dry_run=dry_run)
+        where = getattr(runtime, "image_fs_path", None) or image_fs
+        return run_gc(
+            runtime,
+            policy_name,
+            policy,
+            now=now,
+            state_file=state_file,
+            dry_run=dry_run,
+            cache=cache_for_image_fs(mirror_cache, where),
+        )

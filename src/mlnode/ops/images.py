@@ -3,8 +3,9 @@
 :func:`build_report` is pure: it combines what the runtime listed over CRI (images and
 containers in any state, like the kubelet's ``GetPods(all=true)``), the first-detected /
 last-used times mlnode records (:mod:`mlnode.ops.image_state`), the image filesystem
-measured by ``statvfs`` and containerd's downloads in flight. :func:`collect_report`
-asks the runtime for those and measures the disk.
+measured by ``statvfs``, containerd's downloads in flight, and the node mirror's cache
+(:mod:`mlnode.ops.mirror_cache`: complete vs partial blobs and their disk bytes).
+:func:`collect_report` asks the runtime for those and measures the disks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from mlnode.errors import UsageError
 from mlnode.gc import ImageRecord
+from mlnode.ops.gc_runtime import digests_from_ingest_refs
+from mlnode.ops.mirror_cache import MirrorCacheUsage, measure_cache
 from mlnode.runtime.containerd import DEFAULT_NAMESPACE, ContainerdClient, IngestStatus
 from mlnode.runtime.cri import CriClient, CriContainer, CriImage, ImageFsUsage, RuntimeVersion
 from mlnode.runtime.discovery import discover_runtime
@@ -53,6 +56,8 @@ class ImagesReport:
     runtime_image_fs: tuple[ImageFsUsage, ...]
     downloads: tuple[IngestStatus, ...]
     namespace: str | None
+    #: The node mirror's cache, when one was asked for (``--mirror-cache``).
+    mirror_cache: MirrorCacheUsage | None = None
 
     def to_json(self) -> dict[str, Any]:
         return report_to_json(self)
@@ -77,9 +82,11 @@ def build_report(
     downloads: Sequence[IngestStatus] = (),
     namespace: str | None = None,
     image_records: Mapping[str, ImageRecord] | None = None,
+    mirror_cache: MirrorCacheUsage | None = None,
 ) -> ImagesReport:
-    """Pure: combine what the runtime said. ``image_records`` (by image id) come from
-    :mod:`mlnode.ops.image_state`; images without a record show ``-`` / null."""
+    """Pure: combine what the runtime said, and the mirror cache's numbers.
+    ``image_records`` (by image id) come from :mod:`mlnode.ops.image_state`; images
+    without a record show ``-`` / null."""
     used = images_in_use(images, containers)
     records = image_records or {}
     rows = []
@@ -101,6 +108,7 @@ def build_report(
         runtime_image_fs=tuple(runtime_image_fs),
         downloads=tuple(sorted(downloads, key=lambda d: d.ref)),
         namespace=namespace,
+        mirror_cache=mirror_cache,
     )
 
 
@@ -154,6 +162,7 @@ def report_to_json(report: ImagesReport) -> dict[str, Any]:
             for d in report.downloads
         ],
         "namespace": report.namespace,
+        "mirror_cache": report.mirror_cache.to_json() if report.mirror_cache else None,
     }
 
 
@@ -164,8 +173,10 @@ def collect_report(
     image_fs: Path | None = None,
     image_records: Mapping[str, ImageRecord] | None = None,
     root: Path = Path("/"),
+    mirror_cache: Path | None = None,
 ) -> ImagesReport:
-    """Ask the runtime (and, on containerd, its content store) and measure the disk."""
+    """Ask the runtime (and, on containerd, its content store) and measure the disk; with
+    ``mirror_cache``, count the node mirror's cache there too (absent: no mirror)."""
     found = discover_runtime(runtime_endpoint, root=root)
     with CriClient(found.socket_path) as cri:
         version = cri.version()
@@ -187,6 +198,10 @@ def collect_report(
     if kind is RuntimeKind.CONTAINERD:
         with ContainerdClient(found.socket_path, namespace=namespace) as ctrd:
             downloads = ctrd.list_statuses()
+    cache = None
+    if mirror_cache is not None:
+        in_flight = digests_from_ingest_refs(d.ref for d in downloads)
+        cache = measure_cache(mirror_cache, image_fs=fs_dir, in_flight=in_flight)
     return build_report(
         endpoint=found.uri,
         runtime=version,
@@ -197,4 +212,5 @@ def collect_report(
         downloads=downloads,
         namespace=namespace if kind is RuntimeKind.CONTAINERD else None,
         image_records=image_records,
+        mirror_cache=cache,
     )

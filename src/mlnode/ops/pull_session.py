@@ -15,7 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.errors import MlnodeError, UsageError
+from mlnode.ops.gc_runtime import digests_from_ingest_refs
+from mlnode.ops.mirror_cache import cache_for_image_fs, reclaimable_bytes
 from mlnode.ops.mirror_status import StatusReader, fetch_status, wired_mirror
 from mlnode.ops.pull import (
     EventSink,
@@ -109,10 +112,12 @@ def open_and_pull(
     state_file: Path | None,
     options: PullOptions,
     emit: EventSink,
+    mirror_cache: Path | None = DEFAULT_CACHE_DIR,
     via: str = "auto",
 ) -> PullResult:
     """Connect to the runtime and the registry and run one pull (``via``: see
-    :func:`choose_path`)."""
+    :func:`choose_path`). ``mirror_cache`` is the node mirror's cache: its reclaimable
+    bytes count as freeable, and GC frees it first."""
     registry_host = parse_reference(image).registry
     found = discover_runtime(runtime_endpoint)
     with CriClient(found.socket_path) as cri, ContainerdClient(found.socket_path) as ctrd:
@@ -136,6 +141,12 @@ def open_and_pull(
         def measure() -> FilesystemUsage:
             return image_filesystem(fs_path)
 
+        cache = cache_for_image_fs(mirror_cache, fs_path)
+
+        def reclaimable() -> int:
+            in_flight = digests_from_ingest_refs(s.ref for s in ctrd.list_statuses())
+            return reclaimable_bytes(cache, in_flight)
+
         with RegistryClient(
             hosts_dir=hosts,
             docker_config=docker_config,
@@ -150,8 +161,15 @@ def open_and_pull(
                 "options": options,
                 "emit": emit,
                 "free_space": gc_free_space(
-                    cri, ctrd, fs_path, state_file=state_file, emit=emit, measure=measure
+                    cri,
+                    ctrd,
+                    fs_path,
+                    state_file=state_file,
+                    emit=emit,
+                    measure=measure,
+                    cache=cache,
                 ),
+                "reclaimable": reclaimable if cache is not None else None,
             }
             if mirror_url is None:
                 return Puller(**common).pull(image)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mlnode.blobcache import BlobCache
 from mlnode.ops.pull._plan import EventSink, FreeSpace
 from mlnode.ports import ImageService, PullStatusSource
 from mlnode.runtime.fs import FilesystemUsage
@@ -20,6 +21,7 @@ def gc_free_space(
     state_file: Path | None,
     emit: EventSink,
     measure: Callable[[], FilesystemUsage] | None = None,
+    cache: BlobCache | None = None,
 ) -> FreeSpace:
     """A :data:`FreeSpace` hook running mlnode's ml GC policy against the live runtime.
 
@@ -29,34 +31,24 @@ def gc_free_space(
     :func:`mlnode.ops.gc_session.run_gc`, which ``mlnode gc`` runs too); images whose
     blobs are being downloaded are protected by the GC itself (``being_pulled``).
     ``measure`` is the pull's own measure of the image filesystem, so both agree on what
-    fits.
+    fits. ``cache`` is the node mirror's cache: its complete blobs are freed before any
+    image (:func:`mlnode.ops.gc_session.make_room`).
     """
-    from mlnode.gc import GcPolicy, PolicyName
     from mlnode.ops import gc_session
     from mlnode.ops.gc_runtime import CriGcRuntime
 
     def run(required: int, protect: Sequence[str]) -> int:
         runtime = CriGcRuntime(cri, containerd, image_fs, measure=measure)
-        policy = GcPolicy(
-            high_threshold_percent=100,
-            low_threshold_percent=99,
-            headroom_bytes=required,
-            keep_patterns=tuple(protect),
-        )
-        done = gc_session.run_gc(
-            runtime,
-            PolicyName.ML,
-            policy,
-            now=gc_session.clock(),
-            state_file=state_file,
-            dry_run=False,
-        )
+        done = gc_session.make_room(runtime, required, protect, cache=cache, state_file=state_file)
         the_plan, result = done.plan, done.run
         emit(
             {
                 "event": "gc",
                 "bytes_to_free": the_plan.bytes_to_free,
                 "bytes_freed": result.bytes_freed,
+                "mirror_cache_bytes_freed": sum(
+                    r.size_bytes for r in result.removed if r.reason == "mirror-cache"
+                ),
                 "removed": [r.id for r in result.removed],
                 "explanations": list(the_plan.explanations),
             }

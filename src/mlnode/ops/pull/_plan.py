@@ -118,6 +118,9 @@ class SpacePlan:
     unpack_estimate_bytes: int
     reserve_bytes: int
     unpack_factor: float
+    #: The node mirror's cache bytes GC may free (complete blobs not in flight): freeable
+    #: before any image, already counted as used in ``available_bytes``.
+    mirror_cache_reclaimable_bytes: int = 0
 
     @property
     def required_bytes(self) -> int:
@@ -131,6 +134,16 @@ class SpacePlan:
     def shortfall_bytes(self) -> int:
         return max(0, self.required_bytes - self.available_bytes)
 
+    @property
+    def freeable_bytes(self) -> int:
+        """Bytes GC can free without removing an image: the mirror cache's reclaimable."""
+        return self.mirror_cache_reclaimable_bytes
+
+    @property
+    def cache_suffices(self) -> bool:
+        """Whether freeing the mirror's cache alone would make the pull fit."""
+        return self.available_bytes + self.freeable_bytes >= self.required_bytes
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
@@ -141,6 +154,7 @@ class SpacePlan:
             "unpack_factor": self.unpack_factor,
             "reserve_bytes": self.reserve_bytes,
             "required_bytes": self.required_bytes,
+            "mirror_cache_reclaimable_bytes": self.mirror_cache_reclaimable_bytes,
             "fits": self.fits,
         }
 
@@ -152,6 +166,12 @@ class SpacePlan:
             f"{self.unpack_factor:g}× the compressed layers, + "
             f"{format_bytes(self.reserve_bytes)} reserve), "
             f"{format_bytes(self.available_bytes)} available"
+            + (
+                f" (+ {format_bytes(self.mirror_cache_reclaimable_bytes)} reclaimable "
+                "from the mirror cache)"
+                if self.mirror_cache_reclaimable_bytes
+                else ""
+            )
         )
 
 
@@ -161,10 +181,12 @@ def plan_space(
     *,
     reserve_bytes: int | None = None,
     unpack_factor: float = DEFAULT_UNPACK_FACTOR,
+    mirror_cache_reclaimable_bytes: int = 0,
 ) -> SpacePlan:
     """Whether the pull fits: compressed bytes not yet in the content store, plus every
     layer's unpacked estimate (compressed size × ``unpack_factor``, × 1 for plain-tar
-    layers), plus the reserve (default :func:`default_reserve`)."""
+    layers), plus the reserve (default :func:`default_reserve`). The mirror cache's
+    reclaimable bytes are recorded as freeable (GC frees them first)."""
     unpack = 0
     for b in blobs:
         if b.role == "layer":
@@ -180,6 +202,7 @@ def plan_space(
             default_reserve(filesystem.capacity_bytes) if reserve_bytes is None else reserve_bytes
         ),
         unpack_factor=unpack_factor,
+        mirror_cache_reclaimable_bytes=mirror_cache_reclaimable_bytes,
     )
 
 

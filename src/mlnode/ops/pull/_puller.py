@@ -59,6 +59,7 @@ class Puller:
         emit: EventSink | None = None,
         free_space: FreeSpace | None = None,
         clock: Clock | None = None,
+        reclaimable: Callable[[], int] | None = None,
     ) -> None:
         self.registry = registry
         self.containerd = containerd
@@ -68,6 +69,8 @@ class Puller:
         self._emit = emit or (lambda _e: None)
         self._emit_lock = threading.Lock()
         self.free_space = free_space
+        #: the node mirror's cache bytes GC may free (counted as freeable in the space plan)
+        self.reclaimable = reclaimable
         self.clock: Clock = clock or SystemClock()
         self.progress = Progress(self.emit, self.options.progress_interval_seconds, self.clock)
         self.lease_id = ""
@@ -124,14 +127,18 @@ class Puller:
                 expire_after_seconds=self.options.lease_expire_seconds,
             )
 
-    def _check_space(self, plans: Sequence[BlobPlan], protect: Sequence[str]) -> SpacePlan:
-        opts = self.options
-        space = plan_space(
+    def _plan_space(self, plans: Sequence[BlobPlan]) -> SpacePlan:
+        return plan_space(
             plans,
             self.filesystem(),
-            reserve_bytes=opts.reserve_bytes,
-            unpack_factor=opts.unpack_factor,
+            reserve_bytes=self.options.reserve_bytes,
+            unpack_factor=self.options.unpack_factor,
+            mirror_cache_reclaimable_bytes=self.reclaimable() if self.reclaimable else 0,
         )
+
+    def _check_space(self, plans: Sequence[BlobPlan], protect: Sequence[str]) -> SpacePlan:
+        opts = self.options
+        space = self._plan_space(plans)
         self.emit({"event": "space", **space.to_json()})
         if space.fits:
             return space
@@ -139,12 +146,7 @@ class Puller:
         if opts.gc and self.free_space is not None:
             self.emit({"event": "phase", "phase": "gc", "elapsed_seconds": 0.0})
             freed = self.free_space(space.required_bytes, protect)
-            space = plan_space(
-                plans,
-                self.filesystem(),
-                reserve_bytes=opts.reserve_bytes,
-                unpack_factor=opts.unpack_factor,
-            )
+            space = self._plan_space(plans)
             self.emit({"event": "space", **space.to_json(), "gc_freed_bytes": freed})
             if space.fits:
                 return space
