@@ -7,6 +7,7 @@ the upstream refuses."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,12 +34,12 @@ def _remove(cri: CriClient, ref: str) -> None:
 
 @contextlib.contextmanager
 def _mirror(tmp_path: Path, *args: str, config: str | None = None) -> Iterator[MirrorProcess]:
-    extra: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ("--access-log",)
     if config is not None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         path = tmp_path / "mirror.yaml"
         path.write_text(config)
-        extra = ("--config", str(path))
+        extra = (*extra, "--config", str(path))
     m = MirrorProcess(tmp_path / "cache", list(args), extra=extra).start()
     try:
         yield m
@@ -136,7 +137,16 @@ def test_private_upstream_through_the_mirror(
             with pytest.raises(MlnodeError):
                 cri.pull_image(ref)  # no credentials: refused, through the mirror
             token_mark = token_registry.tokens.mark()
+            before = len(_access(m))
             cri.pull_image(ref, auth=reg.cri_auth())
+            seen = _access(m)[before:]
+            print(f"containerd 1.6.20 -> mirror ({kind}):", *seen, sep="\n  ")
+            scheme = "basic" if kind == "basic" else "bearer"
+            manifests = [x for x in seen if "/manifests/" in x]
+            assert "auth=none" in manifests[0] and manifests[0].endswith("-> 401"), seen
+            assert any(f"auth={scheme}" in x and x.endswith("-> 200") for x in manifests), seen
+            blobs = [x for x in seen if "/blobs/" in x]
+            assert blobs and all(f"auth={scheme}" in x for x in blobs), seen
             b = m.blob(layer.digest)
             assert b is not None and b["state"] == "complete", m.status()
             if kind == "token":
@@ -172,3 +182,12 @@ def test_private_upstream_through_the_mirror(
         finally:
             containerd.trust_registry(reg.host)
             _remove(cri, ref)
+
+
+def _access(m: MirrorProcess) -> list[str]:
+    """The mirror's access log lines (``--access-log``): method path ns auth range status."""
+    out = []
+    for line in m.log.read_text(errors="replace").splitlines():
+        if '"mlnode.mirror.access"' in line:
+            out.append(json.loads(line)["msg"])
+    return out

@@ -5,6 +5,7 @@ through, and the mirror's copy of a blob is gone once containerd has committed i
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -112,3 +113,57 @@ def _sample(text: str, name: str) -> float:
             if s.name == name:
                 total += s.value
     return total
+
+
+def test_no_room_for_a_blob_the_mirror_has_gc_make_it_first(
+    tmp_path: Path,
+    registry: testbed.Registry,
+    small_disk: Callable[[int], Path],
+    unique_repo: Callable[[str], str],
+) -> None:
+    """Image A fills much of a small disk; B would not fit beside it by the free-space
+    arithmetic (the mirror's copy + containerd's + the unpacked estimate, + the reserve). Before
+    fetching B's layer the mirror asks for room; the ml GC removes A (not
+    in use) and B's pull succeeds, and the mirror's log says what was done."""
+    mount = small_disk(520)
+    a = testbed.build_image([100 * MiB], seed=150)
+    b = testbed.build_image([100 * MiB], seed=151)
+    ref_a = registry.push(a, unique_repo("room-a"), "v1")
+    ref_b = registry.push(b, unique_repo("room-b"), "v1")
+    with testbed_disk.containerd_on(mount, tmp_path / "ctr") as ctr:
+        m = MirrorProcess(
+            mount / "mirror-cache",
+            [f"{registry.host}={registry.url}"],
+            extra=(
+                "--reap-interval",
+                "0.5",
+                "--state-file",
+                str(tmp_path / "gc-state.json"),
+                "--unpack-factor",
+                "1",  # random bytes do not compress: a layer unpacks to its own size
+            ),
+            runtime_endpoint=str(ctr.socket),
+        ).start()
+        ctr.trust_registry(registry.host, mirror_url=m.url)
+        cri = CriClient(ctr.endpoint)
+        try:
+            cri.pull_image(ref_a)
+            # A was pulled (and last used) an hour ago, as on a node where the next job's
+            # image arrives later: the GC's minimum age (2 min) no longer protects it
+            long_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+            state = {"first_detected": long_ago, "last_used": long_ago}
+            (tmp_path / "gc-state.json").write_text(
+                json.dumps({"version": 1, "largest_image_bytes": 0, "images": {a.image_id: state}})
+            )
+            try:
+                cri.pull_image(ref_b)
+            except Exception as e:
+                raise AssertionError(f"{e}\n{m.logs()}") from e
+            assert cri.image_status(ref_b) is not None
+            assert cri.image_status(ref_a) is None, m.logs()
+            logs = m.logs()
+            assert "room: " in logs and "GC freed" in logs, logs
+            assert "from 1 image(s)" in logs, logs
+        finally:
+            cri.close()
+            m.stop()

@@ -111,6 +111,11 @@ class BlobFile:
         self.ranges.add(offset, offset + len(view))
         self._dirty = True
 
+    def note_written(self, offset: int, length: int) -> None:
+        """Record bytes written into :attr:`fd` by someone else (``splice`` from a socket)."""
+        self.ranges.add(offset, offset + length)
+        self._dirty = True
+
     def missing(self, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         return self.ranges.gaps(start, self.size_bytes if end is None else end)
 
@@ -152,10 +157,14 @@ class BlobFile:
         self.checkpoint()
 
     def close(self) -> None:
+        """Checkpoint and close; idempotent (a second close never closes a reused fd)."""
+        if self.fd < 0:
+            return
         with contextlib.suppress(OSError):
             self.checkpoint()
+        fd, self.fd = self.fd, -1
         with contextlib.suppress(OSError):
-            os.close(self.fd)
+            os.close(fd)
 
     def _map_doc(self) -> dict[str, object]:
         return {

@@ -4,11 +4,15 @@ Options override the config file (``--config``); the result is validated whole b
 anything listens. ``--check`` prints the effective config and exits (``--output json``:
 ``{"schema": "mlnode.mirror.config/v1", "listen", "url", "cache_dir", "cache_max_bytes",
 "retain_committed", "chunk_bytes", "connections", "stall_seconds", "retries",
-"reap_seconds", "default_registry", "upstreams": [{"registry", "endpoint", "mirrors", "ca_file",
-"client_cert", "client_key", "skip_verify"}]}``).
+"reap_seconds", "unpack_factor", "default_registry", "upstreams": [{"registry",
+"endpoint", "mirrors", "ca_file", "client_cert", "client_key", "skip_verify"}]}``).
 
 With a reachable containerd (``--runtime-endpoint`` or discovered), a cached blob is
-dropped once containerd has committed that digest (``--retain-committed`` keeps it).
+dropped once containerd has committed that digest (``--retain-committed`` keeps it), and
+before a blob is fetched the image filesystem is checked for room with the free-space
+arithmetic of ``mlnode pull``; the ml GC (mirror cache first, ``--state-file`` for its
+last-used times) frees a shortfall unless ``--no-gc``; no room → 507 to containerd (which
+then tries its next host) and a log line.
 Logs go to stderr, text or one JSON object a line (``--log-format json``).
 Exit codes: 0 stopped by SIGTERM/SIGINT, 2 bad option or config, 3 runtime unreachable
 where it was named.
@@ -28,8 +32,8 @@ import typer
 
 from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.cli._common import OutputFormat, emit_json, finite_float, run, size_option, stdout
-from mlnode.cli._options import OutputOption, RuntimeEndpointOption
-from mlnode.errors import InvalidValue, MlnodeError, UsageError
+from mlnode.cli._options import OutputOption, RuntimeEndpointOption, StateFileOption
+from mlnode.errors import InvalidValue, UsageError
 from mlnode.mirror import (
     DEFAULT_LISTEN,
     MirrorConfig,
@@ -39,6 +43,7 @@ from mlnode.mirror import (
     parse_upstream_option,
     run_mirror,
 )
+from mlnode.ops.image_state import DEFAULT_STATE_FILE
 
 __all__ = ["register"]
 
@@ -105,6 +110,28 @@ ReapOption = Annotated[
 RetainOption = Annotated[
     bool,
     typer.Option("--retain-committed", help="Keep blobs containerd has committed."),
+]
+UnpackOption = Annotated[
+    float | None,
+    typer.Option(
+        "--unpack-factor",
+        metavar="X",
+        parser=finite_float,
+        help="A compressed layer's unpacked size / its size, for the room asked before "
+        "a fetch (default 2.0; 1.0 for model weights).",
+    ),
+]
+NoGcOption = Annotated[
+    bool,
+    typer.Option("--no-gc", help="Before a fetch, only check for room; never run GC to make it."),
+]
+AccessLogOption = Annotated[
+    bool,
+    typer.Option(
+        "--access-log",
+        help="Log every /v2 request: method, path, ns, the kind of credentials (never "
+        "the credentials), Range, status.",
+    ),
 ]
 CheckOption = Annotated[
     bool, typer.Option("--check", help="Validate and print the effective config; do not serve.")
@@ -183,6 +210,7 @@ def _config_json(cfg: MirrorConfig) -> dict[str, Any]:
         "stall_seconds": cfg.stall_seconds,
         "retries": cfg.retries,
         "reap_seconds": cfg.reap_seconds,
+        "unpack_factor": cfg.unpack_factor,
         "default_registry": cfg.default_registry,
         "upstreams": [
             {
@@ -197,24 +225,6 @@ def _config_json(cfg: MirrorConfig) -> dict[str, Any]:
             for u in sorted(cfg.upstreams.values(), key=lambda u: u.registry)
         ],
     }
-
-
-def _committed_check(runtime_endpoint: str | None) -> Any:
-    """``digest -> bool`` from containerd's content store, or None without a runtime."""
-    from mlnode.runtime.containerd import ContainerdClient
-    from mlnode.runtime.discovery import discover_runtime
-
-    try:
-        found = discover_runtime(runtime_endpoint)
-    except MlnodeError:
-        if runtime_endpoint is not None:
-            raise
-        logging.getLogger("mlnode.mirror").warning(
-            "no container runtime found: cached blobs are kept until the cache bound drops them"
-        )
-        return None
-    client = ContainerdClient(found.socket_path)
-    return client.has_content
 
 
 def register(app: typer.Typer) -> None:
@@ -232,7 +242,11 @@ def register(app: typer.Typer) -> None:
         reap_interval: ReapOption = None,
         retain_committed: RetainOption = False,
         runtime_endpoint: RuntimeEndpointOption = None,
+        state_file: StateFileOption = DEFAULT_STATE_FILE,
+        no_gc: NoGcOption = False,
+        unpack_factor: UnpackOption = None,
         log_format: LogFormatOption = "text",
+        access_log: AccessLogOption = False,
         check: CheckOption = False,
         output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
@@ -246,6 +260,8 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("between 0 and 100", option="--retries")
             if stall_timeout is not None and not 0.1 <= stall_timeout <= 3600:
                 raise UsageError("between 0.1 and 3600 seconds", option="--stall-timeout")
+            if unpack_factor is not None and not 1.0 <= unpack_factor <= 20.0:
+                raise UsageError("between 1 and 20", option="--unpack-factor")
             if reap_interval is not None and not 0.1 <= reap_interval <= 3600:
                 raise UsageError("between 0.1 and 3600 seconds", option="--reap-interval")
             overrides: dict[str, Any] = {
@@ -257,6 +273,7 @@ def register(app: typer.Typer) -> None:
                 "stall_seconds": stall_timeout,
                 "retries": retries,
                 "reap_seconds": reap_interval,
+                "unpack_factor": unpack_factor,
                 "retain_committed": True if retain_committed else None,
             }
             cfg = _effective(config, listen, cache_dir, upstream, overrides)
@@ -275,11 +292,17 @@ def register(app: typer.Typer) -> None:
                     "mirror fetch from its upstreams",
                     cfg.listen,
                 )
-            committed = _committed_check(runtime_endpoint)
+            from mlnode.ops.mirror_hooks import open_mirror_hooks
+
+            hooks = open_mirror_hooks(
+                runtime_endpoint, cache_dir=cfg.cache_dir, state_file=state_file, gc=not no_gc
+            )
             try:
-                run_mirror(cfg, committed=committed)
+                run_mirror(cfg, committed=hooks.committed, space=hooks.space, access_log=access_log)
             except KeyboardInterrupt:
                 return
+            finally:
+                hooks.close()
 
         run(body)
 

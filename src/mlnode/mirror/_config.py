@@ -11,6 +11,7 @@ connections: 4                  # ranged upstream connections per blob
 stall_seconds: 20               # no byte for this long on a connection: reconnect
 retries: 6                      # reconnects in a row without progress before giving up
 reap_seconds: 10                # how often committed blobs are looked for and dropped
+unpack_factor: 2.0              # a compressed layer's unpacked size / its size (room check)
 default_registry: docker.io     # for requests that carry no ?ns=
 upstreams:
   - registry: docker.io         # the ?ns= value containerd sends (the image's registry)
@@ -84,6 +85,9 @@ class MirrorConfig:
     stall_seconds: float = 20.0
     retries: int = 6
     reap_seconds: float = 10.0
+    #: a compressed layer's unpacked size ÷ its size, for the room asked before a fetch
+    #: (as ``mlnode pull --unpack-factor``; 2.0 errs on the safe side for ML layers)
+    unpack_factor: float = 2.0
     default_registry: str | None = None
     upstreams: Mapping[str, UpstreamConfig] = field(default_factory=dict)
 
@@ -182,6 +186,7 @@ _KEYS = {
     "stall_seconds",
     "retries",
     "reap_seconds",
+    "unpack_factor",
     "default_registry",
     "upstreams",
 }
@@ -288,6 +293,8 @@ def _apply_key(cfg: MirrorConfig, key: str, value: Any, doc: Any, base: Path) ->
         return replace(cfg, connections=int(_number(value, key, integer=True, low=1, high=64)))
     if key == "retries":
         return replace(cfg, retries=int(_number(value, key, integer=True, low=0, high=100)))
+    if key == "unpack_factor":
+        return replace(cfg, unpack_factor=_number(value, key, integer=False, low=1.0, high=20.0))
     if key == "reap_seconds":
         return replace(cfg, reap_seconds=_number(value, key, integer=False, low=0.1, high=3600))
     if key == "stall_seconds":

@@ -97,6 +97,7 @@ class Engine:
         )
         self.fetches: dict[str, BlobFetch] = {}
         self.images: dict[str, str] = {}  # digest -> image reference, from manifests served
+        self.media_types: dict[str, str] = {}  # digest -> its descriptor's mediaType
         self._starting: dict[str, asyncio.Future[BlobFetch | Answer | Through]] = {}
         self._auth_ok: dict[tuple[str, str, str, str], float] = {}
         metrics.track_in_flight(lambda: sum(f.state == "fetching" for f in self.fetches.values()))
@@ -161,6 +162,7 @@ class Engine:
             repository=entry.repository,
             private=entry.private,
         )
+        file.close()  # clients read the data file themselves; this one only holds state
         fetch = self._new_fetch(upstream, repository, digest, file, auth)
         fetch.finished_monotonic = time.monotonic()
         return fetch
@@ -197,7 +199,9 @@ class Engine:
             resp.release()
             self.cache.remove(digest)
             return await self._start(upstream, repository, digest, auth)
-        room = await self._make_room(upstream, repository, digest, size, size - present)
+        room = await self._make_room(
+            upstream, repository, digest, size, self._landing(digest, size, present)
+        )
         if room is not None:
             resp.release()
             return room
@@ -246,8 +250,26 @@ class Engine:
             on_error=lambda label: self.metrics.errors.labels(registry, label).inc(),
         )
         fetch.image = self.images.get(digest)
+        old = self.fetches.get(digest)
+        if old is not None and old is not fetch:
+            old.file.close()
         self.fetches[digest] = fetch
         return fetch
+
+    def _landing(self, digest: str, size: int, present: int) -> int:
+        """Bytes this blob will put on the image filesystem: the mirror's copy (what is
+        missing), containerd's copy, and for a layer its unpacked estimate (× the unpack
+        factor when compressed, × 1 as a plain tar; a blob no manifest described counts as
+        a compressed layer, the safe side). The mirror's copy goes once containerd has
+        committed it, so this is the peak."""
+        kind = self.media_types.get(digest, "layer+gzip")
+        if "layer" not in kind:
+            unpack = 0.0
+        elif kind.endswith(".tar") or kind.endswith("tar"):
+            unpack = 1.0
+        else:
+            unpack = self.cfg.unpack_factor
+        return (size - present) + size + int(size * unpack)
 
     async def _make_room(
         self, upstream: Upstream, repository: str, digest: str, size: int, incoming: int
@@ -262,7 +284,7 @@ class Engine:
             return Answer(
                 507, {}, f"mlnode mirror: no room on the image filesystem: {e}\n".encode()
             )
-        log.info("room for %s: %s", what, account)
+        log.info("room: %s", account)
         return None
 
     # -- credentials ----------------------------------------------------------------------
@@ -331,6 +353,9 @@ class Engine:
             key=lambda e: (not e.complete, e.last_access_unix),
         )
         for e in idle:
+            gone = self.fetches.pop(e.digest, None)
+            if gone is not None:
+                gone.file.close()
             used -= self.cache.remove(e.digest)
             self.metrics.evictions.labels("bound").inc()
             log.info(
@@ -366,8 +391,10 @@ class Engine:
                 log.debug("committed check for %s failed: %s", e.digest[:19], exc)
                 continue
             if done and e.digest not in self._busy():
+                gone = self.fetches.pop(e.digest, None)
+                if gone is not None:
+                    gone.file.close()  # an open fd would keep the deleted blocks in use
                 freed += self.cache.remove(e.digest)
-                self.fetches.pop(e.digest, None)
                 self.metrics.evictions.labels("committed").inc()
                 log.info("dropped %s: containerd has committed it", e.digest[:19])
         return freed

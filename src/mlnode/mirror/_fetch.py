@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 import aiohttp
 
 from mlnode.blobcache import BlobFile
+from mlnode.mirror._splice import SPLICE_SUPPORTED, SpliceUnavailable, spliced_range
 from mlnode.mirror._upstream import Upstream, UpstreamFailure
 
 __all__ = ["BlobFetch", "FetchSettings"]
@@ -41,7 +42,6 @@ _HASH_PIECE_BYTES = 8 * 1024 * 1024
 _CHECKPOINT_BYTES = 1024 * 1024
 _CHECKPOINT_MIN_SECONDS = 0.025
 _CHECKPOINT_MAX_SECONDS = 0.5
-_READ_BYTES = 256 * 1024
 
 
 class FetchSettings:
@@ -210,7 +210,7 @@ class BlobFetch:
             if self._persisting is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._persisting)
-            self.file.checkpoint()
+            self.file.close()  # done writing: the fd would pin the blocks of a dropped blob
             self.finished_monotonic = time.monotonic()
             self._notify()
 
@@ -273,6 +273,23 @@ class BlobFetch:
         self, a: int, b: int, first: aiohttp.ClientResponse | None
     ) -> tuple[int, UpstreamFailure | None]:
         """Fetch ``[a, b)``: the bytes written (from ``a``) and, if short, why."""
+        if first is None and self._ranged and SPLICE_SUPPORTED:
+            url = self.upstream.plain_url(f"/v2/{self.repository}/blobs/{self.digest}")
+            if url is not None:
+                try:
+                    return await spliced_range(
+                        url,
+                        self._auth,
+                        a,
+                        b,
+                        self.file.fd,
+                        stall_seconds=self.settings.stall_seconds,
+                        on_data=self._landed,
+                    )
+                except SpliceUnavailable:
+                    pass  # not a plain 206: this request goes through aiohttp
+                except UpstreamFailure as e:
+                    return 0, e
         got = 0
         try:
             resp = first if first is not None else await self._open(a, b)
@@ -293,7 +310,7 @@ class BlobFetch:
                 raise UpstreamFailure(resp.status, f"upstream answered {resp.status} {resp.reason}")
             pos = a - skip
             while pos < b:
-                data = await resp.content.read(_READ_BYTES)
+                data = await resp.content.readany()  # what arrived, not joined: no copy
                 if not data:
                     return got, UpstreamFailure(502, f"upstream closed the connection at {pos}")
                 if pos < a:  # a 200 from 0, or a range that starts early: drop what we have
@@ -316,6 +333,10 @@ class BlobFetch:
             return got, UpstreamFailure(502, f"upstream connection lost: {type(e).__name__}")
         finally:
             resp.release()
+
+    def _landed(self, offset: int, n: int) -> None:
+        self.file.note_written(offset, n)
+        self._advanced(n)
 
     def _advanced(self, n: int) -> None:
         self.upstream_bytes += n

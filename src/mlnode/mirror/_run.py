@@ -43,8 +43,10 @@ class MirrorService:
         *,
         space: SpaceKeeper | None = None,
         committed: Callable[[str], bool] | None = None,
+        access_log: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.access_log = access_log
         self.cache = BlobCache(cfg.cache_dir, max_bytes=cfg.cache_max_bytes)
         self.metrics = MirrorMetrics()
         self.upstreams = {
@@ -66,7 +68,9 @@ class MirrorService:
             raise InputError(
                 f"cannot create the cache: {e.strerror}", path=self.cfg.cache_dir
             ) from None
-        self._runner = web.AppRunner(make_app(self.mirror), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            make_app(self.mirror, access_log=self.access_log), access_log=None, handle_signals=False
+        )
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, self.cfg.listen_host, self.cfg.listen_port, reuse_address=True
@@ -121,7 +125,8 @@ def run_mirror(
     *,
     space: SpaceKeeper | None = None,
     committed: Callable[[str], bool] | None = None,
+    access_log: bool = False,
 ) -> None:
     """Serve until SIGTERM or SIGINT."""
-    service = MirrorService(cfg, space=space, committed=committed)
+    service = MirrorService(cfg, space=space, committed=committed, access_log=access_log)
     asyncio.run(_serve(service))

@@ -167,12 +167,15 @@ class Mirror:
         for child in children:
             if isinstance(child, dict) and isinstance(child.get("digest"), str):
                 images[child["digest"]] = image
+                if isinstance(child.get("mediaType"), str):
+                    self.engine.media_types[child["digest"]] = child["mediaType"]
                 live = self.engine.fetches.get(child["digest"])
                 if live is not None and live.image is None:
                     live.image = image
-        if len(images) > 100_000:  # bounded: forget the oldest half
-            for k in list(images)[: len(images) // 2]:
-                del images[k]
+        for table in (images, self.engine.media_types):
+            if len(table) > 100_000:  # bounded: forget the oldest half
+                for k in list(table)[: len(table) // 2]:
+                    del table[k]
 
     async def blob(self, request: web.Request) -> web.StreamResponse:
         name, digest = request.match_info["name"], request.match_info["digest"]
@@ -362,8 +365,38 @@ def _blob_status(f: BlobFetch) -> dict[str, Any]:
     }
 
 
-def make_app(mirror: Mirror) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+def _auth_kind(value: str | None) -> str:
+    """What kind of credentials a request carried, never the credentials themselves."""
+    if not value:
+        return "none"
+    return value.split(" ", 1)[0].lower()
+
+
+def _access_log() -> Any:
+    access = logging.getLogger("mlnode.mirror.access")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        resp: web.StreamResponse = await handler(request)
+        if request.path.startswith("/v2"):
+            access.info(
+                "%s %s ns=%s auth=%s range=%s -> %d",
+                request.method,
+                request.path,
+                request.query.get("ns", "-"),
+                _auth_kind(request.headers.get("Authorization")),
+                request.headers.get("Range", "-"),
+                resp.status,
+            )
+        return resp
+
+    return middleware
+
+
+def make_app(mirror: Mirror, *, access_log: bool = False) -> web.Application:
+    app = web.Application(
+        client_max_size=1024 * 1024, middlewares=[_access_log()] if access_log else []
+    )
     app.router.add_get("/v2/", mirror.base)
     app.router.add_get("/v2", mirror.base)
     app.router.add_route("GET", "/v2/{name:.+}/manifests/{ref}", mirror.manifest)

@@ -70,6 +70,13 @@ class Upstream:
         self._session: aiohttp.ClientSession | None = None
         self._pool_size = pool_size
 
+    def plain_url(self, path: str) -> str | None:
+        """The endpoint's URL for ``path`` when a request may bypass aiohttp (plain http,
+        no mirrors of its own to try first); else None."""
+        if self.cfg.mirrors or not self.cfg.endpoint.startswith("http://"):
+            return None
+        return f"{self.cfg.endpoint}{path}"
+
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
