@@ -403,3 +403,25 @@ def test_an_upstream_can_be_another_cache_a_second_mlnode(
         containerd.trust_registry(registry.host)
         site.stop()
         _remove(cri, ref)
+
+
+def test_a_request_without_ns_names_its_registry_in_the_path_as_crio_sends_it(
+    registry: testbed.Registry,
+    mirror_for: Callable[..., MirrorProcess],
+    unique_repo: Callable[[str], str],
+) -> None:
+    """CRI-O's mirror location ``<mirror>/<registry>`` (``:`` as ``_``): the request is
+    ``/v2/<registry>/<repo>/…`` with no ``?ns=``."""
+    image = testbed.build_image([1 * MiB], seed=170)
+    repo = unique_repo("crio")
+    registry.push(image, repo, "v1")
+    m = mirror_for()
+    segment = registry.host.replace(":", "_")
+    r = httpx.get(
+        f"{m.url}/v2/{segment}/{repo}/manifests/v1", headers={"Accept": testbed.OCI_MANIFEST}
+    )
+    assert r.status_code == 200 and r.content == image.manifest
+    layer = image.layers[0]
+    r = httpx.get(f"{m.url}/v2/{segment}/{repo}/blobs/{layer.digest}")
+    assert r.status_code == 200 and r.content == layer.data
+    assert httpx.get(f"{m.url}/v2/other.example/{repo}/manifests/v1").status_code == 404

@@ -20,6 +20,7 @@ JSON (``-o json``), schema ``mlnode.apply/v1``::
                       "checks": [{"check", "ok", "detail"}]} | null,
      "restore_verification": same | null,
      "backup": {"id", "path"} | null,
+     "mirror": null | "http://127.0.0.1:6055",   (apply --mirror)
      "warnings": [...], "notes": [...], "error": null | "..."}
 """
 
@@ -31,6 +32,7 @@ from typing import Annotated
 import typer
 
 from mlnode.cli._common import OutputFormat, duration_option, emit_json, run, stdout
+from mlnode.cli._mirror import MirrorOption, MirrorRegistryOption, mirror_options
 from mlnode.cli._node import node_root, service_options
 from mlnode.cli._options import (
     DryRunOption,
@@ -42,8 +44,17 @@ from mlnode.cli._options import (
     TimeoutOption,
 )
 from mlnode.cli._settings_options import SettingsRequest, with_settings_options
-from mlnode.ops.apply import ApplyPlan, ApplyResult, VerifyOptions, apply_settings
+from mlnode.errors import UsageError
+from mlnode.ops.apply import (
+    ApplyPlan,
+    ApplyResult,
+    MirrorRequest,
+    VerifyOptions,
+    apply_mirror,
+    apply_settings,
+)
 from mlnode.ops.verify import DEFAULT_HEALTHZ_URL
+from mlnode.planning.settings_input import SettingsSources
 
 __all__ = ["register"]
 
@@ -104,6 +115,45 @@ def _print_result(result: ApplyResult) -> None:
     stdout.print(f"status: {result.status}", markup=False)
 
 
+def _emit(result: ApplyResult, output: OutputFormat, *, dry_run: bool) -> None:
+    if dry_run or result.plan.no_changes:
+        if output is OutputFormat.JSON:
+            emit_json(result.to_json())
+        else:
+            _print_plan(result.plan, diffs=True)
+            if dry_run:
+                stdout.print("dry run: nothing written", markup=False)
+        return
+    if output is OutputFormat.JSON:
+        emit_json(result.to_json())
+    else:
+        _print_plan(result.plan, diffs=False)
+        _print_result(result)
+        if result.status == "written":
+            for a in result.plan.actions:
+                stdout.print(f"would run: {a}", markup=False)
+    result.raise_for_status()
+
+
+def _mirror_request(
+    sources: SettingsSources, mirror: str | None, registries: list[str] | None
+) -> MirrorRequest | None:
+    """``--mirror``/``--mirror-registry`` checked; None when apply is about settings."""
+    if mirror is None and not registries:
+        return None
+    url, names = mirror_options(mirror, registries)
+    if (
+        sources.plan_file
+        or sources.from_kubelet_args
+        or any(v is not None for v in sources.explicit.values())
+    ):
+        raise UsageError(
+            "wires the node mirror only: apply image settings in a run of their own",
+            option="--mirror",
+        )
+    return MirrorRequest(url, tuple(names))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("apply")
     @with_settings_options
@@ -118,10 +168,16 @@ def register(app: typer.Typer) -> None:
         configz_url: ConfigzUrlOption = None,
         node_name: NodeNameOption = None,
         kubectl: KubectlOption = "kubectl",
+        mirror: MirrorOption = None,
+        mirror_registry: MirrorRegistryOption = None,
         output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
         """Write image settings into the node's files, restart the kubelet (and the runtime
         when its config changed), verify, and restore everything if that fails.
+
+        With --mirror URL it wires the node to the node mirror instead: hosts.toml files
+        with the mirror first (and config_path where containerd has none), or CRI-O's
+        registries.conf.d drop-in.
 
         Exit 0: applied, nothing to change, --dry-run, or written with --no-restart.
         2: bad input, or refused because the result would not start (nothing written).
@@ -129,35 +185,36 @@ def register(app: typer.Typer) -> None:
         """
 
         def body() -> None:
+            sources = settings_input.sources
+            request = _mirror_request(sources, mirror, mirror_registry)
             node = node_root(root)
             seconds = duration_option(timeout, "--timeout", positive=True)
             services, why_not = service_options(node, no_restart, systemctl)
-            result = apply_settings(
-                node,
-                settings_input.sources,
-                root=root,
-                dry_run=dry_run,
-                services=services,
-                why_not=why_not,
-                timeout_seconds=seconds,
-                verify=VerifyOptions(healthz_url, configz_url, node_name, kubectl),
-            )
-            if dry_run or result.plan.no_changes:
-                if output is OutputFormat.JSON:
-                    emit_json(result.to_json())
-                else:
-                    _print_plan(result.plan, diffs=True)
-                    if dry_run:
-                        stdout.print("dry run: nothing written", markup=False)
-                return
-            if output is OutputFormat.JSON:
-                emit_json(result.to_json())
+            verify = VerifyOptions(healthz_url, configz_url, node_name, kubectl)
+            if request is not None:
+                result = apply_mirror(
+                    node,
+                    request,
+                    root=root,
+                    dry_run=dry_run,
+                    services=services,
+                    why_not=why_not,
+                    timeout_seconds=seconds,
+                    verify=verify,
+                    kubernetes_version=sources.kubernetes_version,
+                    runtime=sources.runtime,
+                )
             else:
-                _print_plan(result.plan, diffs=False)
-                _print_result(result)
-                if result.status == "written":
-                    for a in result.plan.actions:
-                        stdout.print(f"would run: {a}", markup=False)
-            result.raise_for_status()
+                result = apply_settings(
+                    node,
+                    sources,
+                    root=root,
+                    dry_run=dry_run,
+                    services=services,
+                    why_not=why_not,
+                    timeout_seconds=seconds,
+                    verify=verify,
+                )
+            _emit(result, output, dry_run=dry_run)
 
         run(body)

@@ -34,6 +34,7 @@ from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.cli._common import OutputFormat, emit_json, finite_float, run, size_option, stdout
 from mlnode.cli._options import OutputOption, RuntimeEndpointOption, StateFileOption
 from mlnode.errors import InvalidValue, UsageError
+from mlnode.hostnames import is_loopback_host
 from mlnode.mirror import (
     DEFAULT_LISTEN,
     MirrorConfig,
@@ -286,7 +287,7 @@ def register(app: typer.Typer) -> None:
                         if k != "schema":
                             stdout.print(f"{k}: {json.dumps(v)}", markup=False, highlight=False)
                 return
-            if not _is_loopback(cfg.listen_host):
+            if not is_loopback_host(cfg.listen_host):
                 logging.getLogger("mlnode.mirror").warning(
                     "listening on %s, not loopback: anything that reaches it can make the "
                     "mirror fetch from its upstreams",
@@ -305,14 +306,3 @@ def register(app: typer.Typer) -> None:
                 hooks.close()
 
         run(body)
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

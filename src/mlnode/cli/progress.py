@@ -31,7 +31,7 @@ from rich.live import Live
 from rich.table import Table
 
 from mlnode.cli._common import OutputFormat, emit_json_line, finite_float, run, stdout
-from mlnode.cli._mirror import MirrorUrlOption, mirror_url_option
+from mlnode.cli._mirror_url import MirrorUrlOption, mirror_url_option
 from mlnode.cli._options import NamespaceOption, OutputOption, RuntimeEndpointOption
 from mlnode.errors import MlnodeError, UsageError
 from mlnode.ops.progress import (

@@ -10,6 +10,7 @@ and prints.
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import os
 import shutil
 from pathlib import Path
@@ -19,9 +20,11 @@ import typer
 
 from mlnode.cli._common import OutputFormat, emit_json, run, stderr, stdout
 from mlnode.cli._inputs import read_file_text
+from mlnode.cli._mirror import MirrorOption, MirrorRegistryOption
 from mlnode.cli._options import OutputOption
 from mlnode.cli._settings_options import SettingsRequest, with_settings_options
 from mlnode.errors import InputError, UsageError
+from mlnode.formats.mirror_files import MirrorFormat
 from mlnode.formats.render import (
     Rendered,
     RenderFormat,
@@ -36,15 +39,32 @@ from mlnode.planning.settings_input import SettingsInput
 
 __all__ = ["register"]
 
+
+class FormatChoice(enum.StrEnum):
+    """Every --format: the settings formats (RenderFormat) and the mirror ones."""
+
+    ENV = RenderFormat.ENV.value
+    KUBELET_CONFIG = RenderFormat.KUBELET_CONFIG.value
+    KUBELET_DROPIN = RenderFormat.KUBELET_DROPIN.value
+    KUBEADM = RenderFormat.KUBEADM.value
+    KUBESPRAY = RenderFormat.KUBESPRAY.value
+    CONTAINERD = RenderFormat.CONTAINERD.value
+    CRIO = RenderFormat.CRIO.value
+    CONTAINERD_HOSTS = MirrorFormat.CONTAINERD_HOSTS.value
+    CRIO_MIRROR = MirrorFormat.CRIO_MIRROR.value
+    ALL = RenderFormat.ALL.value
+
+
 FormatOption = Annotated[
-    RenderFormat,
+    FormatChoice,
     typer.Option(
         "--format",
         "-f",
         metavar="FORMAT",
         help="Which file to produce: "
         + ", ".join(f.value for f in RenderFormat if f is not RenderFormat.ALL)
-        + ", or all (every one that applies).",
+        + ", or all (every one that applies); containerd-hosts or crio-mirror (with"
+        " --mirror): the files that put the node mirror first.",
     ),
 ]
 OutOption = Annotated[Path | None, typer.Option("--out", help="Write files into this directory.")]
@@ -179,23 +199,48 @@ def register(app: typer.Typer) -> None:
     @with_settings_options
     def render(
         settings_input: SettingsRequest,
-        format: FormatOption = RenderFormat.ALL,
+        format: FormatOption = FormatChoice.ALL,
         out: OutOption = None,
         merge: MergeOption = None,
+        mirror: MirrorOption = None,
+        mirror_registry: MirrorRegistryOption = None,
         output: OutputOption = OutputFormat.HUMAN,
     ) -> None:
         """Write image settings where they belong for a kubelet and runtime version.
+
+        With --format containerd-hosts or crio-mirror and --mirror URL: the files that put
+        the node mirror first for the runtime (--runtime) instead.
 
         Exit 0: everything placed. 1: some settings have no home in these versions (the rest
         is written; stderr says why). 2: unusable input, nothing written.
         """
 
         def body() -> int:
+            if format.value in set(MirrorFormat):
+                if out is not None or merge is not None:
+                    raise UsageError(
+                        f"{format.value} is printed only; `mlnode apply --mirror` writes it",
+                        option="--out" if out is not None else "--merge",
+                    )
+                from mlnode.cli._render_mirror import render_mirror
+
+                return render_mirror(
+                    MirrorFormat(format.value),
+                    settings_input.sources.runtime,
+                    mirror,
+                    mirror_registry,
+                    output,
+                )
+            if mirror is not None or mirror_registry:
+                raise UsageError(
+                    "goes with --format containerd-hosts or crio-mirror", option="--mirror"
+                )
+            fmt = RenderFormat(format.value)
             si = settings_input()
             placement = place(si.settings, si.kubernetes_version, si.runtime)
             refuse_rejected_settings(si.settings.set_fields(), si.kubernetes_version, placement)
-            rendered, skipped = _produce(format, out, merge, placement)
-            _print_notes(format if merge is None else None, placement, si)
+            rendered, skipped = _produce(fmt, out, merge, placement)
+            _print_notes(fmt if merge is None else None, placement, si)
             if output is OutputFormat.JSON:
                 emit_json(_render_json(si, placement, rendered, skipped))
             else:

@@ -28,6 +28,7 @@ class DocumentKind(enum.StrEnum):
     KUBESPRAY = "kubespray"  # kubespray group_vars
     CONTAINERD = "containerd"  # /etc/containerd/config.toml and its imports
     CRIO = "crio"  # /etc/crio/crio.conf and crio.conf.d/*.conf
+    CONTAINERD_HOSTS = "containerd-hosts"  # <config_path>/<registry>/hosts.toml
     SYSTEMD_UNIT = "systemd-unit"  # kubelet.service and its drop-ins (10-kubeadm.conf)
 
 

@@ -6,8 +6,11 @@ The rules, tried in this order (the first that matches wins):
    (Checked before TOML because ``[Service]`` + ``Environment="..."`` also parses as TOML.)
 2. **TOML** that parses:
    - a ``crio`` table (``[crio]``, ``[crio.image]``, ...) → CRI-O;
-   - a ``plugins`` table, an integer ``version``, or one of containerd's top-level keys
-     (``root``, ``state``, ``imports``, ``grpc``, ``disabled_plugins``, ...) → containerd.
+   - a ``plugins`` table or an integer ``version`` → containerd;
+   - a ``host`` table or a ``server`` string → a containerd registry hosts.toml (a file
+     named ``hosts.toml`` is read as one by :func:`read_any` even when it does not parse);
+   - one of containerd's top-level keys (``root``, ``state``, ``imports``, ``grpc``,
+     ``disabled_plugins``, ...) → containerd.
 3. **YAML** that parses to one or more mappings:
    - any document with ``apiVersion: kubeadm.k8s.io/...`` → kubeadm (a kubeadm config
      often carries a KubeletConfiguration document too; the kubeadm reader handles it);
@@ -174,6 +177,8 @@ def _toml_data_kind(data: Mapping[str, Any]) -> DocumentKind | None:
     version = data.get("version")
     if isinstance(version, int) and not isinstance(version, bool):
         return DocumentKind.CONTAINERD
+    if isinstance(data.get("host"), Mapping) or isinstance(data.get("server"), str):
+        return DocumentKind.CONTAINERD_HOSTS
     if _CONTAINERD_TOP_KEYS & set(data):
         return DocumentKind.CONTAINERD
     return None
@@ -277,7 +282,17 @@ def _is_env_file(text: str) -> bool:
 def read_any(path: str, text: str) -> tuple[ParsedDocument, ...]:
     """Detect the kind of ``text`` and read it; one document per file, except YAML files
     with several documents, which their reader may split."""
+    if path.endswith("/hosts.toml") or path == "hosts.toml":
+        # containerd's registry hosts file: read even when it does not parse, since
+        # containerd then silently bypasses it (lint E113 says so, with the line).
+        from mlnode.formats.containerd import read_hosts_toml
+
+        return (read_hosts_toml(path, text),)
     kind = detect_kind(path, text)
+    if kind is DocumentKind.CONTAINERD_HOSTS:
+        from mlnode.formats.containerd import read_hosts_toml
+
+        return (read_hosts_toml(path, text),)
     if kind is DocumentKind.CONTAINERD:
         from mlnode.formats.containerd import read_containerd
 

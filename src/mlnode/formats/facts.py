@@ -15,6 +15,7 @@ Which reader puts which, by :class:`~mlnode.formats.base.DocumentKind`:
 - ``KUBESPRAY``: :class:`KubesprayFacts`
 - ``CONTAINERD``: :class:`ContainerdFacts`
 - ``CRIO``: :class:`CrioFacts`
+- ``CONTAINERD_HOSTS``: :class:`HostsTomlFacts`
 - a document built without a reader: :class:`NoFacts`
 
 Line numbers are 1-based lines of the file the document was read from.
@@ -31,6 +32,8 @@ __all__ = [
     "Decoded",
     "DocumentFacts",
     "EnvFileFacts",
+    "HostEntry",
+    "HostsTomlFacts",
     "IgnoredAssignment",
     "KubeadmFacts",
     "KubeletConfigFacts",
@@ -256,6 +259,35 @@ class CrioFacts:
     not_dot_conf: bool = False
 
 
+@dataclass(frozen=True)
+class HostEntry:
+    """One ``[host."URL"]`` table of a hosts.toml, in file order."""
+
+    url: str  # as written
+    line: int | None
+    capabilities: tuple[str, ...] | None = None  # None: not written (containerd: all)
+
+
+@dataclass(frozen=True)
+class HostsTomlFacts:
+    """A containerd registry hosts file, ``<config_path>/<namespace>/hosts.toml``
+    (formats.containerd.read_hosts_toml).
+
+    lint reads all of it: E113 the parse error, E114 the namespace directory, W215 the
+    order of the hosts.
+    """
+
+    # The directory's name: a registry host (``host_port_`` spelled back as ``host:port``)
+    # or ``_default``.
+    namespace: str
+    hosts: tuple[HostEntry, ...] = ()
+    server: Decoded | None = None
+    # Why containerd cannot decode the file (it logs it and bypasses every host in it),
+    # with the line; None when it decodes.
+    error: str | None = None
+    error_line: int | None = None
+
+
 DocumentFacts = (
     NoFacts
     | EnvFileFacts
@@ -265,4 +297,5 @@ DocumentFacts = (
     | KubesprayFacts
     | ContainerdFacts
     | CrioFacts
+    | HostsTomlFacts
 )

@@ -26,6 +26,7 @@ class NodeFileRole(enum.StrEnum):
     KUBELET_UNIT_DROPIN = "kubelet-unit-dropin"  # kubelet.service.d/*.conf
     CONTAINERD_CONFIG = "containerd-config"
     CONTAINERD_DROPIN = "containerd-dropin"  # files config.toml imports (conf.d/*.toml if it does)
+    CONTAINERD_HOSTS = "containerd-hosts"  # <config_path>/<registry>/hosts.toml
     CRIO_CONFIG = "crio-config"
     CRIO_DROPIN = "crio-dropin"
 
@@ -87,6 +88,12 @@ NODE_PATHS: tuple[NodePath, ...] = (
         "/etc/containerd/conf.d/*.toml",
         NodeFileRole.CONTAINERD_DROPIN,
         "read only when config.toml imports it (containerd config default does since 2.2)",
+    ),
+    NodePath(
+        "/etc/containerd/certs.d/*/hosts.toml",
+        NodeFileRole.CONTAINERD_HOSTS,
+        "registry hosts files: read only from config_path's directories (also"
+        " /etc/docker/certs.d by default since 2.2); discovery looks in both and in config_path",
     ),
     NodePath("/etc/crio/crio.conf", NodeFileRole.CRIO_CONFIG, "CRI-O main config"),
     NodePath(

@@ -8,7 +8,8 @@ these tables, not code paths: the linter, the planner and the renderers only loo
 The rows live in four data modules: ``_kubelet_settings`` (every kubelet setting),
 ``_runtime_settings`` (where each runtime keeps one), ``_kubelet_facts`` (feature gate
 stages, ``--config-dir`` support, default ``evictionHard``, removed flags),
-``_containerd_facts`` (which config ``version`` each containerd accepts, plugin keys).
+``_containerd_facts`` (which config ``version`` each containerd accepts, plugin keys),
+``_mirror_facts`` (hosts.toml: ``_default``, ``dial_timeout``, where ``config_path`` lives).
 This module is the lookup API; import the tables and row types from here.
 """
 
@@ -42,6 +43,14 @@ from mlnode.knowledge._kubelet_facts import (
     RemovedFlag,
 )
 from mlnode.knowledge._kubelet_settings import KUBELET_SETTINGS, KubeletSetting, ValueKind
+from mlnode.knowledge._mirror_facts import (
+    CRIO_REGISTRIES_DROPIN_DIR,
+    HOSTS_CONFIG_PATHS,
+    HOSTS_DEFAULT_DIRS,
+    HOSTS_DIAL_TIMEOUT,
+    ConfigPathRow,
+    HostsFeature,
+)
 from mlnode.knowledge._runtime_settings import RUNTIME_SETTINGS, RuntimeSetting
 from mlnode.versions import RuntimeKind, Version
 
@@ -51,20 +60,26 @@ __all__ = [
     "CONTAINERD_IMPORT_VERSION_RULES",
     "CONTAINERD_PLUGIN_KEYS",
     "CONTAINERD_UNKNOWN_KEYS",
+    "CRIO_REGISTRIES_DROPIN_DIR",
     "EVICTION_HARD_DEFAULTS",
     "FEATURE_GATES",
     "FLAG_VALUE_TYPES",
+    "HOSTS_CONFIG_PATHS",
+    "HOSTS_DEFAULT_DIRS",
+    "HOSTS_DIAL_TIMEOUT",
     "KUBELET_SETTINGS",
     "REMOVED_FLAGS",
     "RESTRICTED_FLAG_VALUES",
     "RUNTIME_SETTINGS",
     "ConfigDirSupport",
+    "ConfigPathRow",
     "ConfigVersionOutcome",
     "ContainerdConfigVersion",
     "ContainerdPluginKeys",
     "EvictionDefaults",
     "FeatureGateStage",
     "FlagValueType",
+    "HostsFeature",
     "KubeletSetting",
     "PflagType",
     "RemovedFlag",
@@ -81,6 +96,9 @@ __all__ = [
     "containerd_unknown_keys",
     "eviction_hard_defaults",
     "flag_value_type",
+    "hosts_config_path",
+    "hosts_default_dir",
+    "hosts_dial_timeout",
     "kubelet_setting",
     "kubelet_setting_by_field",
     "kubelet_setting_by_flag",
@@ -193,3 +211,18 @@ def containerd_knows_plugin_table(table: tuple[str, ...]) -> bool:
 
 def containerd_unknown_keys(runtime_version: Version) -> UnknownKeyHandling:
     return next(r for r in CONTAINERD_UNKNOWN_KEYS if r.span.contains(runtime_version))
+
+
+def hosts_default_dir(runtime_version: Version) -> HostsFeature:
+    """Whether this containerd reads ``<config_path>/_default/hosts.toml``."""
+    return next(r for r in HOSTS_DEFAULT_DIRS if r.span.contains(runtime_version))
+
+
+def hosts_dial_timeout(runtime_version: Version) -> HostsFeature:
+    """Whether this containerd reads ``dial_timeout`` in a hosts.toml host table."""
+    return next(r for r in HOSTS_DIAL_TIMEOUT if r.span.contains(runtime_version))
+
+
+def hosts_config_path(runtime_version: Version) -> ConfigPathRow:
+    """Where this containerd reads ``config_path`` and what it uses when it is unset."""
+    return next(r for r in HOSTS_CONFIG_PATHS if r.span.contains(runtime_version))

@@ -25,6 +25,9 @@ class LintContext:
     # True when the documents are the whole node (--root): absence of something is then
     # evidence, not just "not in the files given".
     whole_node: bool = False
+    # The node mirror's URL (``apply --mirror``): W215 checks that one is first in hosts.toml
+    # files; without it, any loopback plain-HTTP host other than the registry counts.
+    mirror_url: str | None = None
 
 
 def runtime_home_fix(key: str, value: Any, ctx: LintContext) -> str:

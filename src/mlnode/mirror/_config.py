@@ -27,7 +27,6 @@ upstreams:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +39,7 @@ from ruamel.yaml.error import YAMLError
 
 from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.errors import InputError, InvalidValue, UsageError
+from mlnode.hostnames import is_loopback_host
 from mlnode.units import parse_bytes
 
 __all__ = [
@@ -114,21 +114,12 @@ def canonical_registry(name: str) -> str:
     return "docker.io" if low in _DOCKER_ALIASES else low
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def default_endpoint(registry: str) -> str:
     """The URL containerd itself would use for ``registry`` (https; http on loopback)."""
     if canonical_registry(registry) == "docker.io":
         return DOCKER_HUB_ENDPOINT
     host = urlsplit(f"//{registry}").hostname or registry
-    return f"{'http' if _is_loopback(host) else 'https'}://{registry}"
+    return f"{'http' if is_loopback_host(host) else 'https'}://{registry}"
 
 
 def _check_url(url: str, where: str) -> str:
@@ -216,7 +207,10 @@ def _line(node: Any, key: str | int | None = None) -> int | None:
 def _size(value: object, where: str) -> int:
     if isinstance(value, bool):
         raise InvalidValue(f"{where}: expected a size such as 16MiB, not {value!r}")
-    n = value if isinstance(value, int) else parse_bytes(str(value))
+    try:
+        n = value if isinstance(value, int) else parse_bytes(str(value))
+    except InvalidValue as e:
+        raise InvalidValue(f"{where}: {e}") from None
     if n <= 0:
         raise InvalidValue(f"{where}: must be more than 0 bytes")
     return n

@@ -20,7 +20,7 @@ import collections
 import contextlib
 import hashlib
 import logging
-import os
+import mmap
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -356,21 +356,26 @@ class BlobFetch:
         self._notify()
 
     async def _hash_loop(self) -> None:
-        """Hash the contiguous prefix as it grows; verify at the end."""
-        fd = self.file.fd
-        while True:
-            prefix = self.file.contiguous_bytes
-            if self._hashed < prefix:
-                n = min(prefix - self._hashed, _HASH_PIECE_BYTES)
-                await asyncio.to_thread(self._hash_piece, fd, self._hashed, n)
-                self._hashed += n
-                continue
-            if self._hashed >= self.size_bytes:
-                break
-            if self.error is not None:
-                return
-            ev = self._changed
-            await ev.wait()
+        """Hash the contiguous prefix as it grows (from a read-only mapping of the file:
+        hashlib reads the page cache in place, no copy); verify at the end."""
+        mapping = mmap.mmap(self.file.fd, self.size_bytes, prot=mmap.PROT_READ)
+        try:
+            while True:
+                prefix = self.file.contiguous_bytes
+                if self._hashed < prefix:
+                    n = min(prefix - self._hashed, _HASH_PIECE_BYTES)
+                    await asyncio.to_thread(self._hash_piece, mapping, self._hashed, n)
+                    self._hashed += n
+                    continue
+                if self._hashed >= self.size_bytes:
+                    break
+                if self.error is not None:
+                    return
+                ev = self._changed
+                await ev.wait()
+        finally:
+            with contextlib.suppress(BufferError):  # a cancelled hash still in its thread
+                mapping.close()
         if "sha256:" + self._hasher.hexdigest() != self.digest:
             self.file.discard()
             raise UpstreamFailure(
@@ -382,14 +387,9 @@ class BlobFetch:
         self.state = "complete"
         self._notify()
 
-    def _hash_piece(self, fd: int, offset: int, n: int) -> None:
-        done = 0
-        while done < n:
-            data = os.pread(fd, n - done, offset + done)
-            if not data:
-                raise OSError(f"short read from the cache file at {offset + done}")
-            self._hasher.update(data)
-            done += len(data)
+    def _hash_piece(self, mapping: mmap.mmap, offset: int, n: int) -> None:
+        with memoryview(mapping) as view:
+            self._hasher.update(view[offset : offset + n])
 
 
 def _content_range_start(value: str | None) -> int:

@@ -48,6 +48,18 @@ class Mirror:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _route(self, request: web.Request) -> tuple[Upstream | None, str]:
+        """The upstream and repository of a request: ``?ns=`` (containerd), else a first
+        path segment naming a configured registry (CRI-O's mirror location
+        ``<mirror>/<registry>``, ``:`` written ``_``), else the default registry."""
+        name = request.match_info["name"]
+        if "ns" not in request.query:
+            first, sep, rest = name.partition("/")
+            for registry in self.upstreams:
+                if sep and first == registry.replace(":", "_"):
+                    return self.upstreams[registry], rest
+        return self._upstream(request), name
+
     def _upstream(self, request: web.Request) -> Upstream | None:
         ns = request.query.get("ns")
         up = self.cfg.upstream_for(ns)
@@ -111,8 +123,8 @@ class Mirror:
         }
 
     async def manifest(self, request: web.Request) -> web.Response:
-        name, ref = request.match_info["name"], request.match_info["ref"]
-        up = self._upstream(request)
+        ref = request.match_info["ref"]
+        up, name = self._route(request)
         if up is None:
             return self._not_ours("manifest", request)
         if not _NAME_RE.match(name):
@@ -178,8 +190,8 @@ class Mirror:
                     del table[k]
 
     async def blob(self, request: web.Request) -> web.StreamResponse:
-        name, digest = request.match_info["name"], request.match_info["digest"]
-        up = self._upstream(request)
+        digest = request.match_info["digest"]
+        up, name = self._route(request)
         if up is None:
             return self._not_ours("blob", request)
         if not _NAME_RE.match(name) or not _DIGEST_RE.match(digest):

@@ -40,6 +40,7 @@ __all__ = [
     "Binary",
     "UnitCommand",
     "containerd_config_files",
+    "containerd_hosts_files",
     "crio_config_files",
     "find_binary",
     "kubelet_dropins",
@@ -289,3 +290,28 @@ def crio_config_files(root: Path) -> list[str]:
 
     out = [CRIO_CONFIG] if read_path(root, CRIO_CONFIG).is_file() else []
     return out + [node_path_of(root, p) for p in crio_dropin_files(read_path(root, CRIO_DIR))]
+
+
+# Where hosts.toml files are looked for besides config_path: the directory containerd's
+# docs use, and the Docker one containerd 2.2+ reads by default.
+HOSTS_DIR_CANDIDATES = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
+
+
+def containerd_hosts_files(root: Path, config_path_roots: list[str]) -> list[str]:
+    """Every ``<dir>/<namespace>/hosts.toml`` (node paths) under the ``config_path`` roots
+    given and :data:`HOSTS_DIR_CANDIDATES`, each directory once, in that order; the
+    namespace directories in name order. Read inside ``root`` (mlnode.rootpath)."""
+    out: list[str] = []
+    seen: set[Path] = set()
+    for d in dict.fromkeys([*config_path_roots, *HOSTS_DIR_CANDIDATES]):
+        if not d.startswith("/"):
+            continue
+        real = read_path(root, d)
+        if not real.is_dir() or real in seen:
+            continue
+        seen.add(real)
+        for name in sorted(os.listdir(real)):
+            node = f"{d.rstrip('/')}/{name}/hosts.toml"
+            if read_path(root, node).is_file():
+                out.append(node)
+    return out

@@ -21,6 +21,7 @@ from mlnode.node.discovery import (
     CONTAINERD_CONFIG,
     CRIO_DIR,
     containerd_config_files,
+    containerd_hosts_files,
     kubelet_dropins,
     read_kubelet_command,
 )
@@ -51,7 +52,8 @@ class NodeFiles:
     def all_paths(self) -> tuple[Path, ...]:
         """Every file found (no directories), without duplicates, in this order: the unit
         and its drop-ins, the env files the unit reads, other standard env files, the
-        kubelet config and its drop-ins, containerd's config and its imports, CRI-O's."""
+        kubelet config and its drop-ins, containerd's config, its imports and its registry
+        hosts files, CRI-O's."""
         ordered: list[Path] = []
         if self.kubelet_unit is not None:
             ordered.append(self.kubelet_unit)
@@ -65,6 +67,7 @@ class NodeFiles:
             NodeFileRole.KUBELET_DROPIN,
             NodeFileRole.CONTAINERD_CONFIG,
             NodeFileRole.CONTAINERD_DROPIN,
+            NodeFileRole.CONTAINERD_HOSTS,
             NodeFileRole.CRIO_CONFIG,
             NodeFileRole.CRIO_DROPIN,
         ):
@@ -109,7 +112,37 @@ def _standard_files(root: Path, notes: list[str]) -> dict[NodeFileRole, list[Pat
         notes += problems
         if not problems:
             by_role[NodeFileRole.CONTAINERD_DROPIN] = [read_path(root, p) for p in found[1:]]
+        roots = _config_path_roots(root, found if not problems else [CONTAINERD_CONFIG])
+    else:
+        roots = []
+    # Found by containerd_hosts_files (config_path's directories too), not by the pattern.
+    by_role.pop(NodeFileRole.CONTAINERD_HOSTS, None)
+    hosts = containerd_hosts_files(root, roots)
+    if hosts:
+        by_role[NodeFileRole.CONTAINERD_HOSTS] = [read_path(root, p) for p in hosts]
     return by_role
+
+
+def _config_path_roots(root: Path, files: list[str]) -> list[str]:
+    """Every root of every CRI ``registry.config_path`` in containerd's files (lenient: a
+    file that does not parse gives none; lint reports it)."""
+    from mlnode.formats.containerd import config_path_roots
+
+    out: list[str] = []
+    for node in files:
+        try:
+            data = tomllib.loads(read_path(root, node).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+            continue
+        plugins = data.get("plugins")
+        if not isinstance(plugins, dict):
+            continue
+        for plugin in ("cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images"):
+            table = plugins.get(plugin)
+            registry = table.get("registry") if isinstance(table, dict) else None
+            if isinstance(registry, dict):
+                out += config_path_roots(registry.get("config_path"))
+    return out
 
 
 def discover_node_files(root: Path) -> NodeFiles:

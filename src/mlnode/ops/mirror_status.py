@@ -15,7 +15,6 @@ loopback URL whose status answers, else :data:`DEFAULT_MIRROR_URL` if it answers
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mlnode.errors import InputError, RegistryError, Retryable
+from mlnode.hostnames import is_loopback_host
 from mlnode.registry.hosts import hosts_for, parse_hosts_toml
 
 __all__ = [
@@ -258,15 +258,8 @@ def fetch_status(
 
 def loopback_http_base(scheme: str, host: str) -> str | None:
     """``http://host:port`` when a hosts.toml host is plain HTTP on loopback, else None."""
-    if scheme != "http":
+    if scheme != "http" or not is_loopback_host(host):
         return None
-    name = urlsplit(f"http://{host}").hostname or ""
-    if name != "localhost":
-        try:
-            if not ipaddress.ip_address(name).is_loopback:
-                return None
-        except ValueError:
-            return None
     return f"http://{host}"
 
 

@@ -21,7 +21,6 @@ No ``hosts.toml`` at all (and no directory) → the registry's namespace only.
 
 from __future__ import annotations
 
-import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mlnode.errors import InputError
+from mlnode.hostnames import is_loopback_host
 from mlnode.registry.reference import DOCKER_HUB, DOCKER_HUB_API
 
 __all__ = ["RegistryHost", "default_host", "host_directories", "hosts_for", "parse_hosts_toml"]
@@ -70,22 +70,11 @@ class RegistryHost:
         return out
 
 
-def _is_local(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def default_host(namespace: str) -> RegistryHost:
     """The host containerd uses when nothing is configured for ``namespace``."""
     if namespace == DOCKER_HUB:
         return RegistryHost("https", DOCKER_HUB_API, namespace=namespace)
-    scheme = "http" if _is_local(namespace) else "https"
+    scheme = "http" if is_loopback_host(namespace) else "https"
     return RegistryHost(scheme, namespace, namespace=namespace)
 
 

@@ -35,10 +35,29 @@ key. containerd reads no drop-in directory on its own: ``/etc/containerd/conf.d/
 is only read when ``config.toml`` imports it, as ``containerd config default`` writes
 since v2.2.0 (commit 9ca659a, ``defaults.DefaultConfigIncludePattern``). A missing
 non-glob import stops containerd from starting.
+
+Registry hosts files (``<config_path>/<registry>/hosts.toml``) and ``config_path`` are
+``_hosts`` (read, render, merge; what containerd does with them is its docstring).
 """
 
 from __future__ import annotations
 
+from mlnode.formats.containerd._hosts import (
+    DEFAULT_HOSTS_DIR,
+    DEFAULT_NAMESPACE,
+    MirrorUrl,
+    config_path_roots,
+    default_server,
+    hosts_dir_namespace,
+    is_loopback_host,
+    legacy_registry_keys,
+    merge_hosts_toml,
+    parse_mirror_url,
+    parse_registry_name,
+    read_hosts_toml,
+    render_hosts_toml,
+    set_config_path,
+)
 from mlnode.formats.containerd._read import (
     checked_config_versions,
     declared_config_versions,
@@ -65,15 +84,29 @@ __all__ = [
     "CRI_V3_IMAGES",
     "CRI_V3_RUNTIME",
     "DEFAULT_CONFIG_PATH",
+    "DEFAULT_HOSTS_DIR",
+    "DEFAULT_NAMESPACE",
     "DROPIN_SUGGESTED_PATH",
+    "MirrorUrl",
     "checked_config_versions",
+    "config_path_roots",
     "config_version_for",
     "declared_config_versions",
+    "default_server",
     "effective_containerd_values",
+    "hosts_dir_namespace",
+    "is_loopback_host",
+    "legacy_registry_keys",
     "max_config_version_for",
     "merge_containerd",
+    "merge_hosts_toml",
+    "parse_mirror_url",
+    "parse_registry_name",
     "read_containerd",
     "read_containerd_with_imports",
+    "read_hosts_toml",
     "render_containerd",
+    "render_hosts_toml",
+    "set_config_path",
     "table_for",
 ]

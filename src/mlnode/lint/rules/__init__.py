@@ -26,6 +26,7 @@ from mlnode.lint.rules._kubelet_values import (
     problems_rule,
     validation_rule,
 )
+from mlnode.lint.rules._mirror import hosts_dir_rule, hosts_parse_rule, mirror_first_rule
 from mlnode.lint.rules._runtime import deadline_info_rule, runtime_keys_rule
 
 __all__ = ["RULES"]
@@ -47,4 +48,7 @@ RULES: tuple[Rule, ...] = (
     kubeadm_ignored_rule,
     kubespray_duplicates_rule,
     deadline_info_rule,
+    hosts_parse_rule,
+    hosts_dir_rule,
+    mirror_first_rule,
 )

@@ -41,6 +41,9 @@ Where each setting goes (the most durable place for the layout; docs/apply.md ex
   EnvironmentFile) and flags this kubelet no longer has (``--image-pull-progress-deadline``
   from 1.24, ``--container-runtime`` from 1.27) are removed from every EnvironmentFile,
   keeping comments and the rest of the line.
+* ``apply --mirror URL`` (:func:`apply_mirror`, :mod:`._plan_mirror`) wires the node to
+  the node mirror instead: hosts.toml files with the mirror first, ``config_path`` where
+  containerd has none (a containerd restart), CRI-O's registries.conf.d drop-in.
 * The pull deadline goes to the runtime: containerd's ``config.toml`` (or the imported file
   that already sets it, since an import overrides the main file), CRI-O's drop-in
   ``/etc/crio/crio.conf.d/90-mlnode-images.conf``.
@@ -60,9 +63,16 @@ from mlnode.ops.apply._model import (
     RemovedFlag,
 )
 from mlnode.ops.apply._plan import plan_apply
+from mlnode.ops.apply._plan_mirror import MirrorRequest, plan_mirror
 from mlnode.ops.apply._result import ApplyResult, FileResult
 from mlnode.ops.apply._rollback import RollbackResult, execute_rollback, interrupted_backups
-from mlnode.ops.apply._run import VerifyOptions, apply_settings, plan_node_apply
+from mlnode.ops.apply._run import (
+    VerifyOptions,
+    apply_mirror,
+    apply_settings,
+    plan_node_apply,
+    plan_node_mirror,
+)
 
 __all__ = [
     "DROPIN_NAME",
@@ -73,10 +83,12 @@ __all__ = [
     "FileEdit",
     "FileResult",
     "LayoutKind",
+    "MirrorRequest",
     "NodeLayout",
     "RemovedFlag",
     "RollbackResult",
     "VerifyOptions",
+    "apply_mirror",
     "apply_settings",
     "detect_layout",
     "execute_apply",
@@ -84,5 +96,7 @@ __all__ = [
     "interrupted_backups",
     "lint_plan",
     "plan_apply",
+    "plan_mirror",
     "plan_node_apply",
+    "plan_node_mirror",
 ]

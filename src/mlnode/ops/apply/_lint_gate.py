@@ -13,7 +13,7 @@ __all__ = ["lint_plan"]
 
 def _documents(layout: NodeLayout, files: Mapping[str, str | None]) -> list[ParsedDocument]:
     from mlnode.formats.base import DocumentKind
-    from mlnode.formats.containerd import read_containerd
+    from mlnode.formats.containerd import read_containerd, read_hosts_toml
     from mlnode.formats.crio import read_crio
     from mlnode.formats.envfile import read_env
     from mlnode.formats.kubelet_config import read_kubelet_config
@@ -44,9 +44,13 @@ def _documents(layout: NodeLayout, files: Mapping[str, str | None]) -> list[Pars
     for p in dropins:
         docs.append(read_kubelet_config(hp(p), files[p] or "", kind=DocumentKind.KUBELET_DROPIN))
     for p in sorted(
-        p for p, t in files.items() if t is not None and p.startswith("/etc/containerd/")
+        p
+        for p, t in files.items()
+        if t is not None and p.startswith("/etc/containerd/") and not p.endswith("/hosts.toml")
     ):
         docs.append(read_containerd(hp(p), files[p] or ""))
+    for p in sorted(p for p, t in files.items() if t is not None and p.endswith("/hosts.toml")):
+        docs.append(read_hosts_toml(hp(p), files[p] or ""))
     for p in sorted(p for p, t in files.items() if t is not None and p.startswith("/etc/crio/")):
         docs.append(read_crio(hp(p), files[p] or ""))
     return docs
@@ -60,7 +64,10 @@ def lint_plan(plan: ApplyPlan) -> list[str]:
     layout = plan.layout
     docs = _documents(layout, plan.new_files())
     report = lint_documents(
-        docs, LintContext(plan.placement.kubernetes_version, plan.placement.runtime)
+        docs,
+        LintContext(
+            plan.placement.kubernetes_version, plan.placement.runtime, mirror_url=plan.mirror_url
+        ),
     )
     out = []
     for f in report.findings:

@@ -151,6 +151,7 @@ class ApplyPlan:
     expectations: Expectations
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    mirror_url: str | None = None  # apply --mirror: the node mirror being wired
 
     @property
     def no_changes(self) -> bool:

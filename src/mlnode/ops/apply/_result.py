@@ -95,6 +95,7 @@ def _result_json(plan: ApplyPlan, status: str, result: ApplyResult | None) -> di
             if result and result.backup
             else None
         ),
+        "mirror": plan.mirror_url,
         "warnings": list(plan.warnings),
         "notes": list(plan.notes) + list(plan.layout.notes),
         "error": result.error if result else None,

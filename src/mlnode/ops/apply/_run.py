@@ -12,12 +12,18 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlnode.node import host_path
+from mlnode.node import host_path, read_text
 from mlnode.ops.apply._execute import execute_apply
 from mlnode.ops.apply._layout import detect_layout
 from mlnode.ops.apply._lint_gate import lint_plan
 from mlnode.ops.apply._model import ApplyPlan, ApplyRefused, NodeLayout
 from mlnode.ops.apply._plan import plan_apply
+from mlnode.ops.apply._plan_mirror import (
+    MirrorRequest,
+    containerd_config_path,
+    hosts_targets,
+    plan_mirror,
+)
 from mlnode.ops.apply._result import ApplyResult
 from mlnode.ops.apply._rollback import interrupted_backups
 from mlnode.ops.services import RecordingServiceManager, ServiceManager
@@ -34,7 +40,13 @@ from mlnode.ops.verify import (
 from mlnode.planning.settings_input import SettingsSources, resolve_settings
 from mlnode.versions import RuntimeKind, parse_kubernetes_version, parse_runtime
 
-__all__ = ["VerifyOptions", "apply_settings", "plan_node_apply"]
+__all__ = [
+    "VerifyOptions",
+    "apply_mirror",
+    "apply_settings",
+    "plan_node_apply",
+    "plan_node_mirror",
+]
 
 
 @dataclass(frozen=True)
@@ -70,13 +82,7 @@ def plan_node_apply(node: Path, sources: SettingsSources, *, root: Path) -> Appl
         default_kubernetes_version=layout.kubernetes_version,
         default_runtime=layout.runtime,
     )
-    plan = plan_apply(layout, si.settings, si.kubernetes_version, si.runtime)
-    errors = lint_plan(plan)
-    if errors:
-        raise ApplyRefused(
-            "refusing to apply: the files would not pass lint (nothing written): "
-            + " | ".join(errors)
-        )
+    plan = _refused_by_lint(plan_apply(layout, si.settings, si.kubernetes_version, si.runtime))
     for b in interrupted_backups(node):
         plan = _with_note(
             plan,
@@ -84,6 +90,69 @@ def plan_node_apply(node: Path, sources: SettingsSources, *, root: Path) -> Appl
             f"--root {root} --backup {b.id}` restores the files it had backed up",
         )
     return plan
+
+
+def _refused_by_lint(plan: ApplyPlan) -> ApplyPlan:
+    errors = lint_plan(plan)
+    if errors:
+        raise ApplyRefused(
+            "refusing to apply: the files would not pass lint (nothing written): "
+            + " | ".join(errors)
+        )
+    return plan
+
+
+def _with_mirror_files(layout: NodeLayout, request: MirrorRequest) -> NodeLayout:
+    """The layout with every hosts.toml (and CRI-O drop-in) the mirror plan may edit read
+    in; a path that would lead out of the root is refused here (RootEscape), before any
+    plan is shown."""
+    from mlnode.formats.containerd import DEFAULT_HOSTS_DIR, config_path_roots
+    from mlnode.formats.crio_mirror import CRIO_MIRROR_DROPIN
+    from mlnode.knowledge.table import hosts_config_path
+
+    files = dict(layout.files)
+    wanted: list[str] = []
+    if layout.runtime.kind is RuntimeKind.CONTAINERD and layout.runtime.version is not None:
+        from mlnode.formats.containerd import read_containerd
+
+        docs = [
+            read_containerd(p, t)
+            for p in layout.containerd_files
+            if (t := layout.files.get(p)) is not None
+        ]
+        value, _ = containerd_config_path(docs)
+        roots = (
+            config_path_roots(value)
+            or config_path_roots(hosts_config_path(layout.runtime.version).default)
+            or [DEFAULT_HOSTS_DIR]
+        )
+        for ns in request.registries or ("_default",):
+            wanted += hosts_targets(roots, ns)
+    elif layout.runtime.kind is RuntimeKind.CRIO:
+        wanted.append(CRIO_MIRROR_DROPIN)
+    for p in wanted:
+        host_path(layout.root, p)  # a hosts.toml linked out of the root: refused, as apply would
+        if p not in files:
+            files[p] = read_text(layout.root, p, strict=True)
+    return dataclasses.replace(layout, files=files)
+
+
+def plan_node_mirror(
+    node: Path,
+    request: MirrorRequest,
+    *,
+    kubernetes_version: str | None = None,
+    runtime: str | None = None,
+) -> ApplyPlan:
+    """The node's layout and the edits that wire it to the mirror, lint-checked."""
+    layout = detect_layout(
+        node,
+        kubernetes_version=parse_kubernetes_version(kubernetes_version)
+        if kubernetes_version
+        else None,
+        runtime=parse_runtime(runtime) if runtime else None,
+    )
+    return _refused_by_lint(plan_mirror(_with_mirror_files(layout, request), request))
 
 
 def _verifier(
@@ -146,6 +215,59 @@ def apply_settings(
     :class:`~mlnode.node.RootEscape`, like the apply would.
     """
     plan = plan_node_apply(node, sources, root=root)
+    return _run_plan(
+        plan,
+        node,
+        dry_run=dry_run,
+        services=services,
+        why_not=why_not,
+        timeout_seconds=timeout_seconds,
+        verify=verify,
+    )
+
+
+def apply_mirror(
+    node: Path,
+    request: MirrorRequest,
+    *,
+    root: Path,
+    dry_run: bool,
+    services: ServiceManager | None,
+    why_not: str | None = None,
+    timeout_seconds: float,
+    verify: VerifyOptions,
+    kubernetes_version: str | None = None,
+    runtime: str | None = None,
+) -> ApplyResult:
+    """``mlnode apply --mirror``: :func:`plan_node_mirror`, then as :func:`apply_settings`."""
+    plan = plan_node_mirror(node, request, kubernetes_version=kubernetes_version, runtime=runtime)
+    for b in interrupted_backups(node):
+        plan = _with_note(
+            plan,
+            f"an earlier apply was interrupted (backup {b.id}); `mlnode rollback "
+            f"--root {root} --backup {b.id}` restores the files it had backed up",
+        )
+    return _run_plan(
+        plan,
+        node,
+        dry_run=dry_run,
+        services=services,
+        why_not=why_not,
+        timeout_seconds=timeout_seconds,
+        verify=verify,
+    )
+
+
+def _run_plan(
+    plan: ApplyPlan,
+    node: Path,
+    *,
+    dry_run: bool,
+    services: ServiceManager | None,
+    why_not: str | None,
+    timeout_seconds: float,
+    verify: VerifyOptions,
+) -> ApplyResult:
     if dry_run:  # shows what apply would do, so refuses what apply would refuse (RootEscape)
         for e in plan.edits:
             host_path(plan.layout.root, e.path)
