@@ -26,7 +26,10 @@
     │   ├── RegistryUnavailable (R) 5xx, 408, 429, or no HTTP answer
     │   │   ├── RegistryConnectionLost (R) connection dropped or refused, body ended early
     │   │   └── RegistryStalled     (R) no new byte within the read (stall) deadline
-    │   └── DigestMismatch          bytes received do not hash to the digest asked for
+    │   ├── DigestMismatch          bytes received do not hash to the digest asked for
+    │   └── MirrorStatusError       ops.mirror_status: the node mirror's status endpoint
+    │       ├── MirrorUnreachable (R) no answer, or not 200
+    │       └── MirrorStatusInvalid not JSON, or not the mlnode.mirror.status/v1 schema
     ├── InsufficientSpace           exit 5: the image cannot fit, even after GC
     ├── PullStalled                 exit 6: no new byte within the stall deadline
     ├── ApplyError                  exit 7: applying settings to a node failed (files restored)

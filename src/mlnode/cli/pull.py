@@ -8,6 +8,11 @@ Output: a progress display on stderr (plain lines when stderr is not a terminal)
 one summary line on stdout; ``--output json`` writes JSON lines events to stdout
 (schema in docs/pull.md), ending with ``done`` or ``error``.
 
+On a node wired to the node mirror for the image's registry (``--via auto``, the
+default, or ``--via mirror``), the pull is one CRI ``PullImage`` through the mirror,
+with byte progress from the mirror's status and containerd's ingests; ``--via engine``
+(and ``auto`` on a node not wired) is the engine above.
+
 Exit codes: 0 pulled (or already present), 2 bad option or config file, 3 runtime
 unreachable or image not found, 4 registry error or digest mismatch, 5 not enough
 space, 6 stalled past the retries.
@@ -53,7 +58,7 @@ from mlnode.cli._options import (
 from mlnode.errors import MlnodeError, UsageError
 from mlnode.ops.image_state import DEFAULT_STATE_FILE
 from mlnode.ops.pull import DEFAULT_UNPACK_FACTOR, EventSink, PullOptions, PullResult
-from mlnode.ops.pull_session import error_event, open_and_pull
+from mlnode.ops.pull_session import VIA_CHOICES, error_event, open_and_pull
 from mlnode.registry.manifest import Platform, host_platform
 from mlnode.registry.reference import parse_reference
 from mlnode.units import format_bytes
@@ -128,6 +133,15 @@ UnpackFactorOption = Annotated[
         help="Unpacked size estimate per compressed byte (default 2.0).",
     ),
 ]
+ViaOption = Annotated[
+    str,
+    typer.Option(
+        "--via",
+        help="mirror: CRI PullImage through the node mirror (the node must be wired for "
+        "the registry); engine: mlnode's own fetch into containerd; auto (default): the "
+        "mirror when wired, else the engine.",
+    ),
+]
 NoGcOption = Annotated[
     bool,
     typer.Option("--no-gc", help="If the image does not fit, refuse instead of running image GC."),
@@ -156,10 +170,22 @@ class _HumanView:
         self.unpack: TaskID | None = None
         self.started = False
         self.last_line = 0.0
+        self.mirror_reachable = True
 
     def __call__(self, e: dict[str, Any]) -> None:
         kind = e.get("event")
-        if kind == "resolved":
+        if kind == "path":
+            if e["via"] == "mirror":  # the engine is what a node not wired always did
+                self.console.print(f"via {e['via']}: {e['reason']}", markup=False, highlight=False)
+        elif kind == "mirror":
+            if self.mirror_reachable and not e["reachable"]:
+                self.console.print(
+                    f"warning: mirror unreachable, watching containerd only: {e['error']}",
+                    markup=False,
+                    highlight=False,
+                )
+            self.mirror_reachable = e["reachable"]
+        elif kind == "resolved":
             self.console.print(
                 f"{e['image']}: manifest {e['manifest_digest']} ({e['platform']}), "
                 f"{format_bytes(e['total_bytes'])} in {len(e['blobs'])} blobs, "
@@ -265,7 +291,7 @@ def _print_summary(result: PullResult) -> None:
         return
     rate = result.fetched_bytes / result.fetch_seconds if result.fetch_seconds else 0
     stdout.print(
-        f"pulled {result.reference} ({result.image_id}) in "
+        f"pulled {result.reference} ({result.image_id}) via {result.via} in "
         f"{result.total_seconds:.1f}s: fetched "
         f"{format_bytes(result.fetched_bytes)} "
         f"in {result.fetch_seconds:.1f}s ({format_bytes(int(rate))}/s), "
@@ -289,6 +315,7 @@ def register(app: typer.Typer) -> None:
         reserve: ReserveOption = None,
         unpack_factor: UnpackFactorOption = DEFAULT_UNPACK_FACTOR,
         no_gc: NoGcOption = False,
+        via: ViaOption = "auto",
         state_file: StateFileOption = DEFAULT_STATE_FILE,
         image_fs: ImageFsOption = None,
         mirror_cache: MirrorCacheOption = DEFAULT_CACHE_DIR,
@@ -304,6 +331,8 @@ def register(app: typer.Typer) -> None:
 
         def body() -> None:
             parse_reference(image)  # a malformed reference is refused before any socket
+            if via not in VIA_CHOICES:
+                raise UsageError(f"must be one of {', '.join(VIA_CHOICES)}", option="--via")
             options = _pull_options(
                 platform=platform,
                 connections=connections,
@@ -326,6 +355,7 @@ def register(app: typer.Typer) -> None:
                     options=options,
                     emit=emit,
                     mirror_cache=mirror_cache,
+                    via=via,
                 )
             except MlnodeError as e:
                 if json_mode:

@@ -2,7 +2,10 @@
 
 :func:`open_and_pull` finds the runtime, reads where containerd keeps its images and its
 registry hosts config (verbose CRI ``Status``), opens the registry client and runs
-:class:`mlnode.ops.pull.Puller` with image GC as the way to free space. The events a pull
+:class:`mlnode.ops.pull.Puller` with image GC as the way to free space; or, when the
+node is wired to the node mirror for the image's registry (``via`` ``auto`` or
+``mirror``), :class:`mlnode.ops.pull.MirrorPuller`, which pulls by CRI ``PullImage``
+through the mirror. :func:`choose_path` decides. The events a pull
 emits are described in docs/pull.md; :func:`error_event` is the last one of a failed pull.
 """
 
@@ -16,8 +19,17 @@ from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.errors import MlnodeError, UsageError
 from mlnode.ops.gc_runtime import digests_from_ingest_refs
 from mlnode.ops.mirror_cache import cache_for_image_fs, reclaimable_bytes
-from mlnode.ops.pull import EventSink, Puller, PullOptions, PullResult, gc_free_space
+from mlnode.ops.mirror_status import StatusReader, fetch_status, wired_mirror
+from mlnode.ops.pull import (
+    EventSink,
+    MirrorPuller,
+    Puller,
+    PullOptions,
+    PullResult,
+    gc_free_space,
+)
 from mlnode.registry.client import RegistryClient
+from mlnode.registry.reference import parse_reference
 from mlnode.runtime.containerd import ContainerdClient
 from mlnode.runtime.cri import CriClient
 from mlnode.runtime.discovery import discover_runtime
@@ -25,6 +37,8 @@ from mlnode.runtime.fs import FilesystemUsage, image_filesystem
 
 __all__ = [
     "DEFAULT_HOSTS_DIR",
+    "VIA_CHOICES",
+    "choose_path",
     "error_event",
     "open_and_pull",
     "registry_config_path",
@@ -33,6 +47,8 @@ __all__ = [
 
 #: Where containerd's registry hosts config lives when the running containerd names none.
 DEFAULT_HOSTS_DIR = Path("/etc/containerd/certs.d")
+#: ``mlnode pull --via``: auto = the mirror when the node is wired for the registry.
+VIA_CHOICES = ("auto", "mirror", "engine")
 
 
 def registry_config_path(config_json: str | None) -> Path | None:
@@ -66,6 +82,26 @@ def error_event(e: MlnodeError) -> dict[str, Any]:
     }
 
 
+def choose_path(
+    via: str, registry: str, config_path: Path | None, *, read: StatusReader = fetch_status
+) -> tuple[str | None, str]:
+    """(the mirror's URL, or None for the engine; one line why) for ``--via``.
+
+    ``mirror`` on a node not wired for ``registry`` is refused (UsageError); ``auto``
+    falls back to the engine. ``config_path`` is the running containerd's: what it will
+    really use for the CRI pull."""
+    if via not in VIA_CHOICES:
+        raise UsageError(f"must be one of {', '.join(VIA_CHOICES)}, not {via!r}", option="--via")
+    if via == "engine":
+        return None, "--via engine"
+    status, why = wired_mirror(registry, config_path, read=read)
+    if status is not None:
+        return status.url, why
+    if via == "mirror":
+        raise UsageError(f"the node is not wired to a mirror: {why}", option="--via")
+    return None, f"not wired: {why}"
+
+
 def open_and_pull(
     image: str,
     *,
@@ -77,12 +113,24 @@ def open_and_pull(
     options: PullOptions,
     emit: EventSink,
     mirror_cache: Path | None = DEFAULT_CACHE_DIR,
+    via: str = "auto",
 ) -> PullResult:
-    """Connect to the runtime and the registry and run one pull. ``mirror_cache`` is the
-    node mirror's cache: its reclaimable bytes count as freeable, and GC frees it first."""
+    """Connect to the runtime and the registry and run one pull (``via``: see
+    :func:`choose_path`). ``mirror_cache`` is the node mirror's cache: its reclaimable
+    bytes count as freeable, and GC frees it first."""
+    registry_host = parse_reference(image).registry
     found = discover_runtime(runtime_endpoint)
     with CriClient(found.socket_path) as cri, ContainerdClient(found.socket_path) as ctrd:
         root, configured_hosts = runtime_config(cri)
+        mirror_url, why = choose_path(via, registry_host, configured_hosts)
+        emit(
+            {
+                "event": "path",
+                "via": "engine" if mirror_url is None else "mirror",
+                "mirror": mirror_url,
+                "reason": why,
+            }
+        )
         fs_path = image_fs or root or found.root_dir
         if fs_path is None:
             raise UsageError(
@@ -105,14 +153,14 @@ def open_and_pull(
             read_timeout_seconds=options.stall_timeout_seconds,
             max_connections=max(8, options.connections * 2),
         ) as registry:
-            puller = Puller(
-                registry=registry,
-                containerd=ctrd,
-                cri=cri,
-                filesystem=measure,
-                options=options,
-                emit=emit,
-                free_space=gc_free_space(
+            common: dict[str, Any] = {
+                "registry": registry,
+                "containerd": ctrd,
+                "cri": cri,
+                "filesystem": measure,
+                "options": options,
+                "emit": emit,
+                "free_space": gc_free_space(
                     cri,
                     ctrd,
                     fs_path,
@@ -121,6 +169,15 @@ def open_and_pull(
                     measure=measure,
                     cache=cache,
                 ),
-                reclaimable=reclaimable if cache is not None else None,
-            )
-            return puller.pull(image)
+                "reclaimable": reclaimable if cache is not None else None,
+            }
+            if mirror_url is None:
+                return Puller(**common).pull(image)
+            # a connection of its own for the PullImage: closing it cancels a stalled call
+            with CriClient(found.socket_path) as pull_service:
+                return MirrorPuller(
+                    mirror_url=mirror_url,
+                    read_status=fetch_status,
+                    pull_service=pull_service,
+                    **common,
+                ).pull(image)

@@ -41,8 +41,11 @@ breaks the content writer: the writer is reopened (waiting up to
 The package: ``_plan`` (pure: refs, ranges, space plan, backoff, options and results),
 ``_progress`` (offsets and rates on the injected clock), ``_blob`` (one blob: ranged
 fetch, stall and drop retries, resume, commit), ``_puller`` (the steps above),
-``_gc_hook`` (the GC run by step 4). :class:`Puller` takes the ports of
-:mod:`mlnode.ports`, so :mod:`mlnode.testing`'s fakes and virtual clock can drive it.
+``_gc_hook`` (the GC run by step 4), ``_via_mirror`` (:class:`MirrorPuller`: on a node
+wired to the node mirror, steps 5 and 6 are one CRI ``PullImage`` through the mirror,
+watched for byte progress at the mirror and in containerd; docs/pull.md).
+:class:`Puller` takes the ports of :mod:`mlnode.ports`, so :mod:`mlnode.testing`'s
+fakes and virtual clock can drive it.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from mlnode.ops.pull._plan import (
     plan_space,
 )
 from mlnode.ops.pull._puller import Puller
+from mlnode.ops.pull._via_mirror import MirrorPuller
 
 __all__ = [
     "DEFAULT_UNPACK_FACTOR",
@@ -73,6 +77,7 @@ __all__ = [
     "BlobPlan",
     "EventSink",
     "FreeSpace",
+    "MirrorPuller",
     "PullOptions",
     "PullResult",
     "Puller",

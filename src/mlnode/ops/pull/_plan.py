@@ -258,6 +258,9 @@ class PullResult:
     total_seconds: float
     retries: int
     already_present: bool = False
+    #: how the bytes came: "engine" (mlnode's own fetch into the content store) or
+    #: "mirror" (CRI PullImage through the node mirror)
+    via: str = "engine"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -271,4 +274,5 @@ class PullResult:
             "total_seconds": round(self.total_seconds, 3),
             "retries": self.retries,
             "already_present": self.already_present,
+            "via": self.via,
         }

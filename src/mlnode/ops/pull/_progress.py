@@ -60,11 +60,15 @@ class Progress:
     def total(self) -> int:
         return sum(self._sizes.values())
 
-    def start(self) -> None:
+    def start(self, *, thread: bool = True) -> None:
+        """Take the starting offsets; ``thread`` False: the caller calls :meth:`tick`
+        at its own cadence (the mirror path samples on the pull's clock)."""
         with self._lock:
             self._last_t = self._clock.monotonic()
             self._last_total = sum(self._offsets.values())
             self._reported = dict(self._offsets)
+        if not thread:
+            return
         self._thread = threading.Thread(target=self._loop, daemon=True, name="pull-progress")
         self._thread.start()
 

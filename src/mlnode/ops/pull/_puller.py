@@ -45,6 +45,9 @@ class Puller:
     backoff and rate.
     """
 
+    #: the result's ``via``: which path brought the bytes (``MirrorPuller`` says "mirror")
+    VIA = "engine"
+
     def __init__(
         self,
         *,
@@ -334,6 +337,7 @@ class Puller:
                 total_seconds=self.clock.monotonic() - t0,
                 retries=0,
                 already_present=True,
+                via=self.VIA,
             )
             self.emit({"event": "done", **result.to_json()})
             return result
@@ -358,6 +362,7 @@ class Puller:
             unpack_seconds=unpack_seconds,
             total_seconds=self.clock.monotonic() - t0,
             retries=self.progress.retries,
+            via=self.VIA,
         )
         self.emit({"event": "done", **result.to_json()})
         return result
