@@ -13,6 +13,8 @@ measures, removing the image and its content from containerd before every pull:
      through it (so each of its ranged connections is limited the same way)
   c  behind the same link, the CRI call cancelled at 50 % of the layer and retried at once
      (the kubelet's pull cancelled by a progress timeout, then retried)
+  p  clean loopback: ``mlnode pull --via engine`` (its own engine, Content Write gRPC) and
+     ``mlnode pull --via mirror`` (CRI PullImage through a cold mirror) vs CRI direct
 
 Reports wall time and the bytes the registry served (its access log) per pull, the ratios
 mirror / direct, and the mirror process's CPU seconds per GiB it fetched (utime + stime
@@ -264,6 +266,29 @@ class MirrorBench(Bench):
                     finally:
                         self.stop_mirror()
                         proxy.stop()
+        if "p" in args.scenarios:
+            print("(p) mlnode pull: its own engine vs through the mirror, vs CRI", flush=True)
+            for i in (1, 2):
+                self.stop_mirror()
+                self.one("p", "direct", i, ref, image, lambda: self.cri.pull_image(ref))
+                self.one(
+                    "p",
+                    "pull-engine",
+                    i,
+                    ref,
+                    image,
+                    lambda: self.pull_mlnode(ref, "--via", "engine"),
+                )
+                self.start_mirror(direct_url, fresh=True, retain=False)
+                self.one(
+                    "p",
+                    "pull-mirror",
+                    i,
+                    ref,
+                    image,
+                    lambda: self.pull_mlnode(ref, "--via", "mirror"),
+                )
+                self.stop_mirror()
         self.clean(ref, image)
 
     def report(self) -> str:
@@ -293,6 +318,8 @@ class MirrorBench(Bench):
             ("a", "mirror-warm", "<= 1.02"),
             ("b", "mirror", "<= 0.45"),
             ("c", "mirror", "<= 0.60"),
+            ("p", "pull-engine", "(today's engine)"),
+            ("p", "pull-mirror", "<= 1.10"),
         ):
             base, ours = mean(scenario, "direct"), mean(scenario, path)
             if base and ours:
@@ -327,7 +354,7 @@ def main() -> int:
         "--size", type=lambda s: int(float(s) * MiB), default=1024 * MiB, help="MiB (1024)"
     )
     parser.add_argument("--rate-mbit", type=float, default=400.0)
-    parser.add_argument("--scenarios", default="abc")
+    parser.add_argument("--scenarios", default="abcp")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
