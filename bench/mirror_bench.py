@@ -81,6 +81,7 @@ class MirrorBench(Bench):
         super().__init__(args, work)
         self.rows: list[Row] = []
         self.mirror: MirrorProcess | None = None
+        self.mirror_port: int | None = None  # one port for every mirror run
 
     # -- the mirror ----------------------------------------------------------------------
 
@@ -94,15 +95,16 @@ class MirrorBench(Bench):
             cache,
             [f"{self.registry.host}={upstream_url}"],
             extra=tuple(extra),
-            port=self.mirror.port if self.mirror else None,
+            port=self.mirror_port,
         ).start()
-        self.mirror = m
+        self.mirror, self.mirror_port = m, m.port
         self.containerd.trust_registry(self.registry.host, mirror_url=m.url)
         return m
 
     def stop_mirror(self) -> None:
         if self.mirror is not None:
             self.mirror.stop()
+            self.mirror = None
         self.containerd.trust_registry(self.registry.host)
 
     def mirror_fetched(self) -> int:
