@@ -142,3 +142,24 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], what: str) -> 
         if loop.time() > deadline:
             raise AssertionError(f"never happened: {what}")
         await asyncio.sleep(0.01)
+
+
+async def read_short(
+    h: Harness, url: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, bool]:
+    """``(status, bytes received, ended short)``: a body cut before its Content-Length is
+    what the client of a failed fetch sees."""
+    got = bytearray()
+    async with h.session.get(url, headers=headers or {}) as r:
+        try:
+            async for piece in r.content.iter_any():
+                got += piece
+        except aiohttp.ClientPayloadError:
+            return r.status, bytes(got), True
+        return r.status, bytes(got), False
+
+
+def metric(h: Harness, name: str, **labels: str) -> float:
+    """A sample's value from the mirror's own registry (0 when absent)."""
+    value = h.service.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value

@@ -208,9 +208,14 @@ class BlobCache:
 
     def first_missing(self, digest: str, size_bytes: int) -> int:
         """The first byte of ``digest`` the cache lacks (``size_bytes`` when none)."""
+        return self.first_gap(digest, size_bytes)[0]
+
+    def first_gap(self, digest: str, size_bytes: int) -> tuple[int, int]:
+        """The first range ``[start, end)`` of ``digest`` the cache lacks (empty at the end
+        when none)."""
         doc = self.read_map(digest) or {}
         gaps = Ranges.from_json(doc.get("ranges"), size_bytes).gaps(0, size_bytes)
-        return gaps[0][0] if gaps else size_bytes
+        return gaps[0] if gaps else (size_bytes, size_bytes)
 
     def open(
         self, digest: str, *, size_bytes: int, registry: str, repository: str, private: bool

@@ -170,11 +170,12 @@ class Engine:
         # A partial blob from before (a restart, a failed fetch) is probed at its first gap,
         # and that answer becomes the first chunk: no byte the cache holds is asked for.
         entry = self.cache.entry(digest)
-        start = 0
+        start, end = 0, self.cfg.chunk_bytes
         if entry is not None and 0 < entry.present_bytes < entry.size_bytes:
-            start = self.cache.first_missing(digest, entry.size_bytes)
+            start, gap_end = self.cache.first_gap(digest, entry.size_bytes)
+            end = min(start + self.cfg.chunk_bytes, gap_end)  # nor the bytes after the gap
         headers = dict(auth)
-        headers["Range"] = f"bytes={start}-{start + self.cfg.chunk_bytes - 1}"
+        headers["Range"] = f"bytes={start}-{end - 1}"
         path = f"/v2/{repository}/blobs/{digest}"
         try:
             resp = await upstream.request("GET", path, headers=headers)
