@@ -240,11 +240,15 @@ class BlobCache:
         return sorted(out)
 
     def entry(self, digest: str) -> CacheEntry | None:
-        data_path, _ = self.paths(digest)
+        data_path, map_path = self.paths(digest)
         try:
             st = data_path.stat()
         except OSError:
             return None
+        try:
+            touched = map_path.stat().st_mtime  # a cache hit touches the map
+        except OSError:
+            touched = st.st_mtime
         doc = self.read_map(digest) or {}
         size = doc.get("size_bytes")
         size_bytes = size if isinstance(size, int) else st.st_size
@@ -258,7 +262,9 @@ class BlobCache:
             complete=bool(doc.get("complete")) and ranges.covers(0, size_bytes),
             registry=str(doc.get("registry", "")),
             repository=str(doc.get("repository", "")),
-            last_access_unix=float(last) if isinstance(last, int | float) else st.st_mtime,
+            last_access_unix=max(float(last), touched)
+            if isinstance(last, int | float)
+            else touched,
             private=bool(doc.get("private")),
         )
 

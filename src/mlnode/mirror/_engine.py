@@ -114,14 +114,15 @@ class Engine:
             and (live.state != "complete" or live.file.complete)
         ):
             denied = await self._check_access(upstream, repository, digest, auth, live)
+            if denied is None and live.file.complete:
+                self._touch(digest)  # used now: the last to be evicted
             return denied or live
         entry = self.cache.entry(digest)
         if entry is not None and entry.complete:
             denied = await self._check_access(upstream, repository, digest, auth, entry)
             if denied is not None:
                 return denied
-            with contextlib.suppress(OSError):
-                self.cache.paths(digest)[1].touch()
+            self._touch(digest)
             return self._open_cached(upstream, repository, digest, entry, auth)
         pending = self._starting.get(digest)
         if pending is not None:  # another client is starting this fetch: wait for it
@@ -143,6 +144,10 @@ class Engine:
             raise
         finally:
             del self._starting[digest]
+
+    def _touch(self, digest: str) -> None:
+        with contextlib.suppress(OSError):
+            self.cache.paths(digest)[1].touch()
 
     def _open_cached(
         self,
@@ -322,15 +327,21 @@ class Engine:
         """Room for ``size`` more bytes within the bound, evicting what is idle, oldest first."""
         busy = self._busy()
         entries = [e for e in self.cache.entries() if e.digest != digest]
-        in_flight = sum(f.size_bytes for d, f in self.fetches.items() if f.state == "fetching")
-        used = in_flight + sum(e.disk_bytes for e in entries if e.digest not in self.fetches)
+        # a blob being fetched counts whole; every other one (finished ones still listed in
+        # the status too) by its disk bytes, and is evictable when no client reads it
+        fetching = {d for d, f in self.fetches.items() if f.state == "fetching"}
+        in_flight = sum(self.fetches[d].size_bytes for d in fetching)
+        used = in_flight + sum(e.disk_bytes for e in entries if e.digest not in fetching)
         if used + size <= self.cfg.cache_max_bytes:
             return True
         idle = sorted(
-            (e for e in entries if e.digest not in busy and e.digest not in self.fetches),
+            (e for e in entries if e.digest not in busy),
             key=lambda e: (not e.complete, e.last_access_unix),
         )
         for e in idle:
+            done = self.fetches.pop(e.digest, None)
+            if done is not None:
+                done.file.close()
             used -= self.cache.remove(e.digest)
             self.metrics.evictions.labels("bound").inc()
             log.info(
