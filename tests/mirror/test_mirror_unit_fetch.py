@@ -108,8 +108,12 @@ def test_resume_a_killed_mirror_fetches_only_the_missing_bytes(
                 )
 
             await eventually(persisted, "all but the stalled chunk arrived, some of it persisted")
-            # what a kill -9 leaves: the data file and the map as last persisted
-            shutil.copytree(cache.directory, killed)
+            # what a kill -9 leaves: the map as last persisted and the data file; the map is
+            # copied first (a persist landing meanwhile must not claim bytes the copy lacks)
+            (killed / "blobs" / "sha256").mkdir(parents=True)
+            data_path, map_path = cache.paths(d)
+            for p in (map_path, data_path):
+                shutil.copy(p, killed / "blobs" / "sha256" / p.name)
 
     run(first_life())
     before = BlobCache(killed).entry(d)

@@ -73,7 +73,7 @@ def test_challenge_passed_through_and_credentials_forwarded(tmp_path: Path) -> N
             for url in (murl, h.blob_url(d)):
                 st, hd, _ = await h.get(url)
                 assert st == 401 and hd["WWW-Authenticate"] == CHALLENGE, url
-            st, hd, body = await h.get(murl, headers={"Authorization": RIGHT})
+            st, hd, _ = await h.get(murl, headers={"Authorization": RIGHT})
             assert st == 200 and hd["Docker-Content-Digest"] == image.manifest_digest
             st, _, _ = await h.blob(d, auth=RIGHT)
             assert st == 200

@@ -250,7 +250,7 @@ class FakeRegistryServer:
             mid = len(data) // 2
             data = data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :]
         span = None if self.ignore_range else _parse_range(request.headers.get("Range"), len(data))
-        if span == "unsatisfiable":
+        if span == _UNSATISFIABLE:
             return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
         start, end = (0, len(data)) if span is None else span
         resp = web.StreamResponse(status=200 if span is None else 206)
@@ -326,8 +326,11 @@ async def _quiet(request: web.Request, seconds: float) -> bool:
     return True
 
 
-def _parse_range(value: str | None, size: int) -> tuple[int, int] | str | None:
-    """``(start, end)`` half-open; None for no (or an unparsed) Range; "unsatisfiable"."""
+_UNSATISFIABLE = (-1, -1)
+
+
+def _parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` half-open; None for no (or an unparsed) Range; _UNSATISFIABLE."""
     if not value:
         return None
     m = re.fullmatch(r"bytes=(\d*)-(\d*)", value.strip())
@@ -336,9 +339,9 @@ def _parse_range(value: str | None, size: int) -> tuple[int, int] | str | None:
     a, b = m.group(1), m.group(2)
     if not a:
         n = int(b)
-        return (max(0, size - n), size) if n > 0 else "unsatisfiable"
+        return (max(0, size - n), size) if n > 0 else _UNSATISFIABLE
     start = int(a)
     end = min(size, int(b) + 1) if b else size
     if start >= size or end <= start:
-        return "unsatisfiable"
+        return _UNSATISFIABLE
     return start, end
