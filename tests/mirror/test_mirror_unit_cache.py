@@ -58,8 +58,10 @@ def test_idle_blobs_evicted_least_recently_used_first(tmp_path: Path) -> None:
             for d in (a, b):
                 await h.blob(d)
                 await h.settle(d)
+            # (file times are coarse, a jiffy: let the clock move between the uses)
+            await asyncio.sleep(0.05)
             assert (await h.blob(a))[0] == 200  # a is used again: b is now the oldest
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
             st, _, body = await h.blob(c)
             assert (st, body) == (200, blobs[2])
             await h.settle(c)

@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import aiohttp
 import pytest
 from mirror_harness import REGISTRY, REPO, blob_bytes, eventually, metric, mirror, read_short, run
 
@@ -294,3 +295,30 @@ def test_upstream_that_ignores_range(tmp_path: Path) -> None:
     run(go())
     assert len(up.blob_requests(d)) == 1  # one stream from 0
     assert up.bytes_served[d] == len(data)
+
+
+def test_stop_with_a_client_waiting_on_a_stalled_upstream(tmp_path: Path) -> None:
+    """SIGTERM while a client waits for bytes that do not come: the mirror stops (the
+    guard fails a hang), and what arrived is checkpointed for the next start."""
+    data = blob_bytes(300 * KiB, seed=9)
+    up = FakeRegistryServer()
+    d = up.add_blob(REPO, data)
+    up.stall(d, at_byte=100 * KiB, seconds=math.inf, times=math.inf)
+
+    async def go() -> None:
+        async with up.running() as up_url:
+            from mirror_harness import GUARD_SECONDS, config
+
+            from mlnode.mirror import MirrorService
+
+            service = MirrorService(config(tmp_path, up_url, stall_seconds=3600, connections=1))
+            await service.start()
+            async with aiohttp.ClientSession() as s:
+                url = f"{service.cfg.url}/v2/{REPO}/blobs/{d}?ns={REGISTRY}"
+                async with s.get(url) as r:
+                    assert await r.content.readexactly(1000) == data[:1000]
+                    await asyncio.wait_for(service.stop(), GUARD_SECONDS)
+            entry = BlobCache(tmp_path / "cache").entry(d)
+            assert entry is not None and entry.present_bytes == 100 * KiB
+
+    run(go())

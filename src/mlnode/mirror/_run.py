@@ -66,7 +66,11 @@ class MirrorService:
             raise InputError(
                 f"cannot create the cache: {e.strerror}", path=self.cfg.cache_dir
             ) from None
-        self._runner = web.AppRunner(make_app(self.mirror), access_log=None, handle_signals=False)
+        # a client waiting on a stalled upstream would hold a graceful stop for aiohttp's
+        # default 60 s: cut open requests after a moment (containerd retries elsewhere)
+        self._runner = web.AppRunner(
+            make_app(self.mirror), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, self.cfg.listen_host, self.cfg.listen_port, reuse_address=True
