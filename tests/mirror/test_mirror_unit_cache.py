@@ -129,9 +129,16 @@ def test_reaper_drops_committed_blobs_but_not_busy_ones(tmp_path: Path) -> None:
             await h.service.engine.reap_once()
             assert h.service.cache.entries() == []
             assert metric(h, "mlnode_mirror_cache_evictions_total", reason="committed") == 2
+            # still listed as finished (SPEC9: blobs finished in the last 60 s)
+            listed = {b["digest"]: b["state"] for b in h.service.mirror.status_doc()["blobs"]}
+            assert listed == {a: "complete", b: "complete"}
+            # asked for again (containerd lost it): fetched anew, served right
+            assert (await h.blob(b))[2] == small
+            await h.settle(b)
 
     run(go())
     assert set(asked) == {a, b}
+    assert up.bytes_served[b] == 2 * len(small)
 
 
 def test_reaper_keeps_committed_blobs_when_retained(tmp_path: Path) -> None:

@@ -378,7 +378,9 @@ class Engine:
                 continue
             if done and e.digest not in self._busy():
                 freed += self.cache.remove(e.digest)
-                self.fetches.pop(e.digest, None)
+                listed = self.fetches.get(e.digest)
+                if listed is not None:  # stays in the status for its minute; asked again: fetched
+                    listed.file.complete = False
                 self.metrics.evictions.labels("committed").inc()
                 log.info("dropped %s: containerd has committed it", e.digest[:19])
         return freed

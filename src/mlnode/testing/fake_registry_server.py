@@ -183,9 +183,7 @@ class FakeRegistryServer:
         await runner.setup()
         site = web.TCPSite(runner, host, 0)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        port = server.sockets[0].getsockname()[1]
+        port = runner.addresses[0][1]
         try:
             yield f"http://{host}:{port}"
         finally:
