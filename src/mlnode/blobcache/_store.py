@@ -217,9 +217,14 @@ class BlobCache:
 
     def first_missing(self, digest: str, size_bytes: int) -> int:
         """The first byte of ``digest`` the cache lacks (``size_bytes`` when none)."""
+        return self.first_gap(digest, size_bytes)[0]
+
+    def first_gap(self, digest: str, size_bytes: int) -> tuple[int, int]:
+        """The first range ``[start, end)`` of ``digest`` the cache lacks (empty at the end
+        when none)."""
         doc = self.read_map(digest) or {}
         gaps = Ranges.from_json(doc.get("ranges"), size_bytes).gaps(0, size_bytes)
-        return gaps[0][0] if gaps else size_bytes
+        return gaps[0] if gaps else (size_bytes, size_bytes)
 
     def open(
         self, digest: str, *, size_bytes: int, registry: str, repository: str, private: bool
@@ -244,11 +249,15 @@ class BlobCache:
         return sorted(out)
 
     def entry(self, digest: str) -> CacheEntry | None:
-        data_path, _ = self.paths(digest)
+        data_path, map_path = self.paths(digest)
         try:
             st = data_path.stat()
         except OSError:
             return None
+        try:
+            touched = map_path.stat().st_mtime  # a cache hit touches the map
+        except OSError:
+            touched = st.st_mtime
         doc = self.read_map(digest) or {}
         size = doc.get("size_bytes")
         size_bytes = size if isinstance(size, int) else st.st_size
@@ -262,7 +271,9 @@ class BlobCache:
             complete=bool(doc.get("complete")) and ranges.covers(0, size_bytes),
             registry=str(doc.get("registry", "")),
             repository=str(doc.get("repository", "")),
-            last_access_unix=float(last) if isinstance(last, int | float) else st.st_mtime,
+            last_access_unix=max(float(last), touched)
+            if isinstance(last, int | float)
+            else touched,
             private=bool(doc.get("private")),
         )
 

@@ -116,14 +116,15 @@ class Engine:
             and (live.state != "complete" or live.file.complete)
         ):
             denied = await self._check_access(upstream, repository, digest, auth, live)
+            if denied is None and live.file.complete:
+                self._touch(digest)  # used now: the last to be evicted
             return denied or live
         entry = self.cache.entry(digest)
         if entry is not None and entry.complete:
             denied = await self._check_access(upstream, repository, digest, auth, entry)
             if denied is not None:
                 return denied
-            with contextlib.suppress(OSError):  # (utime: never recreates a map GC removed)
-                os.utime(self.cache.paths(digest)[1])
+            self._touch(digest)
             return self._open_cached(upstream, repository, digest, entry, auth)
         pending = self._starting.get(digest)
         if pending is not None:  # another client is starting this fetch: wait for it
@@ -145,6 +146,10 @@ class Engine:
             raise
         finally:
             del self._starting[digest]
+
+    def _touch(self, digest: str) -> None:
+        with contextlib.suppress(OSError):  # (utime: never recreates a map GC removed)
+            os.utime(self.cache.paths(digest)[1])
 
     def _open_cached(
         self,
@@ -173,11 +178,12 @@ class Engine:
         # A partial blob from before (a restart, a failed fetch) is probed at its first gap,
         # and that answer becomes the first chunk: no byte the cache holds is asked for.
         entry = self.cache.entry(digest)
-        start = 0
+        start, end = 0, self.cfg.chunk_bytes
         if entry is not None and 0 < entry.present_bytes < entry.size_bytes:
-            start = self.cache.first_missing(digest, entry.size_bytes)
+            start, gap_end = self.cache.first_gap(digest, entry.size_bytes)
+            end = min(start + self.cfg.chunk_bytes, gap_end)  # nor the bytes after the gap
         headers = dict(auth)
-        headers["Range"] = f"bytes={start}-{start + self.cfg.chunk_bytes - 1}"
+        headers["Range"] = f"bytes={start}-{end - 1}"
         path = f"/v2/{repository}/blobs/{digest}"
         try:
             resp = await upstream.request("GET", path, headers=headers)
@@ -344,12 +350,15 @@ class Engine:
         """Room for ``size`` more bytes within the bound, evicting what is idle, oldest first."""
         busy = self._busy()
         entries = [e for e in self.cache.entries() if e.digest != digest]
-        in_flight = sum(f.size_bytes for d, f in self.fetches.items() if f.state == "fetching")
-        used = in_flight + sum(e.disk_bytes for e in entries if e.digest not in self.fetches)
+        # a blob being fetched counts whole; every other one (finished ones still listed in
+        # the status too) by its disk bytes, and is evictable when no client reads it
+        fetching = {d for d, f in self.fetches.items() if f.state == "fetching"}
+        in_flight = sum(self.fetches[d].size_bytes for d in fetching)
+        used = in_flight + sum(e.disk_bytes for e in entries if e.digest not in fetching)
         if used + size <= self.cfg.cache_max_bytes:
             return True
         idle = sorted(
-            (e for e in entries if e.digest not in busy and e.digest not in self.fetches),
+            (e for e in entries if e.digest not in busy),
             key=lambda e: (not e.complete, e.last_access_unix),
         )
         for e in idle:
@@ -391,9 +400,10 @@ class Engine:
                 log.debug("committed check for %s failed: %s", e.digest[:19], exc)
                 continue
             if done and e.digest not in self._busy():
-                gone = self.fetches.pop(e.digest, None)
-                if gone is not None:
-                    gone.file.close()  # an open fd would keep the deleted blocks in use
+                listed = self.fetches.get(e.digest)
+                if listed is not None:  # stays in the status for its minute; asked again: fetched
+                    listed.file.close()  # an open fd would keep the deleted blocks in use
+                    listed.file.complete = False
                 freed += self.cache.remove(e.digest)
                 self.metrics.evictions.labels("committed").inc()
                 log.info("dropped %s: containerd has committed it", e.digest[:19])

@@ -68,8 +68,13 @@ class MirrorService:
             raise InputError(
                 f"cannot create the cache: {e.strerror}", path=self.cfg.cache_dir
             ) from None
+        # a client waiting on a stalled upstream would hold a graceful stop for aiohttp's
+        # default 60 s: cut open requests after a moment (containerd retries elsewhere)
         self._runner = web.AppRunner(
-            make_app(self.mirror, access_log=self.access_log), access_log=None, handle_signals=False
+            make_app(self.mirror, access_log=self.access_log),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
         )
         await self._runner.setup()
         site = web.TCPSite(

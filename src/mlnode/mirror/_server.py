@@ -225,7 +225,8 @@ class Mirror:
         fetch.clients += 1
         try:
             if request.method == "HEAD":
-                resp = web.Response(status=206 if partial else 200, headers=headers)
+                # a StreamResponse: a Response would not take a Content-Length without a body
+                resp = web.StreamResponse(status=206 if partial else 200, headers=headers)
                 resp.content_length = end - start
                 self._count("blob", request, resp.status)
                 return resp

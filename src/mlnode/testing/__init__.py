@@ -12,6 +12,10 @@ real waiting.
     FakeFilesystem       FilesystemMeter (available bytes grow as images go)
     FakePullStatuses     PullStatusSource downloads in flight, for GC
     FakeRegistry         Registry        stall, cut, corrupt a blob, answer HTTP errors
+
+:mod:`mlnode.testing.fake_registry_server` (imported on its own: it needs aiohttp) is an
+upstream registry over real HTTP for the mirror's tests: ranges, stalls, cuts, corrupt
+bytes, statuses, 401 challenges, a request log and bytes served per digest.
 """
 
 from __future__ import annotations
