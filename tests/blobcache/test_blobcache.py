@@ -109,3 +109,30 @@ def test_a_map_claiming_more_than_the_file_is_not_trusted(tmp_path: Path) -> Non
     map_path.write_text(json.dumps(doc))
     (entry,) = cache.entries()
     assert not entry.complete  # complete needs the verified flag, not just the ranges
+
+
+def test_written_ranges_are_trusted_on_the_same_boot_only(tmp_path: Path) -> None:
+    """A cheap (unsynced) map write survives a killed process: its "written" ranges are
+    trusted while the boot is the same; after a reboot only the fdatasync'ed ones are."""
+    data = bytes(range(256)) * 1024  # 256 KiB
+    d = _digest(data)
+    cache = BlobCache(tmp_path)
+    f = cache.open(d, size_bytes=len(data), registry="r", repository="a", private=False)
+    f.write_at(0, data[:4096])
+    f.checkpoint()  # durable: 0-4096
+    f.write_at(4096, data[4096:65536])
+    f.checkpoint(durable=False)  # written: 0-65536, no fsync
+    os.close(f.fd)  # kill -9
+    (entry,) = cache.entries()
+    assert entry.present_bytes == 65536  # same boot: what the kernel has counts
+    assert cache.first_gap(d, len(data)) == (65536, len(data))
+    _, map_path = cache.paths(d)
+    doc = json.loads(map_path.read_text())
+    assert doc["ranges"] == [[0, 4096]] and doc["written"] == [[0, 65536]]
+    doc["boot_id"] = "another-boot"
+    map_path.write_text(json.dumps(doc))
+    (entry,) = cache.entries()
+    assert entry.present_bytes == 4096  # after a reboot: only what was fdatasync'ed
+    g = cache.open(d, size_bytes=len(data), registry="r", repository="a", private=False)
+    assert g.missing(0, 65536) == [(4096, 65536)]
+    g.close()

@@ -3,9 +3,16 @@
 ``<dir>/blobs/sha256/<hex>.data`` holds the blob's bytes at their own offsets (a sparse
 file: ranges not fetched yet take no disk); ``<hex>.json`` says which ranges are present,
 whether the whole blob was verified, and where it came from. The map is only ever replaced
-atomically (write a temp file, fsync, rename) and only after the data it describes was
-fdatasync'ed, so after a crash or ``kill -9`` the map never claims a byte the disk lacks:
-the worst case is re-fetching what arrived after the last checkpoint.
+atomically (write a temp file, rename). It holds two sets of ranges:
+
+- ``ranges``: durable — written to the map only after an fdatasync of the data, so after a
+  power loss they are on disk;
+- ``written``: everything handed to the kernel (no fsync), with the ``boot_id`` it was
+  written under. A process killed with ``kill -9`` loses nothing the kernel has, so on the
+  same boot these are trusted; after a reboot only ``ranges`` are.
+
+So the map never claims a byte the disk lacks, and a killed mirror re-fetches only what
+arrived after its last (cheap, frequent) map write; fdatasyncs stay rare.
 """
 
 from __future__ import annotations
@@ -27,6 +34,25 @@ __all__ = ["DEFAULT_CACHE_DIR", "BlobCache", "BlobFile", "CacheEntry"]
 DEFAULT_CACHE_DIR = Path("/var/lib/mlnode/mirror")
 MAP_SCHEMA = "mlnode.blobcache/v1"
 _DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+_BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+
+def _read_boot_id() -> str:
+    try:
+        return _BOOT_ID_PATH.read_text().strip()
+    except OSError:
+        return ""  # unknown: "written" ranges are then never trusted
+
+
+BOOT_ID = _read_boot_id()
+
+
+def trusted_ranges(doc: dict[str, object], size_bytes: int) -> Ranges:
+    """The ranges of a map to trust now: ``written`` on the boot that wrote them, else the
+    durable ``ranges``."""
+    if BOOT_ID and doc.get("boot_id") == BOOT_ID and "written" in doc:
+        return Ranges.from_json(doc.get("written"), size_bytes)
+    return Ranges.from_json(doc.get("ranges"), size_bytes)
 
 
 def _hex(digest: str) -> str:
@@ -78,12 +104,15 @@ class BlobFile:
         self.ranges = Ranges()
         self.complete = False
         old = cache.read_map(digest)
+        self._durable = Ranges()
         if old is not None and old.get("size_bytes") == size_bytes:
-            self.ranges = Ranges.from_json(old.get("ranges"), size_bytes)
+            self.ranges = trusted_ranges(old, size_bytes)
+            self._durable = Ranges.from_json(old.get("ranges"), size_bytes)
             self.complete = bool(old.get("complete")) and self.ranges.covers(0, size_bytes)
             self.private = self.private or bool(old.get("private"))
         if not self.data_path.exists() or self.data_path.stat().st_size != size_bytes:
             self.ranges = Ranges()
+            self._durable = Ranges()
             self.complete = False
         self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.ftruncate(self.fd, size_bytes)
@@ -119,27 +148,36 @@ class BlobFile:
     def missing(self, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         return self.ranges.gaps(start, self.size_bytes if end is None else end)
 
-    def checkpoint(self) -> None:
-        """Make the present ranges durable: data first, then the map."""
+    def checkpoint(self, *, durable: bool = True) -> None:
+        """Write the map: ``durable`` (fdatasync the data first, for power loss) or not
+        (enough for a killed process: the kernel keeps what was written)."""
         if self._dirty:
-            self.persist(self.snapshot())
+            self.persist(self.snapshot(durable=durable))
 
-    def snapshot(self) -> tuple[int, dict[str, object]]:
+    def snapshot(self, *, durable: bool = True) -> tuple[int, bool, dict[str, object]]:
         """The map as it is now, to :meth:`persist` later (e.g. from a thread, so the
         fdatasync does not hold up an event loop)."""
         self._seq += 1
-        self._dirty = False
-        return self._seq, self._map_doc()
+        if durable:
+            self._dirty = False
+        return self._seq, durable, self._map_doc()
 
-    def persist(self, snap: tuple[int, dict[str, object]]) -> None:
-        """fdatasync the data, then write ``snap``'s map unless a newer one is on disk."""
-        seq, doc = snap
+    def persist(self, snap: tuple[int, bool, dict[str, object]]) -> None:
+        """Write ``snap``'s map unless a newer one is on disk; a durable one after an
+        fdatasync of the data, its written ranges then counted durable."""
+        seq, durable, doc = snap
         with self._lock:
             if seq <= self._written_seq:
                 return
-            os.fdatasync(self.fd)
-            self._write_map(doc)
+            if durable:
+                os.fdatasync(self.fd)
+                doc = {**doc, "ranges": doc["written"]}
+            else:
+                doc = {**doc, "ranges": self._durable.to_json()}
+            self._write_map(doc, sync=durable)
             self._written_seq = seq
+            if durable:
+                self._durable = Ranges.from_json(doc["ranges"], self.size_bytes)
 
     def mark_complete(self) -> None:
         """Every byte present and the sha256 matched: from now on served as complete."""
@@ -175,16 +213,18 @@ class BlobFile:
             "repository": self.repository,
             "private": self.private,
             "complete": self.complete,
-            "ranges": self.ranges.to_json(),
+            "written": self.ranges.to_json(),
+            "boot_id": BOOT_ID,
             "last_access_unix": time.time(),
         }
 
-    def _write_map(self, doc: dict[str, object]) -> None:
+    def _write_map(self, doc: dict[str, object], *, sync: bool) -> None:
         tmp = self.map_path.with_name(self.map_path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, self.map_path)
 
 
@@ -223,7 +263,7 @@ class BlobCache:
         """The first range ``[start, end)`` of ``digest`` the cache lacks (empty at the end
         when none)."""
         doc = self.read_map(digest) or {}
-        gaps = Ranges.from_json(doc.get("ranges"), size_bytes).gaps(0, size_bytes)
+        gaps = trusted_ranges(doc, size_bytes).gaps(0, size_bytes)
         return gaps[0] if gaps else (size_bytes, size_bytes)
 
     def open(
@@ -261,7 +301,7 @@ class BlobCache:
         doc = self.read_map(digest) or {}
         size = doc.get("size_bytes")
         size_bytes = size if isinstance(size, int) else st.st_size
-        ranges = Ranges.from_json(doc.get("ranges"), size_bytes)
+        ranges = trusted_ranges(doc, size_bytes)
         last = doc.get("last_access_unix")
         return CacheEntry(
             digest=digest,

@@ -35,6 +35,9 @@ class SpliceUnavailable(Exception):
 
 
 async def _readable(sock: socket.socket, timeout: float) -> None:
+    """Wait until ``sock`` is readable; TimeoutError after ``timeout``. (A timer handle, not
+    ``asyncio.wait_for``: that makes a task per wait, which at thousands of waits a second
+    was most of the mirror's CPU behind a shaped link.)"""
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
 
@@ -42,11 +45,18 @@ async def _readable(sock: socket.socket, timeout: float) -> None:
         if not fut.done():
             fut.set_result(None)
 
-    loop.add_reader(sock.fileno(), ready)
+    def expire() -> None:
+        if not fut.done():
+            fut.set_exception(TimeoutError())
+
+    fd = sock.fileno()
+    loop.add_reader(fd, ready)
+    timer = loop.call_later(timeout, expire)
     try:
-        await asyncio.wait_for(fut, timeout)
+        await fut
     finally:
-        loop.remove_reader(sock.fileno())
+        timer.cancel()
+        loop.remove_reader(fd)
 
 
 async def _connect(url: str, timeout: float) -> tuple[socket.socket, str]:
