@@ -48,6 +48,7 @@ _CHECKPOINT_MIN_SECONDS = 0.025
 _CHECKPOINT_MAX_SECONDS = 0.5
 _DURABLE_BYTES = 64 * 1024 * 1024
 _DURABLE_SECONDS = 2.0
+_NOTIFY_BYTES = 1024 * 1024
 
 
 class FetchSettings:
@@ -119,6 +120,8 @@ class BlobFetch:
         self._persisting: asyncio.Future[None] | None = None
         self._since_durable = 0
         self._last_durable = time.monotonic()
+        self._notified_prefix = 0
+        self._notified_at = 0.0
         self._first_offset = 0
 
     # -- what clients see -----------------------------------------------------------------
@@ -245,6 +248,7 @@ class BlobFetch:
                     self._queue.clear()
                 got, err = await self._fetch_range(a, b, first)
                 first = None
+                self._notify()  # (pieces wake waiters at most every 1 MiB / 20 ms: flush)
                 if got < b - a:
                     self._queue.appendleft((a + got, b))
                     failures = 0 if got else failures + 1
@@ -371,7 +375,13 @@ class BlobFetch:
             if durable:
                 self._since_durable = 0
                 self._last_durable = now
-        self._notify()
+        # Wake clients and the hasher when the prefix grew by 1 MiB or 20 ms passed, not for
+        # every piece: behind a shaped link pieces are 64 KiB, and a wake-up (a sendfile
+        # per client) per piece was most of the mirror's CPU there.
+        prefix = self.file.contiguous_bytes
+        if prefix - self._notified_prefix >= _NOTIFY_BYTES or now - self._notified_at >= 0.02:
+            self._notified_prefix, self._notified_at = prefix, now
+            self._notify()
 
     async def _hash_loop(self) -> None:
         """Hash the contiguous prefix as it grows (from a read-only mapping of the file:

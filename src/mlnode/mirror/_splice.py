@@ -160,7 +160,15 @@ async def _body(
     with contextlib.suppress(OSError):
         fcntl.fcntl(w, _F_SETPIPE_SZ, _PIPE_BYTES)
     try:
+        lowat = 0
         while pos < b:
+            # wake only when a pipe's worth is there (or the rest, or EOF): behind a shaped
+            # link the socket would otherwise be readable every 64 KiB
+            want = min(_PIPE_BYTES, b - pos)
+            if want != lowat:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+                lowat = want
             try:
                 n = os.splice(
                     sock.fileno(),
