@@ -39,7 +39,8 @@ from ruamel.yaml.error import YAMLError
 
 from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.errors import InputError, InvalidValue, UsageError
-from mlnode.hostnames import is_loopback_host
+from mlnode.registry.hosts import default_host
+from mlnode.registry.reference import DOCKER_HUB_API
 from mlnode.units import parse_bytes
 
 __all__ = [
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:6055"
-DOCKER_HUB_ENDPOINT = "https://registry-1.docker.io"
+DOCKER_HUB_ENDPOINT = f"https://{DOCKER_HUB_API}"
 _DOCKER_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 
@@ -115,11 +116,9 @@ def canonical_registry(name: str) -> str:
 
 
 def default_endpoint(registry: str) -> str:
-    """The URL containerd itself would use for ``registry`` (https; http on loopback)."""
-    if canonical_registry(registry) == "docker.io":
-        return DOCKER_HUB_ENDPOINT
-    host = urlsplit(f"//{registry}").hostname or registry
-    return f"{'http' if is_loopback_host(host) else 'https'}://{registry}"
+    """The URL containerd itself would use for ``registry`` (https; http on loopback;
+    registry-1.docker.io for docker.io): :func:`mlnode.registry.hosts.default_host`."""
+    return default_host(canonical_registry(registry)).base_url
 
 
 def _check_url(url: str, where: str) -> str:

@@ -298,10 +298,16 @@ class Puller:
 
     def _register(self, target: PullTarget) -> tuple[str, float]:
         """Step 6: unpack through CRI, drop the lease; the image id and the seconds taken."""
-        ref, manifest = self.reference, target.manifest
+        ref = self.reference
         unpack_start = self.clock.monotonic()
         self._unpack(ref)
         unpack_seconds = self.clock.monotonic() - unpack_start
+        return self._registered_id(target, "fetched"), unpack_seconds
+
+    def _registered_id(self, target: PullTarget, verb: str) -> str:
+        """The image id CRI now reports for the reference (a warning when the tag moved
+        to another image meanwhile), and the pull's lease dropped."""
+        ref, manifest = self.reference, target.manifest
         status = self.cri.image_status(str(ref))
         image_id = status.id if status is not None else ""
         if image_id and image_id != manifest.config.digest:
@@ -309,12 +315,12 @@ class Puller:
                 {
                     "event": "warning",
                     "message": f"{ref} now points at image {image_id}, not the "
-                    f"{manifest.config.digest} fetched (the tag moved during the pull)",
+                    f"{manifest.config.digest} {verb} (the tag moved during the pull)",
                 }
             )
         with contextlib.suppress(MlnodeError):
             self.containerd.delete_lease(self.lease_id)
-        return image_id, unpack_seconds
+        return image_id
 
     def pull(self, image: str) -> PullResult:
         """Pull ``image``; see the package docstring. Emits events through ``emit``."""

@@ -267,17 +267,4 @@ class MirrorPuller(Puller):
 
     def _register(self, target: PullTarget) -> tuple[str, float]:
         """The image is registered by the PullImage already: read its id, drop the lease."""
-        ref, manifest = self.reference, target.manifest
-        status = self.cri.image_status(str(ref))
-        image_id = status.id if status is not None else ""
-        if image_id and image_id != manifest.config.digest:
-            self.emit(
-                {
-                    "event": "warning",
-                    "message": f"{ref} now points at image {image_id}, not the "
-                    f"{manifest.config.digest} resolved (the tag moved during the pull)",
-                }
-            )
-        with contextlib.suppress(MlnodeError):
-            self.containerd.delete_lease(self.lease_id)
-        return image_id, self._unpack_seconds
+        return self._registered_id(target, "resolved"), self._unpack_seconds
