@@ -244,3 +244,14 @@ def test_check_cli_errors_are_one_line(tmp_path: Path, args: list[str], where: s
     assert len(lines) == 1 and lines[0].startswith("mlnode: error: "), r.stderr
     assert where in lines[0]
     assert "Traceback" not in r.stderr
+
+
+def test_a_config_nested_too_deep_or_with_a_nul_is_one_file_line_error(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(InputError, match=r"deep\.yaml:1: nested more than"):
+        load_config(deep)
+    nul = tmp_path / "nul.yaml"
+    nul.write_text('listen: "a\x00b"\n')
+    with pytest.raises(InputError, match=r"nul\.yaml:1: contains a NUL byte"):
+        load_config(nul)

@@ -39,6 +39,7 @@ from ruamel.yaml.error import YAMLError
 
 from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.errors import InputError, InvalidValue, UsageError
+from mlnode.formats.textcheck import check_text
 from mlnode.registry.hosts import default_host
 from mlnode.registry.reference import DOCKER_HUB_API
 from mlnode.units import parse_bytes
@@ -319,6 +320,7 @@ def load_config(path: Path, cfg: MirrorConfig | None = None) -> MirrorConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read: {getattr(e, 'strerror', None) or e}", path=path) from None
+    check_text(path, text)  # NUL bytes, runaway nesting: one file:line error, as every reader
     try:
         doc = YAML(typ="rt").load(text)
     except YAMLError as e:
