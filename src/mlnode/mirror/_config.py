@@ -40,8 +40,7 @@ from ruamel.yaml.error import YAMLError
 from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.errors import InputError, InvalidValue, UsageError
 from mlnode.formats.textcheck import check_text
-from mlnode.registry.hosts import default_host
-from mlnode.registry.reference import DOCKER_HUB_API
+from mlnode.hostnames import DOCKER_HUB_API, default_registry_url
 from mlnode.units import parse_bytes
 
 __all__ = [
@@ -118,8 +117,8 @@ def canonical_registry(name: str) -> str:
 
 def default_endpoint(registry: str) -> str:
     """The URL containerd itself would use for ``registry`` (https; http on loopback;
-    registry-1.docker.io for docker.io): :func:`mlnode.registry.hosts.default_host`."""
-    return default_host(canonical_registry(registry)).base_url
+    registry-1.docker.io for docker.io): :func:`mlnode.hostnames.default_registry_url`."""
+    return default_registry_url(canonical_registry(registry))
 
 
 def _check_url(url: str, where: str) -> str:

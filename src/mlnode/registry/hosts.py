@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mlnode.errors import InputError
-from mlnode.hostnames import is_loopback_host
+from mlnode.hostnames import default_registry_url
 from mlnode.registry.reference import DOCKER_HUB, DOCKER_HUB_API
 
 __all__ = ["RegistryHost", "default_host", "host_directories", "hosts_for", "parse_hosts_toml"]
@@ -72,10 +72,8 @@ class RegistryHost:
 
 def default_host(namespace: str) -> RegistryHost:
     """The host containerd uses when nothing is configured for ``namespace``."""
-    if namespace == DOCKER_HUB:
-        return RegistryHost("https", DOCKER_HUB_API, namespace=namespace)
-    scheme = "http" if is_loopback_host(namespace) else "https"
-    return RegistryHost(scheme, namespace, namespace=namespace)
+    scheme, _, host = default_registry_url(namespace).partition("://")
+    return RegistryHost(scheme, host, namespace=namespace)
 
 
 def host_directories(hosts_dir: Path, namespace: str) -> list[Path]:

@@ -12,11 +12,10 @@ import re
 from dataclasses import dataclass
 
 from mlnode.errors import UsageError
+from mlnode.hostnames import DOCKER_HUB, DOCKER_HUB_API
 
 __all__ = ["DOCKER_HUB", "DOCKER_HUB_API", "Reference", "parse_reference"]
 
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")

@@ -36,7 +36,7 @@ from mlnode.formats.base import DocumentKind, ParsedDocument
 from mlnode.formats.containerd._tables import table_for
 from mlnode.formats.facts import HostEntry, HostsTomlFacts
 from mlnode.formats.textcheck import check_text
-from mlnode.hostnames import is_loopback_host
+from mlnode.hostnames import default_registry_url, is_loopback_host
 from mlnode.knowledge.table import hosts_config_path, hosts_dial_timeout
 from mlnode.versions import Version
 
@@ -67,8 +67,6 @@ MIRROR_DIAL_TIMEOUT = "200ms"  # as Spegel writes; a mirror on loopback answers 
 HOSTS_HEADER = (
     "# Written by mlnode: pulls go through the node mirror first; server is the fallback."
 )
-_DOCKER_HUB = "docker.io"
-_DOCKER_HUB_API = "registry-1.docker.io"
 # A DNS name or IPv4 address, an optional port; or a bracketed IPv6 address and a port.
 _NAME = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
@@ -129,9 +127,7 @@ def parse_registry_name(text: str) -> str:
 
 def default_server(namespace: str) -> str:
     """The ``server`` containerd uses for ``namespace`` when the file names none."""
-    if namespace == _DOCKER_HUB:
-        return f"https://{_DOCKER_HUB_API}"
-    return f"{'http' if is_loopback_host(namespace) else 'https'}://{namespace}"
+    return default_registry_url(namespace)
 
 
 def hosts_dir_namespace(directory_name: str) -> str:
