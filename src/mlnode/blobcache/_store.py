@@ -162,6 +162,15 @@ class BlobFile:
             self._dirty = False
         return self._seq, durable, self._map_doc()
 
+    def persist_nowait(self, snap: tuple[int, bool, dict[str, object]]) -> bool:
+        """An unsynced map write now, on the caller's thread, unless a persist (a durable
+        one's fdatasync) holds the lock: then False and nothing is written."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        self._lock.release()
+        self.persist(snap)
+        return True
+
     def persist(self, snap: tuple[int, bool, dict[str, object]]) -> None:
         """Write ``snap``'s map unless a newer one is on disk; a durable one after an
         fdatasync of the data, its written ranges then counted durable."""

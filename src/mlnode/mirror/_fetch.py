@@ -362,19 +362,23 @@ class BlobFetch:
         due = (
             self._since_checkpoint >= _CHECKPOINT_BYTES and age >= _CHECKPOINT_MIN_SECONDS
         ) or age >= _CHECKPOINT_MAX_SECONDS
-        if due and (self._persisting is None or self._persisting.done()):
-            self._since_durable += self._since_checkpoint
-            durable = (
-                self._since_durable >= _DURABLE_BYTES
+        if due:
+            idle = self._persisting is None or self._persisting.done()
+            durable = idle and (
+                self._since_durable + self._since_checkpoint >= _DURABLE_BYTES
                 or now - self._last_durable >= _DURABLE_SECONDS
             )
-            snap = self.file.snapshot(durable=durable)
-            self._persisting = asyncio.ensure_future(asyncio.to_thread(self.file.persist, snap))
-            self._since_checkpoint = 0
-            self._last_checkpoint = now
-            if durable:
-                self._since_durable = 0
-                self._last_durable = now
+            if durable:  # fdatasync + map, in a thread
+                snap = self.file.snapshot(durable=True)
+                self._persisting = asyncio.ensure_future(asyncio.to_thread(self.file.persist, snap))
+                self._since_durable, self._last_durable = 0, now
+                wrote = True
+            else:  # a small unsynced map write, right here (no thread to lag behind)
+                wrote = self.file.persist_nowait(self.file.snapshot(durable=False))
+                self._since_durable += self._since_checkpoint if wrote else 0
+            if wrote:
+                self._since_checkpoint = 0
+                self._last_checkpoint = now
         # Wake clients and the hasher when the prefix grew by 1 MiB or 20 ms passed, not for
         # every piece: behind a shaped link pieces are 64 KiB, and a wake-up (a sendfile
         # per client) per piece was most of the mirror's CPU there.

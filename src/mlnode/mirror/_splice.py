@@ -27,6 +27,9 @@ __all__ = ["SPLICE_SUPPORTED", "SpliceUnavailable", "spliced_range"]
 SPLICE_SUPPORTED = hasattr(os, "splice")
 _PIPE_BYTES = 256 * 1024  # what a kill -9 can lose in a pipe, per connection
 _HEADER_LIMIT = 64 * 1024
+# the socket wakes the loop with at least this much (or the rest, or EOF); what a kill -9
+# can strand in the kernel, per connection, so kept small
+_LOWAT_BYTES = 64 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
@@ -162,9 +165,9 @@ async def _body(
     try:
         lowat = 0
         while pos < b:
-            # wake only when a pipe's worth is there (or the rest, or EOF): behind a shaped
+            # wake only when 64 KiB are there (or the rest, or EOF): behind a shaped
             # link the socket would otherwise be readable every 64 KiB
-            want = min(_PIPE_BYTES, b - pos)
+            want = min(_LOWAT_BYTES, b - pos)
             if want != lowat:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
