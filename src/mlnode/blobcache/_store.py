@@ -120,6 +120,8 @@ class BlobFile:
         self._lock = threading.Lock()  # persist() may run in a worker thread
         self._seq = 0  # snapshots taken
         self._written_seq = 0  # the newest snapshot on disk
+        self._durable_seq = 0  # the newest snapshot known flushed (its ranges: _durable)
+        self._latest_doc: dict[str, object] = {}
 
     @property
     def contiguous_bytes(self) -> int:
@@ -163,8 +165,8 @@ class BlobFile:
         return self._seq, durable, self._map_doc()
 
     def persist_nowait(self, snap: tuple[int, bool, dict[str, object]]) -> bool:
-        """An unsynced map write now, on the caller's thread, unless a persist (a durable
-        one's fdatasync) holds the lock: then False and nothing is written."""
+        """An unsynced map write now, on the caller's thread, unless another map write holds
+        the lock: then False and nothing is written (the next checkpoint catches up)."""
         if not self._lock.acquire(blocking=False):
             return False
         self._lock.release()
@@ -173,20 +175,25 @@ class BlobFile:
 
     def persist(self, snap: tuple[int, bool, dict[str, object]]) -> None:
         """Write ``snap``'s map unless a newer one is on disk; a durable one after an
-        fdatasync of the data, its written ranges then counted durable."""
+        fdatasync of the data, its written ranges then counted durable.
+
+        The fdatasync runs outside the lock: flushing tens of megabytes can take a tenth of a
+        second, and unsynced map writes (what a killed mirror resumes from) must not wait for
+        it (measured: 1.8 MB of a 96 MiB layer re-fetched after a kill -9 when they did)."""
         seq, durable, doc = snap
+        if durable:
+            os.fdatasync(self.fd)
         with self._lock:
-            if seq <= self._written_seq:
+            newer_durable = durable and seq > self._durable_seq
+            if newer_durable:
+                self._durable = Ranges.from_json(doc["written"], self.size_bytes)
+                self._durable_seq = seq
+            if seq > self._written_seq:
+                self._latest_doc = doc
+                self._written_seq = seq
+            elif not newer_durable:
                 return
-            if durable:
-                os.fdatasync(self.fd)
-                doc = {**doc, "ranges": doc["written"]}
-            else:
-                doc = {**doc, "ranges": self._durable.to_json()}
-            self._write_map(doc, sync=durable)
-            self._written_seq = seq
-            if durable:
-                self._durable = Ranges.from_json(doc["ranges"], self.size_bytes)
+            self._write_map({**self._latest_doc, "ranges": self._durable.to_json()}, sync=durable)
 
     def mark_complete(self) -> None:
         """Every byte present and the sha256 matched: from now on served as complete."""
@@ -198,6 +205,8 @@ class BlobFile:
         """Forget every byte (a digest mismatch): never served as complete."""
         self.ranges = Ranges()
         self.complete = False
+        with self._lock:
+            self._durable = Ranges()
         os.ftruncate(self.fd, 0)
         os.ftruncate(self.fd, self.size_bytes)
         self._dirty = True
