@@ -35,6 +35,8 @@
     ├── ApplyError                  exit 7: applying settings to a node failed (files restored)
     │   ├── LockHeld                another apply holds the node lock
     │   └── VerificationFailed      the services did not come back healthy with the new values
+    ├── KubeError                   exit 8: the Kubernetes API refused a request (4xx Status)
+    │   └── KubeUnavailable     (R) no answer, TLS/connection failure, 5xx, 429
     └── SourceUnavailable           ops.verify, internal: a health source did not answer; the
                                     verifier records it as a failed check, it never escapes
 
@@ -62,6 +64,8 @@ __all__ = [
     "InputError",
     "InsufficientSpace",
     "InvalidValue",
+    "KubeError",
+    "KubeUnavailable",
     "LockHeld",
     "MlnodeError",
     "PullStalled",
@@ -216,6 +220,22 @@ class ApplyError(MlnodeError):
     """Applying settings to a node failed; every file touched was restored."""
 
     exit_code = 7
+
+
+class KubeError(MlnodeError):
+    """The Kubernetes API refused a request (a 4xx ``Status``), e.g. RBAC forbids it."""
+
+    exit_code = 8
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None):
+        self.url = url
+        self.status = status
+        self.detail = message
+        super().__init__(f"{url}: {message}" if url else message)
+
+
+class KubeUnavailable(KubeError, Retryable):
+    """The Kubernetes API did not answer (connection, TLS, timeout) or answered 5xx/429."""
 
 
 class LockHeld(ApplyError):

@@ -15,6 +15,7 @@ against the in-memory fakes in :mod:`mlnode.testing` with a virtual clock.
     FilesystemMeter   mlnode.runtime.fs.image_filesystem         statvfs of the image fs
     Clock           SystemClock (here)                          time.monotonic + sleeping
     SpaceKeeper     mlnode.ops (free-space check + ml GC)       room on the image fs
+    ClusterApi      mlnode.kube.KubeClient                      the Kubernetes API (the agent)
 
 The signatures are the real clients' own, so those satisfy the ports structurally
 (checked by mypy at the end of this module). Errors are the real ones too: a port raises
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # value types only: importing the ports loads no gRPC or HTTP
 
 __all__ = [
     "BlobBody",
+    "ClusterApi",
     "Clock",
     "ContentIngest",
     "ContentStore",
@@ -220,6 +222,37 @@ class SpaceKeeper(Protocol):
 
         Returns a one-line account of what was done (the caller logs it). Raises
         :class:`mlnode.errors.InsufficientSpace` when the room cannot be made."""
+        ...
+
+
+class ClusterApi(Protocol):
+    """The few Kubernetes API calls the agent makes, synchronous (the agent calls them from
+    a worker thread). Failures: :class:`mlnode.errors.KubeUnavailable` (retryable: no
+    answer, 5xx, 429) or :class:`mlnode.errors.KubeError` (a 4xx ``Status``, e.g. 403)."""
+
+    def node_labels(self, node_name: str) -> Mapping[str, str]:
+        """``metadata.labels`` of the Node (``GET /api/v1/nodes/{name}``)."""
+        ...
+
+    def post_event(
+        self, node_name: str, *, reason: str, message: str, warning: bool = False
+    ) -> None:
+        """A core/v1 Event about the Node, in namespace ``default`` (where the kubelet
+        puts Node events), ``source.component`` ``mlnode-agent``; the same reason and
+        message again within the aggregation window bumps ``count`` (a PATCH) instead of a
+        new object, as the kubelet's event correlator does."""
+        ...
+
+    def annotate_node(self, node_name: str, annotations: Mapping[str, str | None]) -> None:
+        """Merge-patch ``metadata.annotations`` of the Node (None removes a key)."""
+        ...
+
+    def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        """``data`` of the ConfigMap, or None when it does not exist (404)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
         ...
 
 
