@@ -49,8 +49,8 @@ if TYPE_CHECKING:  # value types only: importing the ports loads no gRPC or HTTP
 
 __all__ = [
     "BlobBody",
-    "ClusterApi",
     "Clock",
+    "ClusterApi",
     "ContentIngest",
     "ContentStore",
     "FilesystemMeter",

@@ -43,6 +43,7 @@ _COMMAND_MODULES = (
     "pull",
     "progress",
     "mirror",
+    "agent",
 )
 
 #: Set by ``--debug`` (or MLNODE_DEBUG=1 in the environment) for this invocation.
