@@ -41,7 +41,7 @@ from mlnode.errors import InsufficientSpace, InvalidValue, MlnodeError
 from mlnode.gc import GcPolicy, PolicyName
 from mlnode.ops.fileio import atomic_write
 from mlnode.ops.gc_runtime import CriGcRuntime, GcRun
-from mlnode.ops.gc_session import keep_sandbox_image, make_room, run_gc
+from mlnode.ops.gc_session import keep_sandbox_image, run_gc
 from mlnode.ops.space import ImageFsSpaceKeeper
 from mlnode.ports import ClusterApi, FilesystemMeter, ImageService, PullStatusSource
 from mlnode.runtime.fs import FilesystemUsage
@@ -147,6 +147,7 @@ class Agent:
         self.target: tuple[int, str] = (0, "")
         self.largest_image_bytes = 0
         self.last_gc: GcOutcome | None = None
+        self._record_last: GcOutcome | None = None
         self.gc_runs = 0
         self.in_flight: dict[str, int] = {}
         self._gc_lock = threading.Lock()  # one GC at a time: the loop's and the mirror's
@@ -271,6 +272,11 @@ class Agent:
 
     def gc(self, trigger: str, target_bytes: int) -> GcOutcome | None:
         """Run the ml GC aimed at ``target_bytes`` free; metrics, log and Events."""
+        return self._record_last if self._run_gc(trigger, target_bytes) else None
+
+    def _run_gc(self, trigger: str, target_bytes: int) -> GcRun | None:
+        """One GC at a time (the loop's and the mirror's), with this agent's policy: its
+        minimum age, ``gc.keep`` and the warm set protected."""
         with self._gc_lock:
             try:
                 policy = keep_sandbox_image(PolicyName.ML, self._policy(target_bytes), self.runtime)
@@ -287,10 +293,9 @@ class Agent:
                 self.metrics.errors.labels("gc").inc()
                 log.warning("GC (%s) failed: %s", trigger, e)
                 return None
-            outcome = self._record_gc(
-                trigger, target_bytes, live.collected.filesystem.available_bytes, live.run
-            )
-        return outcome
+            before = live.collected.filesystem.available_bytes
+            self._record_last = self._record_gc(trigger, target_bytes, before, live.run)
+            return live.run
 
     def _record_gc(self, trigger: str, target: int, before: int, run: GcRun) -> GcOutcome:
         removed = tuple(
@@ -340,19 +345,10 @@ class Agent:
         then a loop pass at once to restore the headroom."""
 
         def gc(required_bytes: int) -> GcRun:
-            with self._gc_lock:
-                live = make_room(
-                    self.runtime,
-                    required_bytes,
-                    self.keep_patterns(),
-                    cache=self.cache,
-                    state_file=self.cfg.state_file(),
-                )
-                self._record_gc(
-                    "pull-start", required_bytes, live.collected.filesystem.available_bytes,
-                    live.run,
-                )  # fmt: skip
-                return live.run
+            run = self._run_gc("pull-start", required_bytes)
+            if run is None:
+                raise InsufficientSpace(f"{what}: the GC that would make room failed")
+            return run
 
         keeper = ImageFsSpaceKeeper(
             meter=self.meter, cache=self.cache, gc=gc, reserve_bytes=self.cfg.headroom.reserve_bytes
