@@ -233,7 +233,8 @@ def _path(value: object, where: str, base: Path) -> Path:
 
 
 def _listen(value: object, where: str) -> str:
-    text = _string(value, where, empty=False)
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    text = _string(text, where, empty=False)
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidValue(f"{where}: expected HOST:PORT with a port 1..65535, not {text!r}")
