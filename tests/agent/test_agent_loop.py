@@ -206,3 +206,36 @@ def test_the_mirrors_room_request_protects_the_warm_set_and_wakes_the_loop(tmp_p
     assert node.cri.find(TRAIN) is not None and node.cri.find(OLD) is None
     assert "GC freed" in account and woken == [1]
     assert agent.last_gc is not None and agent.last_gc.trigger == "pull-start"
+
+
+def test_with_pin_on_warm_images_are_pinned_once_present_and_unpinned_when_dropped(
+    tmp_path: Path,
+) -> None:
+    node = Node(tmp_path)
+    node.cri.catalog.update({TRAIN: GiB, EVAL: GiB})
+    calls: list[tuple[str, bool]] = []
+    cfg = node.config(warm_images=warm(TRAIN, EVAL), warm_pin=True)
+    agent = node.agent(cfg, pin=lambda ref, pinned: calls.append((ref, pinned)))
+    drive(agent)
+    assert sorted(calls) == [(EVAL, True), (TRAIN, True)]  # once each, however many passes
+    agent.reconfigure(replace(cfg, warm_images=warm(TRAIN)))
+    agent.tick()
+    assert calls[-1] == (EVAL, False)
+    off = Node(tmp_path / "off")
+    off.cri.catalog[TRAIN] = GiB
+    unpinned: list[tuple[str, bool]] = []
+    drive(off.agent(off.config(warm_images=warm(TRAIN)), pin=lambda r, p: unpinned.append((r, p))))
+    assert unpinned == []  # warm.pin false: the runtime's labels are left alone
+
+
+def test_the_node_annotation_follows_the_warm_set_only_when_it_changes(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    node.cri.catalog[TRAIN] = GiB
+    sent: list[dict[str, str | None]] = []
+    cfg = node.config(warm_images=warm(TRAIN))
+    cfg = replace(cfg, kubernetes=replace(cfg.kubernetes, annotate_node=True))
+    agent = node.agent(cfg, annotate=sent.append)
+    drive(agent, passes=4)
+    docs = [json.loads(a["mlnode.io/warm-status"] or "") for a in sent]
+    assert [d["counts"]["pulling"] for d in docs] == [1, 0]  # pulling, then present
+    assert docs[-1]["counts"]["present"] == 1

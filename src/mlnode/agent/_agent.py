@@ -35,7 +35,8 @@ from typing import Any
 
 from mlnode.agent._config import AgentConfig, WarmImage, parse_warm_images
 from mlnode.agent._metrics import AgentMetrics, image_size_label
-from mlnode.agent._warm import WarmSet
+from mlnode.agent._pin import Pinner, pin_quietly
+from mlnode.agent._warm import WarmPhase, WarmSet
 from mlnode.blobcache import BlobCache
 from mlnode.errors import InsufficientSpace, InvalidValue, MlnodeError
 from mlnode.gc import GcPolicy, PolicyName
@@ -47,7 +48,7 @@ from mlnode.ports import ClusterApi, FilesystemMeter, ImageService, PullStatusSo
 from mlnode.runtime.fs import FilesystemUsage
 from mlnode.units import format_bytes
 
-__all__ = ["Agent", "EventSink", "GcOutcome", "headroom_target"]
+__all__ = ["WARM_ANNOTATION", "Agent", "EventSink", "GcOutcome", "headroom_target"]
 
 log = logging.getLogger("mlnode.agent")
 
@@ -55,6 +56,8 @@ log = logging.getLogger("mlnode.agent")
 EventSink = Callable[[str, str, bool], None]
 
 _LABELS_EVERY_SECONDS = 60.0
+#: the Node annotation with the warm set's state (kubernetes.annotate_node)
+WARM_ANNOTATION = "mlnode.io/warm-status"
 
 
 def headroom_target(
@@ -119,6 +122,8 @@ class Agent:
         metrics: AgentMetrics | None = None,
         wall: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        pin: Pinner | None = None,
+        annotate: Callable[[dict[str, str | None]], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.cri = cri
@@ -130,6 +135,10 @@ class Agent:
         self.events: EventSink = events or (lambda reason, message, warning: None)
         self.metrics = metrics or AgentMetrics()
         self.wall = wall
+        self.pin = pin if cfg.warm_pin else None
+        self._pinned: set[str] = set()
+        self.annotate = annotate if cfg.kubernetes.annotate_node else None
+        self._annotated: str | None = None
         self.runtime = CriGcRuntime(cri, containerd, image_fs, measure=meter)
         self.warm = WarmSet(
             concurrency=cfg.warm_concurrency,
@@ -234,10 +243,45 @@ class Agent:
         present = {n for i in images for n in i.names}
         with self._warm_lock:
             start = self.warm.reconcile(self.desired(), present, self.wall())
+            dropped, self.warm.dropped = self.warm.dropped, []
             self._warm_metrics()
-        if start:
+        self._update_pins(dropped)
+        self._update_annotation()
+        if start or dropped:
             self._save_warm_state()
         return start
+
+    def _update_annotation(self) -> None:
+        """The warm set's state on the Node (``mlnode.io/warm-status``), when it changed."""
+        if self.annotate is None:
+            return
+        with self._warm_lock:
+            doc = {
+                "counts": self.warm.counts(),
+                "failed": sorted(
+                    i for i, s in self.warm.statuses.items() if s.phase is WarmPhase.FAILED
+                ),
+            }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        if text != self._annotated:
+            self._annotated = text
+            self.annotate({WARM_ANNOTATION: text})
+
+    def _update_pins(self, dropped: list[str]) -> None:
+        """Pin each warm image once it is present; unpin what left the warm set (the
+        kubelet's GC may then have it again)."""
+        if self.pin is None:
+            return
+        fail = self.metrics.errors.labels("pull").inc
+        with self._warm_lock:
+            present = [i for i, s in self.warm.statuses.items() if s.phase is WarmPhase.PRESENT]
+        for image in present:
+            if image not in self._pinned:
+                pin_quietly(self.pin, image, True, fail)
+                self._pinned.add(image)
+        for image in dropped:
+            pin_quietly(self.pin, image, False, fail)
+            self._pinned.discard(image)
 
     def _set_fs(self, fs: FilesystemUsage) -> None:
         self.fs = fs

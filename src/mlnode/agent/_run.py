@@ -18,6 +18,7 @@ from typing import Any
 from mlnode.agent._agent import Agent
 from mlnode.agent._config import AgentConfig
 from mlnode.agent._metrics import AgentMetrics
+from mlnode.agent._pin import containerd_pinner
 from mlnode.agent._service import AgentService, EventPoster, serve
 from mlnode.errors import InputError, MlnodeError, RuntimeUnavailable
 from mlnode.ops.mirror_cache import cache_for_image_fs
@@ -94,7 +95,7 @@ def build_service(cfg: AgentConfig) -> AgentService:
     cluster = open_cluster(cfg)
     events = EventPoster(
         cfg.node_name,
-        cluster if cfg.kubernetes.events else None,
+        cluster if (cfg.kubernetes.events or cfg.kubernetes.annotate_node) else None,
         lambda: metrics.errors.labels("kube").inc(),
     )
     mirror_dir: Path | None = None
@@ -116,8 +117,10 @@ def build_service(cfg: AgentConfig) -> AgentService:
         image_fs=fs_path,
         cache=cache_for_image_fs(mirror_dir, fs_path),
         cluster=cluster,
-        events=events,
+        events=events if cfg.kubernetes.events else None,
         metrics=metrics,
+        pin=containerd_pinner(ctrd, cri),
+        annotate=events.annotate,
     )
     mirror, url = _mirror(cfg, agent, ctrd)
 

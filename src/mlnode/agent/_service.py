@@ -51,7 +51,8 @@ class EventPoster:
         self.cluster = cluster
         self.on_error = on_error
         self.posted = 0
-        self._q: queue.Queue[tuple[str, str, bool] | None] = queue.Queue(maxsize=256)
+        self._q: queue.Queue[tuple[str, str, bool] | dict[str, str | None] | None]
+        self._q = queue.Queue(maxsize=256)
         self._thread: threading.Thread | None = None
         if cluster is not None:
             self._thread = threading.Thread(target=self._run, name="mlnode-events", daemon=True)
@@ -65,16 +66,28 @@ class EventPoster:
         except queue.Full:
             self.on_error()
 
+    def annotate(self, annotations: dict[str, str | None]) -> None:
+        """Merge-patch the Node's annotations, off the loop like the Events."""
+        if self.cluster is None:
+            return
+        try:
+            self._q.put_nowait(dict(annotations))
+        except queue.Full:
+            self.on_error()
+
     def _run(self) -> None:
         assert self.cluster is not None
         while (item := self._q.get()) is not None:
-            reason, message, warning = item
             try:
+                if isinstance(item, dict):
+                    self.cluster.annotate_node(self.node, item)
+                    continue
+                reason, message, warning = item
                 self.cluster.post_event(self.node, reason=reason, message=message, warning=warning)
                 self.posted += 1
             except MlnodeError as e:
                 self.on_error()
-                log.warning("event %s not posted: %s", reason, e)
+                log.warning("kubernetes API: %s", e)
 
     def close(self, timeout_seconds: float = 2.0) -> None:
         if self._thread is not None:

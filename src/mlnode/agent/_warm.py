@@ -79,6 +79,8 @@ class WarmSet:
         self.backoff_max_seconds = backoff_max_seconds
         self._rand = rand
         self.statuses: dict[str, WarmStatus] = {}
+        #: images forgotten since the caller last emptied this (to unpin them)
+        self.dropped: list[str] = []
 
     def configure(
         self, *, concurrency: int, backoff_seconds: float, backoff_max_seconds: float
@@ -101,6 +103,7 @@ class WarmSet:
         for image in [i for i in self.statuses if i not in keep]:
             if self.statuses[image].phase is not WarmPhase.PULLING:
                 del self.statuses[image]
+                self.dropped.append(image)
         due: list[str] = []
         for image in keep:
             s = self.statuses.get(image) or WarmStatus(image)
