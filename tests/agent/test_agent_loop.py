@@ -239,3 +239,22 @@ def test_the_node_annotation_follows_the_warm_set_only_when_it_changes(tmp_path:
     docs = [json.loads(a["mlnode.io/warm-status"] or "") for a in sent]
     assert [d["counts"]["pulling"] for d in docs] == [1, 0]  # pulling, then present
     assert docs[-1]["counts"]["present"] == 1
+
+
+def test_every_pass_records_last_use_so_the_lru_order_survives_a_restart(tmp_path: Path) -> None:
+    """The kubelet forgets last-used times on restart (kubernetes#119711); the agent
+    writes them every pass, so after a restart the image used last is still kept."""
+    node = Node(tmp_path, capacity_bytes=100 * GiB, available_bytes=100 * GiB)
+    node.image(OLD, 40 * GiB)
+    node.image(EVAL, 40 * GiB)  # 20 GiB free: short of the 41 GiB target
+    cfg = node.config(headroom=HeadroomConfig(target_bytes=1, kubelet_high_threshold_percent=100))
+    used = node.cri.find(EVAL)
+    assert used is not None
+    node.cri.run_container(used)
+    node.agent(cfg).tick()  # plenty of room for target 1: no GC, but EVAL's use is recorded
+    node.cri.containers.clear()  # the job ended; then the agent restarts
+    state = json.loads(cfg.state_file().read_text())
+    assert any(rec.get("last_used") for rec in state["images"].values())
+    again = node.agent(replace(cfg, headroom=HeadroomConfig(target_bytes=41 * GiB)))
+    again.tick()
+    assert node.cri.find(EVAL) is not None and node.cri.find(OLD) is None

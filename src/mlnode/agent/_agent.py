@@ -41,7 +41,8 @@ from mlnode.blobcache import BlobCache
 from mlnode.errors import InsufficientSpace, InvalidValue, MlnodeError
 from mlnode.gc import GcPolicy, PolicyName
 from mlnode.ops.fileio import atomic_write
-from mlnode.ops.gc_runtime import CriGcRuntime, GcRun
+from mlnode.ops.gc_runtime import CriGcRuntime, GcRun, collect
+from mlnode.ops.image_state import ImageStateFile
 from mlnode.ops.gc_session import keep_sandbox_image, run_gc
 from mlnode.ops.space import ImageFsSpaceKeeper
 from mlnode.ports import ClusterApi, FilesystemMeter, ImageService, PullStatusSource
@@ -224,7 +225,14 @@ class Agent:
         self.refresh_cluster()
         try:
             fs = self.meter()
-            images = self.cri.list_images()
+            # every pass records first-seen / last-used times (the ml policy's LRU order
+            # and minimum age, kept across restarts), as the kubelet's detection does
+            images = collect(
+                self.runtime,
+                now=datetime.now(UTC),
+                state_file=ImageStateFile(self.cfg.state_file()),
+                persist=True,
+            ).images
             self._observe_pulls()
         except MlnodeError as e:
             self.ready_reason = f"runtime: {e}"
