@@ -258,3 +258,25 @@ def test_every_pass_records_last_use_so_the_lru_order_survives_a_restart(tmp_pat
     again = node.agent(replace(cfg, headroom=HeadroomConfig(target_bytes=41 * GiB)))
     again.tick()
     assert node.cri.find(EVAL) is not None and node.cri.find(OLD) is None
+
+
+def test_a_download_in_flight_counts_against_the_headroom_before_it_lands(tmp_path: Path) -> None:
+    """The kubelet's own pull (not through the mirror) is seen in containerd's statuses:
+    its remaining bytes are made room for at once, not after the disk filled."""
+    from mlnode.runtime.containerd import IngestStatus
+
+    node = Node(tmp_path, capacity_bytes=100 * GiB, available_bytes=100 * GiB)
+    node.image(OLD, 30 * GiB)
+    node.image(EVAL, 30 * GiB)  # 40 GiB free; target 31 GiB: enough while nothing lands
+    cfg = node.config(
+        headroom=HeadroomConfig(reserve_bytes=GiB, kubelet_high_threshold_percent=100)
+    )
+    agent = node.agent(cfg)
+    agent.tick()
+    assert agent.gc_runs == 0
+    node.statuses.statuses.append(
+        IngestStatus("layer-sha256:" + "a" * 64, 2 * GiB, 20 * GiB, None, None)
+    )
+    agent.tick()  # 18 GiB still to land: 31 + 18 > 40
+    assert agent.last_gc is not None and agent.last_gc.target_bytes == 49 * GiB
+    assert node.fs.available_bytes >= 49 * GiB

@@ -42,8 +42,8 @@ from mlnode.errors import InsufficientSpace, InvalidValue, MlnodeError
 from mlnode.gc import GcPolicy, PolicyName
 from mlnode.ops.fileio import atomic_write
 from mlnode.ops.gc_runtime import CriGcRuntime, GcRun, collect
-from mlnode.ops.image_state import ImageStateFile
 from mlnode.ops.gc_session import keep_sandbox_image, run_gc
+from mlnode.ops.image_state import ImageStateFile
 from mlnode.ops.space import ImageFsSpaceKeeper
 from mlnode.ports import ClusterApi, FilesystemMeter, ImageService, PullStatusSource
 from mlnode.runtime.fs import FilesystemUsage
@@ -160,6 +160,8 @@ class Agent:
         self._record_last: GcOutcome | None = None
         self.gc_runs = 0
         self.in_flight: dict[str, int] = {}
+        #: bytes containerd's downloads in flight still have to write
+        self.incoming_bytes = 0
         self._gc_lock = threading.Lock()  # one GC at a time: the loop's and the mirror's
         self._warm_lock = threading.Lock()
         self.wake: Callable[[], None] = lambda: None
@@ -246,8 +248,11 @@ class Agent:
         self.largest_image_bytes = max([self.largest_image_bytes, *(i.size_bytes for i in images)])
         self.target = headroom_target(self.cfg, self.largest_image_bytes, fs.capacity_bytes)
         self.metrics.headroom_target.set(self.target[0])
-        if fs.available_bytes < self.target[0]:
-            self.gc(trigger, self.target[0])
+        # downloads in flight (the kubelet's too) will take their remaining bytes: keep the
+        # target free after they land, so the next big pull still fits
+        need = self.target[0] + self.incoming_bytes
+        if fs.available_bytes < need:
+            self.gc(trigger, need)
         present = {n for i in images for n in i.names}
         with self._warm_lock:
             start = self.warm.reconcile(self.desired(), present, self.wall())
@@ -302,6 +307,7 @@ class Agent:
             return
         statuses = self.containerd.list_statuses()
         self.in_flight = {s.ref: s.offset_bytes for s in statuses}
+        self.incoming_bytes = sum(max(0, s.total_bytes - s.offset_bytes) for s in statuses)
         self.metrics.pulls_in_flight.set(len(statuses))
         self.metrics.pull_bytes_in_flight.set(sum(s.offset_bytes for s in statuses))
 

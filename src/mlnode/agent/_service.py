@@ -112,7 +112,11 @@ def status_json(service: AgentService) -> dict[str, Any]:
             "available_bytes": fs.available_bytes if fs else None,
             "used_bytes": fs.used_bytes if fs else None,
         },
-        "headroom": {"target_bytes": a.target[0], "why": a.target[1]},
+        "headroom": {
+            "target_bytes": a.target[0],
+            "why": a.target[1],
+            "incoming_bytes": a.incoming_bytes,
+        },
         "gc": {"runs": a.gc_runs, "last": a.last_gc.to_json() if a.last_gc else None},
         "warm": a.warm_status(),
         "pulls_in_flight": [{"ref": r, "bytes": n} for r, n in sorted(a.in_flight.items())],
