@@ -28,17 +28,17 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlnode.agent._config import AgentConfig, WarmImage, parse_warm_images
+from mlnode.agent._config import AgentConfig, WarmImage
+from mlnode.agent._headroom import GcOutcome, config_map_images, headroom_target, size_of
 from mlnode.agent._metrics import AgentMetrics, image_size_label
 from mlnode.agent._pin import Pinner, pin_quietly
 from mlnode.agent._warm import WarmPhase, WarmSet
 from mlnode.blobcache import BlobCache
-from mlnode.errors import InsufficientSpace, InvalidValue, MlnodeError
+from mlnode.errors import InsufficientSpace, MlnodeError
 from mlnode.gc import GcPolicy, PolicyName
 from mlnode.ops.fileio import atomic_write
 from mlnode.ops.gc_runtime import CriGcRuntime, GcRun, collect
@@ -59,53 +59,6 @@ EventSink = Callable[[str, str, bool], None]
 _LABELS_EVERY_SECONDS = 60.0
 #: the Node annotation with the warm set's state (kubernetes.annotate_node)
 WARM_ANNOTATION = "mlnode.io/warm-status"
-
-
-def headroom_target(
-    cfg: AgentConfig, largest_image_bytes: int, capacity_bytes: int
-) -> tuple[int, str]:
-    """The free bytes to keep on the image filesystem, and how it was chosen."""
-    h = cfg.headroom
-    if h.target_bytes is not None:
-        target, why = h.target_bytes, "configured"
-    else:
-        target = largest_image_bytes * h.concurrent_pulls + h.reserve_bytes
-        why = (
-            f"auto: largest image {format_bytes(largest_image_bytes)} x "
-            f"{h.concurrent_pulls} + reserve {format_bytes(h.reserve_bytes)}"
-        )
-    # the kubelet acts at usage >= high: keep usage a point below it
-    below = capacity_bytes * (100 - (h.kubelet_high_threshold_percent - 1)) // 100
-    if below > target:
-        return below, (
-            f"{format_bytes(below)} keeps usage under the kubelet's "
-            f"{h.kubelet_high_threshold_percent} % (larger than {why})"
-        )
-    return target, why
-
-
-@dataclass(frozen=True)
-class GcOutcome:
-    trigger: str
-    at_unix: float
-    target_bytes: int
-    available_before_bytes: int
-    available_after_bytes: int | None
-    freed_bytes: int
-    removed: tuple[tuple[str, int, str], ...]  # (name, size_bytes, reason)
-    satisfied: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "trigger": self.trigger,
-            "at_unix": round(self.at_unix, 3),
-            "target_bytes": self.target_bytes,
-            "available_before_bytes": self.available_before_bytes,
-            "available_after_bytes": self.available_after_bytes,
-            "freed_bytes": self.freed_bytes,
-            "removed": [{"name": n, "size_bytes": s, "reason": r} for n, s, r in self.removed],
-            "satisfied": self.satisfied,
-        }
 
 
 class Agent:
@@ -212,7 +165,7 @@ class Agent:
             if self.cfg.warm_config_map is not None:
                 ns, name = self.cfg.warm_config_map
                 data = self.cluster.config_map(ns, name)
-                self.config_map_images = _config_map_images(data, f"configmap {ns}/{name}")
+                self.config_map_images = config_map_images(data, f"configmap {ns}/{name}")
             self.kube_error = None
         except MlnodeError as e:
             self.kube_error = str(e)
@@ -436,7 +389,7 @@ class Agent:
             self._warm_metrics()
         self._save_warm_state()
         if error is None:
-            size = _size_of(self.cri, image)
+            size = size_of(self.cri, image)
             self.metrics.warm_pull_duration.labels(image_size_label(size)).observe(seconds)
             self.metrics.warm_pulls.labels("ok").inc()
             log.info("warm image %s pulled in %.1f s (%s)", image, seconds, format_bytes(size))
@@ -480,26 +433,3 @@ class Agent:
         now = self.wall()
         with self._warm_lock:
             return [s.to_json(now) for s in self.warm.statuses.values()]
-
-
-def _size_of(cri: ImageService, image: str) -> int:
-    try:
-        found = cri.image_status(image)
-    except MlnodeError:
-        return 0
-    return found.size_bytes if found is not None else 0
-
-
-def _config_map_images(data: object, where: str) -> tuple[WarmImage, ...]:
-    """The ConfigMap's ``images`` key: YAML, shaped like ``warm.images``; raises
-    :class:`~mlnode.errors.InvalidValue` (the last good list then stays)."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    if not data or not isinstance(data, dict) or "images" not in data:
-        return ()
-    try:
-        node = YAML(typ="rt").load(str(data["images"]))
-    except YAMLError as e:
-        raise InvalidValue(f"{where}: images: not YAML: {getattr(e, 'problem', e)}") from None
-    return parse_warm_images(node, f"{where}: images")
