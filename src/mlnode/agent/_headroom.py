@@ -31,8 +31,8 @@ def headroom_target(
     below = capacity_bytes * (100 - (h.kubelet_high_threshold_percent - 1)) // 100
     if below > target:
         return below, (
-            f"{format_bytes(below)} keeps usage under the kubelet's "
-            f"{h.kubelet_high_threshold_percent} % (larger than {why})"
+            f"usage kept under the kubelet's {h.kubelet_high_threshold_percent} % GC threshold; "
+            f"{why} would be less"
         )
     return target, why
 
