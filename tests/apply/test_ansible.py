@@ -115,3 +115,102 @@ def test_playbook_fails_the_host_when_mlnode_refuses(tmp_path: Path) -> None:
     assert "failed=1" in proc.stdout
     assert "E104" in proc.stdout
     assert tree_digest(root) == before
+
+
+# --- the agent part of the role (mlnode_agent) ----------------------------------------------
+AGENT_UNIT = REPO / "deploy/systemd/mlnode-agent.service"
+AGENT_CONFIG = {
+    "listen": "127.0.0.1:9478",
+    "headroom": {"reserve_bytes": "2GiB"},
+    "mirror": {"enabled": True, "config": "/etc/mlnode/mirror.yaml"},
+    "warm": {"images": [{"image": "registry.internal:5000/ml/train:v3",
+                         "node_selector": {"nvidia.com/gpu.present": "true"}}]},
+}  # fmt: skip
+MIRROR_CONFIG = {"listen": "127.0.0.1:6055", "upstreams": [{"registry": "docker.io"}]}
+
+
+def _agent_vars(root: Path, **extra: object) -> dict[str, object]:
+    return {
+        "mlnode_root": str(root),
+        "mlnode_apply_settings": False,
+        "mlnode_agent": True,
+        "mlnode_agent_config": AGENT_CONFIG,
+        "mlnode_agent_mirror_config": MIRROR_CONFIG,
+        **extra,
+    }
+
+
+def _yaml(path: Path) -> object:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(path.read_text())
+
+
+def test_agent_unit_written_and_enabled_config_written(tmp_path: Path) -> None:
+    from mlnode.mirror import load_config as load_mirror_config
+    from mlnode.registry.hosts import hosts_for
+
+    root = build_kubeadm(tmp_path / "node", containerd_version="1.6.20")
+    before = tree_digest(root)
+    proc = _playbook(_agent_vars(root, mlnode_agent_wire_mirror=True), tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    unit = root / "etc/systemd/system/mlnode-agent.service"
+    # deploy/systemd's unit, ExecStart pointing at this node's mlnode (mlnode_bin).
+    assert unit.read_text() == AGENT_UNIT.read_text().replace(
+        "ExecStart=/opt/mlnode/venv/bin/mlnode ", f"ExecStart={BIN / 'mlnode'} "
+    )
+    wants = root / "etc/systemd/system/multi-user.target.wants/mlnode-agent.service"
+    assert os.readlink(wants) == "/etc/systemd/system/mlnode-agent.service"  # enabled
+    systemctl = shutil.which("systemctl")
+    if systemctl is not None:
+        res = subprocess.run(
+            [systemctl, f"--root={root}", "is-enabled", "mlnode-agent.service"],
+            capture_output=True,
+            text=True,
+        )
+        assert res.stdout.strip() == "enabled"
+
+    assert _yaml(root / "etc/mlnode/agent.yaml") == AGENT_CONFIG
+    assert _yaml(root / "etc/mlnode/mirror.yaml") == MIRROR_CONFIG
+    assert load_mirror_config(root / "etc/mlnode/mirror.yaml").listen == "127.0.0.1:6055"
+    # mlnode_agent_wire_mirror: containerd's hosts.toml puts the agent's mirror first.
+    hosts = hosts_for("docker.io", root / "etc/containerd/certs.d")
+    assert [h.base_url for h in hosts] == ["http://127.0.0.1:6055", "https://registry-1.docker.io"]
+
+    after = tree_digest(root)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert changed == {
+        "etc/mlnode/", "etc/mlnode/agent.yaml", "etc/mlnode/mirror.yaml",
+        "etc/systemd/", "etc/systemd/system/", "etc/systemd/system/mlnode-agent.service",
+        "etc/systemd/system/multi-user.target.wants/",
+        "etc/systemd/system/multi-user.target.wants/mlnode-agent.service",
+        "etc/containerd/config.toml", "etc/containerd/certs.d/", "etc/containerd/certs.d/_default/",
+        "etc/containerd/certs.d/_default/hosts.toml",
+    }  # fmt: skip
+
+    # Second run: nothing to change (the unit already enabled, the files the same).
+    proc = _playbook(_agent_vars(root, mlnode_agent_wire_mirror=True), tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "changed=0" in proc.stdout
+    assert tree_digest(root) == after
+
+
+def test_agent_toggle_off_writes_nothing_of_the_agent(tmp_path: Path) -> None:
+    by_cli = build_kubeadm(tmp_path / "cli")
+    by_ansible = tmp_path / "ansible"
+    shutil.copytree(by_cli, by_ansible, symlinks=True)
+    res = CliRunner().invoke(
+        app, ["apply", "--root", str(by_cli), "--image-gc-high-threshold", "90"]
+    )
+    assert res.exit_code == 0, res.output
+    # The agent's variables are set, but mlnode_agent is left at its default (false).
+    extra = _agent_vars(by_ansible, mlnode_agent_wire_mirror=True)
+    del extra["mlnode_agent"]
+    extra.update(mlnode_apply_settings=True, mlnode_settings={"image-gc-high-threshold": 90})
+    proc = _playbook(extra, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert tree_digest(by_ansible) == tree_digest(by_cli)  # the settings, and only them
+    assert not list(by_ansible.rglob("mlnode-agent*"))
+    assert not (by_ansible / "etc/mlnode").exists()
+    assert not (by_ansible / "etc/containerd/certs.d/_default").exists()
