@@ -138,7 +138,8 @@ class KubeClient:
                 with self._lock:
                     self._events.record(key, seen.name, count, now)
                 return
-        stamp_ns = self._time_ns()
+        with self._lock:
+            stamp_ns = self._events.name_stamp(self._time_ns())
         name = event_name(node_name, stamp_ns)
         body = event_body(
             key, name=name, node_uid=self._node_uids.get(node_name), unix_nanoseconds=stamp_ns

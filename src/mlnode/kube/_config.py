@@ -109,13 +109,22 @@ def load_kubeconfig(path: Path, *, context: str | None = None) -> ResolvedConfig
         raise InputError("not a kubeconfig (no clusters list)", path=path)
     try:
         kc = KubeConfig.from_dict(doc, fname=path.absolute())
-        single = kc.get(context)
-    except ConfigError as e:
-        raise InputError(_one_line(str(e)), path=path) from None
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise InputError(f"not a kubeconfig: {_one_line(_describe(e))}", path=path) from None
-    if single is None:  # only with a default, which is never passed
-        raise InputError("no current-context", path=path)
+    name = context or kc.current_context
+    if not name:
+        raise InputError("no current-context, and no context asked for", path=path)
+    ctx = kc.contexts.get(name)
+    if ctx is None:
+        raise InputError(f"context {name!r} is not among the contexts", path=path)
+    if ctx.cluster not in kc.clusters:
+        raise InputError(
+            f"context {name!r} names cluster {ctx.cluster!r}: no such cluster", path=path
+        )
+    if ctx.user and ctx.user not in kc.users:
+        raise InputError(f"context {name!r} names user {ctx.user!r}: no such user", path=path)
+    single = kc.get(name)
+    assert single is not None  # a context name was given
     if single.user is None:  # lightkube asserts a user; an empty one presents nothing
         single = single._replace(user=User())
     where = f"kubeconfig {path} (context {single.context_name})"
@@ -162,10 +171,16 @@ def _checked(single: SingleConfig, path: Path) -> SingleConfig:
         user.client_key or user.client_key_data
     ):
         raise InputError("client-certificate without client-key", path=path)
+    named = [("certificate-authority", single.cluster.certificate_auth)]
+    if not user.client_cert_data:  # lightkube prefers the *-data keys for the client pair
+        named.append(("client-certificate", user.client_cert))
+    if not user.client_key_data:
+        named.append(("client-key", user.client_key))
+    for key, value in named:
+        if value and not Path(single.abs_file(value)).is_file():
+            raise InputError(f"{key} {single.abs_file(value)}: no such file", path=path)
     try:
         verify_cluster(single.cluster, user, single.abs_file, trust_env=False)
-    except FileNotFoundError as e:
-        raise InputError(f"{e.filename}: no such file", path=path) from None
     except (OSError, ssl.SSLError, binascii.Error, ConfigError, ValueError) as e:
         problem = _one_line(_describe(e))
         raise InputError(f"cannot load certificates: {problem}", path=path) from None

@@ -123,6 +123,14 @@ class EventCorrelator:
         self.window_seconds = window_seconds
         self._max_entries = max_entries
         self._seen: OrderedDict[EventKey, SeenEvent] = OrderedDict()
+        self._last_stamp_ns = 0
+
+    def name_stamp(self, unix_nanoseconds: int) -> int:
+        """``unix_nanoseconds``, or one past the last stamp handed out if that is not
+        later: two Events posted within one clock tick get different names (the
+        kubelet's ``<node>.<hex ns>`` would collide, 409 AlreadyExists)."""
+        self._last_stamp_ns = max(unix_nanoseconds, self._last_stamp_ns + 1)
+        return self._last_stamp_ns
 
     def lookup(self, key: EventKey, now_seconds: float) -> SeenEvent | None:
         """The Event to bump for ``key``, or None when a new one is due (never seen, or

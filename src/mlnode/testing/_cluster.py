@@ -101,8 +101,11 @@ class FakeClusterApi:
                 self.event_objects[seen.name].update(bump_patch(count, self._time_ns()))
                 self._events.record(key, seen.name, count, now)
                 return
-            stamp_ns = self._time_ns()
+            stamp_ns = self._events.name_stamp(self._time_ns())
             name = event_name(node_name, stamp_ns)
+            if name in self.event_objects:  # as the API server: 409 AlreadyExists
+                text = f'events "{name}" already exists (HTTP 409 AlreadyExists)'
+                raise KubeError(text, url=_URL + path, status=409)
             uid = f"uid-{node_name}" if node_name in self.labels else None
             self.event_objects[name] = event_body(
                 key, name=name, node_uid=uid, unix_nanoseconds=stamp_ns

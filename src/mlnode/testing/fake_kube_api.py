@@ -36,7 +36,6 @@ import base64
 import contextlib
 import copy
 import datetime
-import ipaddress
 import json
 import socket
 import ssl
@@ -51,12 +50,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no py.typed
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mlnode.testing import _kube_shapes as shapes
+from mlnode.testing._kube_tls import ThrowawayCa
 
 __all__ = ["DEFAULT_SCHEMA_VERSION", "FakeKubeApiServer", "RecordedRequest"]
 
@@ -78,64 +74,6 @@ class RecordedRequest:
     auth: str | None
     #: the status code answered
     status: int
-
-
-class _Ca:
-    """A throwaway CA (EC P-256), the approach of tests/runtime/testbed_tls.py."""
-
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = _x509_name("mlnode fake kube-apiserver CA")
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-
-    def issue(self, common_name: str, *, server: bool) -> tuple[bytes, bytes]:
-        """(certificate PEM, key PEM) for a server on 127.0.0.1 or a client ``common_name``."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_x509_name(common_name))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        )
-        if server:
-            sans: list[x509.GeneralName] = [
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.DNSName("localhost"),
-            ]
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-    @property
-    def pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _x509_name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -186,12 +124,16 @@ class FakeKubeApiServer:
         self.token = token
         self.accept_client_certs = accept_client_certs
         self.schema_version = schema_version
+        try:  # an unknown version is the caller's mistake: say so now, not as a 500 later
+            kubernetes_validate.validate(shapes.config_map("x", "x", {}), schema_version, True)
+        except kubernetes_validate.utils.VersionNotSupportedError:
+            raise ValueError(f"kubernetes-validate has no schema {schema_version}") from None
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="fake-kube-api-")
             workdir = Path(self._tmp.name)
         self.workdir = workdir
-        self._ca = _Ca()
+        self._ca = ThrowawayCa()
         self.ca_path = self.workdir / "ca.crt"
         self.ca_path.write_bytes(self._ca.pem)
         self._tls = self._server_context()
