@@ -196,10 +196,16 @@ class KubeClient:
             raise KubeUnavailable(f"no answer in time ({_describe(e)})", url=url) from None
         except httpx.TransportError as e:
             raise KubeUnavailable(f"cannot connect: {_describe(e)}", url=url) from None
-        except ConfigError as e:  # e.g. the token file vanished between rotations
+        except httpx.HTTPError as e:  # the rest: an undecodable body, too many redirects
+            raise KubeError(f"unusable answer: {_describe(e)}", url=url) from None
+        except (ConfigError, OSError) as e:  # the token file vanished between rotations
             raise KubeUnavailable(f"credentials: {_describe(e)}", url=url) from None
-        except ValueError as e:  # a 2xx whose body is not the JSON object asked for
-            raise KubeError(f"unexpected answer: {_describe(e)}", url=url) from None
+        except ValueError as e:  # a body that is not the JSON it says it is
+            context = e.__context__  # lightkube raises it while reading an error's Status
+            if isinstance(context, httpx.HTTPStatusError):
+                response = context.response
+                raise _status_error(url, response.status_code, _text_fields(response)) from None
+            raise KubeError(f"unusable answer: {_describe(e)}", url=url) from None
 
 
 def _status_fields(e: ApiError) -> tuple[str, str]:
