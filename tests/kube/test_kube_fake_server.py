@@ -6,6 +6,7 @@ discovery answers are shaped as the API server's, and its faults do what they sa
 from __future__ import annotations
 
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,10 @@ def test_client_certificate_from_another_ca_fails_the_handshake(
     ):
         client.get("/api")
     assert api.requests == []
+    for _ in range(200):  # the server thread records the failure after the client saw it
+        if api.handshake_failures:
+            break
+        time.sleep(0.025)
     assert api.handshake_failures
 
 
