@@ -190,3 +190,12 @@ def test_kubeconfig_without_user_presents_nothing(api: FakeKubeApiServer, tmp_pa
     client = connect(kubeconfig=path, env={})
     assert client is not None and client.auth_kind == "none"
     client.close()
+
+
+def test_in_cluster_ipv6_service_host(api: FakeKubeApiServer, tmp_path: Path) -> None:
+    api.service_account(tmp_path)
+    env = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}
+    client = connect(in_cluster_root=tmp_path, env=env)
+    assert client is not None
+    assert client.server == "https://[fd00::1]:443"
+    client.close()
