@@ -12,10 +12,14 @@ real waiting.
     FakeFilesystem       FilesystemMeter (available bytes grow as images go)
     FakePullStatuses     PullStatusSource downloads in flight, for GC
     FakeRegistry         Registry        stall, cut, corrupt a blob, answer HTTP errors
+    FakeClusterApi       ClusterApi      be unavailable, refuse a call (403); Events
+                                         aggregated as mlnode.kube.KubeClient does
 
 :mod:`mlnode.testing.fake_registry_server` (imported on its own: it needs aiohttp) is an
 upstream registry over real HTTP for the mirror's tests: ranges, stalls, cuts, corrupt
 bytes, statuses, 401 challenges, a request log and bytes served per digest.
+:mod:`mlnode.testing.fake_kube_api` (imported on its own: it needs kubernetes-validate and
+cryptography) is a Kubernetes API server over real HTTPS for mlnode.kube's tests.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlnode.testing._clock import FakeClock
+from mlnode.testing._cluster import FakeClusterApi
 from mlnode.testing._content import FakeContentStore, FakeIngest, FakeLease
 from mlnode.testing._images import FakeFilesystem, FakeImageService, fake_digest, fake_image
 from mlnode.testing._registry import BlobRequest, FakeBlobBody, FakeImage, FakeRegistry
@@ -32,6 +37,7 @@ __all__ = [
     "BlobRequest",
     "FakeBlobBody",
     "FakeClock",
+    "FakeClusterApi",
     "FakeContentStore",
     "FakeFilesystem",
     "FakeImage",
