@@ -39,11 +39,8 @@ def open_cluster(cfg: AgentConfig) -> ClusterApi | None:
     k = cfg.kubernetes
     if k.enabled == "false":
         return None
-    from mlnode import kube
+    from mlnode.kube import connect
 
-    connect = getattr(kube, "connect", None)
-    if connect is None:  # pragma: no cover - the kube package is always complete on main
-        return None
     client: ClusterApi | None = connect(kubeconfig=k.kubeconfig)
     if client is None and k.enabled == "true":
         raise InputError(
