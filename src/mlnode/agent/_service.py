@@ -118,7 +118,7 @@ def status_json(service: AgentService) -> dict[str, Any]:
             "incoming_bytes": a.incoming_bytes,
         },
         "gc": {"runs": a.gc_runs, "last": a.last_gc.to_json() if a.last_gc else None},
-        "warm": a.warm_status(),
+        "warm": [_with_mirror_bytes(w, service.mirror) for w in a.warm_status()],
         "pulls_in_flight": [{"ref": r, "bytes": n} for r, n in sorted(a.in_flight.items())],
         "mirror": {"enabled": service.mirror is not None, "url": service.mirror_url},
         "kubernetes": {
@@ -128,6 +128,18 @@ def status_json(service: AgentService) -> dict[str, Any]:
         },
         "last_pass_unix": service.last_pass_unix,
     }
+
+
+def _with_mirror_bytes(warm: dict[str, Any], mirror: Any) -> dict[str, Any]:
+    """A warm image's bytes so far and in all, from the hosted mirror's fetches that a
+    manifest of that image named (null without a mirror: containerd's ingests carry no
+    image name)."""
+    fetched = total = None
+    if mirror is not None:
+        fetches = [f for f in mirror.engine.fetches.values() if f.image == warm["image"]]
+        fetched = sum(f.contiguous_bytes for f in fetches)
+        total = sum(f.size_bytes for f in fetches)
+    return {**warm, "mirror_bytes": fetched, "mirror_size_bytes": total}
 
 
 class AgentService:
