@@ -1,0 +1,381 @@
+"""``mlnode agent`` as a real process over a real containerd 1.6.20 and docker-registry.
+
+The agent runs against a containerd of its own (``agent_containerd``, one per module): its
+headroom GC removes whatever it may, so it must never see the images other tests pulled
+into the session's containerd. ``kubernetes: {enabled: false}`` throughout (the API is
+tested with a fake server elsewhere). Every wait has a timeout that only turns a hang into
+a failure; nothing asserts how long something took.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import testbed
+from testbed_agent import AgentProcess, agent_config
+
+from mlnode.runtime.containerd import ContainerdClient
+from mlnode.runtime.cri import CriClient
+
+pytestmark = pytest.mark.runtime
+
+MiB = 1024 * 1024
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture(scope="module")
+def agent_containerd(
+    registry: testbed.Registry, runtime_workdir: Path
+) -> Iterator[testbed.Containerd]:
+    ctr = testbed.Containerd(runtime_workdir / "containerd-agent")
+    ctr.write_config()
+    ctr.trust_registry(registry.host)
+    try:
+        ctr.start()
+        yield ctr
+    finally:
+        ctr.stop()
+
+
+@pytest.fixture
+def acri(agent_containerd: testbed.Containerd) -> Iterator[CriClient]:
+    with CriClient(agent_containerd.socket) as client:
+        yield client
+
+
+@pytest.fixture
+def actrd(agent_containerd: testbed.Containerd) -> Iterator[ContainerdClient]:
+    with ContainerdClient(agent_containerd.socket, namespace="k8s.io") as client:
+        yield client
+
+
+AgentFactory = Callable[..., AgentProcess]
+
+
+@pytest.fixture
+def start_agent(
+    tmp_path: Path, agent_containerd: testbed.Containerd, registry: testbed.Registry
+) -> Iterator[AgentFactory]:
+    """``start_agent(warm=[...], **agent_config options)`` → a started agent on the module's
+    containerd; stopped (and containerd unwired from any mirror) after the test."""
+    started: list[AgentProcess] = []
+
+    def start(**options: Any) -> AgentProcess:
+        cfg = agent_config(
+            tmp_path / "agent",
+            runtime_endpoint=agent_containerd.endpoint,
+            image_fs=agent_containerd.root,
+            **options,
+        )
+        a = AgentProcess(tmp_path / "agent", cfg).start()
+        started.append(a)
+        return a
+
+    yield start
+    for a in started:
+        a.stop()
+    agent_containerd.trust_registry(registry.host)
+
+
+@pytest.fixture
+def push(registry: testbed.Registry, unique_repo: Callable[[str], str]) -> Callable[..., str]:
+    seeds = iter(range(5000, 6000))
+
+    def make(suffix: str, layers: tuple[int, ...] = (1 * MiB,)) -> str:
+        return registry.push(testbed.build_image(layers, seed=next(seeds)), unique_repo(suffix), "1")
+
+    return make
+
+
+def _remove(cri: CriClient, *refs: str) -> None:
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            cri.remove_image(ref)
+
+
+def _value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.get((name, tuple(sorted(labels.items()))))
+
+
+def _manifest_gets(registry: testbed.Registry, mark: int, ref: str) -> list[testbed.AccessRecord]:
+    repo = ref.split("/", 1)[1].rsplit(":", 1)[0]
+    return [r for r in registry.records_since(mark) if f"/v2/{repo}/" in r.path]
+
+
+# --- 1, 2: the warm set converges; an image removed by hand comes back ----------------------
+
+
+def test_warm_set_converges_and_an_image_removed_by_hand_is_pulled_again(
+    start_agent: AgentFactory,
+    acri: CriClient,
+    registry: testbed.Registry,
+    push: Callable[..., str],
+) -> None:
+    mine = push("gpu", (2 * MiB, 1 * MiB))
+    other = push("cpu")
+    mark = registry.mark()
+    a = start_agent(
+        node_labels={"mlnode.test/gpu": "true"},
+        warm=[
+            {"image": mine, "node_selector": {"mlnode.test/gpu": "true"}},
+            {"image": other, "node_selector": {"mlnode.test/gpu": "false"}},
+        ],
+    )
+    try:
+        w = a.wait_phase(mine, "present")
+        assert w["pulls_total"] == 1 and w["failures"] == 0, w
+        assert acri.image_status(mine) is not None
+        doc = a.status()
+        assert doc["ready"] is True and doc["schema"] == "mlnode.agent.status/v1"
+        assert [x["image"] for x in doc["warm"]] == [mine], doc["warm"]  # not desired here
+        m = a.metrics()
+        assert _value(m, "mlnode_agent_warm_images", phase="present") == 1
+        assert _value(m, "mlnode_agent_warm_images", phase="desired") == 1
+        assert _value(m, "mlnode_agent_warm_pulls_total", result="ok") == 1
+        assert _value(m, "mlnode_agent_warm_pulls_total", result="failed") in (None, 0)
+        durations = [
+            (labels, v)
+            for (name, labels), v in m.items()
+            if name == "mlnode_agent_warm_pull_duration_seconds_count"
+        ]
+        assert durations == [((("image_size_in_bytes", "0-10MB"),), 1.0)], durations
+        assert _value(m, "mlnode_agent_ready") == 1
+        assert (_value(m, "mlnode_agent_image_fs_capacity_bytes") or 0) > 0
+
+        # removed by hand (as `crictl rmi` would): the next passes pull it again
+        acri.remove_image(mine)
+        w = a.wait_for(
+            "pulled again", lambda d: any(x["pulls_total"] == 2 for x in d["warm"])
+        )["warm"][0]
+        assert w["phase"] == "present", w
+        assert acri.image_status(mine) is not None
+        assert _value(a.metrics(), "mlnode_agent_warm_pulls_total", result="ok") == 2
+        # the other never was: not in the runtime, and the registry never asked for it
+        assert acri.image_status(other) is None
+        assert _manifest_gets(registry, mark, other) == []
+        assert _manifest_gets(registry, mark, mine), "the check above can see requests"
+    finally:
+        _remove(acri, mine, other)
+
+
+# --- 3: the headroom GC removes cold images, never a warm one -------------------------------
+
+
+def test_headroom_gc_removes_the_cold_image_never_the_warm_one(
+    start_agent: AgentFactory, acri: CriClient, push: Callable[..., str]
+) -> None:
+    """A target no disk can meet (1 PiB free): every pass must GC and would remove every
+    image it may; the cold one goes, the warm one stays pass after pass."""
+    warm = push("warm", (3 * MiB,))
+    cold = push("cold", (3 * MiB,))
+    acri.pull_image(warm)
+    acri.pull_image(cold)
+    a = start_agent(warm=[warm], headroom={"target_bytes": "1PiB"})
+    try:
+        doc = a.wait_for(
+            "the cold image removed",
+            lambda d: d["gc"]["last"] is not None
+            and any(r["name"] == cold for r in d["gc"]["last"]["removed"]),
+        )
+        assert doc["gc"]["last"]["satisfied"] is False  # nothing else may go
+        assert acri.image_status(cold) is None
+        passes = a.metrics()[("mlnode_agent_ticks_total", ())]
+        a.wait_for(
+            "ten more passes",
+            lambda d: a.metrics()[("mlnode_agent_ticks_total", ())] >= passes + 10,
+        )
+        assert acri.image_status(warm) is not None
+        w = a.warm(warm)
+        assert w is not None and w["phase"] == "present" and w["pulls_total"] == 0, w
+        m = a.metrics()
+        assert (_value(m, "mlnode_agent_gc_removed_total", reason="space") or 0) >= 1, m
+        assert (_value(m, "mlnode_agent_gc_runs_total", trigger="interval", result="short") or 0) > 0
+        removed = [r for r in a.log_records() if "GC: freed" in str(r.get("msg", ""))]
+        assert removed and all(warm not in str(r["msg"]) for r in removed), removed
+    finally:
+        _remove(acri, warm, cold)
+
+
+# --- 4: warm pulls go through the mirror the agent hosts ------------------------------------
+
+
+def mirror_yaml(
+    path: Path, registry: testbed.Registry, upstream_url: str, **options: object
+) -> tuple[Path, str]:
+    """A mirror config for the agent to host (upstream: the test registry at ``upstream_url``);
+    returns (the file, the mirror's URL)."""
+    port = testbed.free_port()
+    doc = {
+        "listen": f"127.0.0.1:{port}",
+        "cache_dir": str(path.parent / "mirror-cache"),
+        "unpack_factor": 1.0,
+        **options,
+        "upstreams": [{"registry": registry.host, "endpoint": upstream_url}],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path, f"http://127.0.0.1:{port}"
+
+
+def _blob_bytes(registry: testbed.Registry, mark: int, digest: str) -> int:
+    return sum(
+        r.bytes for r in registry.records_since(mark) if r.method == "GET" and digest in r.path
+    )
+
+
+def _mirror_total(metrics: Metrics, name: str) -> float:
+    return sum(v for (n, _), v in metrics.items() if n == name)
+
+
+def test_warm_pull_goes_through_the_hosted_mirror(
+    tmp_path: Path,
+    start_agent: AgentFactory,
+    acri: CriClient,
+    agent_containerd: testbed.Containerd,
+    registry: testbed.Registry,
+    unique_repo: Callable[[str], str],
+) -> None:
+    image = testbed.build_image([6 * MiB, 2 * MiB], seed=5100)
+    ref = registry.push(image, unique_repo("via-mirror"), "1")
+    config, mirror_url = mirror_yaml(tmp_path / "mirror.yaml", registry, registry.url)
+    mark = registry.mark()
+    agent_containerd.trust_registry(registry.host, mirror_url=mirror_url)  # before it starts
+    a = start_agent(warm=[ref], mirror_config=config)
+    try:
+        a.wait_phase(ref, "present")
+        assert acri.image_status(ref) is not None
+        doc = a.status()
+        assert doc["mirror"] == {"enabled": True, "url": mirror_url}, doc["mirror"]
+        m = a.metrics()
+        layers = sum(x.size for x in image.layers)
+        assert _mirror_total(m, "mlnode_mirror_upstream_bytes_total") >= layers, m
+        assert _mirror_total(m, "mlnode_mirror_served_bytes_total") >= layers, m
+        for layer in image.layers:  # each layer fetched once from the registry, by the mirror
+            assert _blob_bytes(registry, mark, layer.digest) == layer.size
+        assert httpx.get(f"{mirror_url}/healthz", timeout=5).status_code == 200
+    finally:
+        _remove(acri, ref)
+
+
+# --- 5: kill -9 mid-pull, restart: the mirror resumes its partial blob ----------------------
+
+
+def test_agent_killed_mid_warm_pull_restarts_and_resumes(
+    tmp_path: Path,
+    start_agent: AgentFactory,
+    acri: CriClient,
+    actrd: ContainerdClient,
+    agent_containerd: testbed.Containerd,
+    registry: testbed.Registry,
+    unique_repo: Callable[[str], str],
+) -> None:
+    """The agent (hosting the mirror) is kill -9'd while its warm pull of a big single layer
+    is half fetched; started again with the same config and state dir, it pulls the image
+    again and the mirror resumes the partial blob it left in its cache.
+
+    containerd 1.6.20, seeing the mirror's connection die under a live pull, falls through
+    to the registry itself (hosts.toml's ``server``) until the cancel of the dead agent's
+    CRI call reaches it: whatever it fetched in between is counted here too."""
+    image = testbed.build_image([48 * MiB], seed=5200)
+    ref = registry.push(image, unique_repo("killed"), "1")
+    layer = image.layers[0]
+    proxy = registry.proxy(lean=True, rate_bytes_per_second=4 * MiB)
+    config, mirror_url = mirror_yaml(
+        tmp_path / "mirror.yaml", registry, proxy.url, chunk_bytes="4MiB", connections=1
+    )
+    try:
+        mark = registry.mark()
+        agent_containerd.trust_registry(registry.host, mirror_url=mirror_url)
+        a = start_agent(warm=[ref], mirror_config=config)
+        a.wait_phase(ref, "pulling")
+        _wait_ingest(actrd, layer.digest, layer.size // 2)
+        a.kill()
+        killed_at = time.monotonic()
+        saved = json.loads((a.state_dir / "warm.json").read_text())
+        assert [(w["image"], w["phase"]) for w in saved["images"]] == [(ref, "pulling")], saved
+        time.sleep(1.0)  # what containerd does on its own once the agent is gone
+        after_kill = _blob_bytes(registry, mark, layer.digest)
+        ingest = actrd.status(f"layer-{layer.digest}")
+        print(
+            f"1 s after the kill: registry served {after_kill / layer.size:.3f} x the layer; "
+            f"containerd's ingest {ingest.offset_bytes if ingest else None}"
+        )
+        proxy.cut()
+        a.start()
+        w = a.wait_phase(ref, "present", timeout_seconds=120)
+        print(f"restart to present: {time.monotonic() - killed_at:.1f} s")
+        assert acri.image_status(ref) is not None
+        assert w["pulls_total"] == 1, w
+        assert "warm state: 1 image(s)" in a.logs(20000)
+        assert "resuming" in a.logs(20000), a.logs()
+        served = _blob_bytes(registry, mark, layer.digest)
+        print(f"registry served {served / layer.size:.4f} x the layer in all")
+        assert served <= 1.02 * layer.size, (served, layer.size)
+    finally:
+        proxy.stop()
+        _remove(acri, ref)
+
+
+def _wait_ingest(ctrd: ContainerdClient, digest: str, at_least: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = ctrd.status(f"layer-{digest}")
+        if s is not None and s.offset_bytes >= at_least:
+            return s.offset_bytes
+        time.sleep(0.02)
+    raise AssertionError(f"containerd's ingest of {digest} did not reach {at_least}")
+
+
+# --- 7: SIGHUP reloads (a bad config is kept out); SIGTERM exits 0 ---------------------------
+
+
+def test_sighup_reloads_the_warm_list_a_bad_config_is_kept_out_and_sigterm_exits_0(
+    start_agent: AgentFactory, acri: CriClient, push: Callable[..., str]
+) -> None:
+    first = push("first")
+    second = push("second")
+    a = start_agent(warm=[first])
+    try:
+        a.wait_phase(first, "present")
+        assert acri.image_status(second) is None
+        good = dict(a.config)
+        good["warm"] = {**good["warm"], "images": [first, second]}
+        a.write_config(good)
+        a.signal(signal.SIGHUP)
+        a.wait_phase(second, "present")
+        assert acri.image_status(second) is not None
+
+        bad = json.loads(json.dumps(good))
+        bad["warm"]["images"] = [first]
+        bad["interval_seconds"] = -1  # invalid: the whole file is refused
+        a.write_config(bad)
+        a.signal(signal.SIGHUP)
+        a.wait_for(
+            "the config error counted",
+            lambda _: (_value(a.metrics(), "mlnode_agent_errors_total", kind="config") or 0) >= 1,
+        )
+        errors = [r for r in a.log_records() if "reload:" in str(r.get("msg", ""))]
+        assert any(
+            "interval_seconds" in str(r["msg"]) and "keeping" in str(r["msg"])
+            for r in errors
+        ), errors
+        assert a.running()
+        assert sorted(w["image"] for w in a.status()["warm"]) == sorted([first, second])
+
+        assert a.proc is not None
+        began = time.monotonic()
+        a.signal(signal.SIGTERM)
+        code = a.proc.wait(timeout=30)  # the agent's bound is 10 s; 30 only ends a hang
+        print(f"SIGTERM to exit: {time.monotonic() - began:.2f} s")
+        assert code == 0, a.logs()
+        assert "agent stopped" in a.logs()
+    finally:
+        _remove(acri, first, second)
