@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from mlnode.errors import InsufficientSpace, InvalidValue, MlnodeError
 from mlnode.gc import GcPolicy, PolicyName
 from mlnode.ops.fileio import atomic_write
 from mlnode.ops.gc_runtime import CriGcRuntime, GcRun
-from mlnode.ops.gc_session import keep_sandbox_image, make_room, run_gc
+from mlnode.ops.gc_session import keep_sandbox_image, room_policy, run_gc
 from mlnode.ops.space import ImageFsSpaceKeeper
 from mlnode.ports import ClusterApi, FilesystemMeter, ImageService, PullStatusSource
 from mlnode.runtime.fs import FilesystemUsage
@@ -340,13 +340,20 @@ class Agent:
         then a loop pass at once to restore the headroom."""
 
         def gc(required_bytes: int) -> GcRun:
+            # make_room's policy, with the config's minimum age (room_policy has the default)
+            policy = replace(
+                room_policy(required_bytes, self.keep_patterns()),
+                minimum_age_seconds=self.cfg.gc_minimum_age_seconds,
+            )
             with self._gc_lock:
-                live = make_room(
+                live = run_gc(
                     self.runtime,
-                    required_bytes,
-                    self.keep_patterns(),
-                    cache=self.cache,
+                    PolicyName.ML,
+                    policy,
+                    now=datetime.now(UTC),
                     state_file=self.cfg.state_file(),
+                    dry_run=False,
+                    cache=self.cache,
                 )
                 self._record_gc(
                     "pull-start", required_bytes, live.collected.filesystem.available_bytes,
