@@ -1,4 +1,5 @@
-"""``mlnode agent`` as a real process over a real containerd 1.6.20 and docker-registry.
+"""``mlnode agent`` as a real process over a real containerd 1.6.20 and docker-registry
+(the headroom GC on a real small disk: test_agent_disk.py).
 
 The agent runs against a containerd of its own (``agent_containerd``, one per module): its
 headroom GC removes whatever it may, so it must never see the images other tests pulled
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import testbed
-from testbed_agent import AgentProcess, agent_config
+from testbed_agent import AgentProcess, agent_config, mirror_yaml
 
 from mlnode.runtime.containerd import ContainerdClient
 from mlnode.runtime.cri import CriClient
@@ -166,63 +167,7 @@ def test_warm_set_converges_and_an_image_removed_by_hand_is_pulled_again(
         _remove(acri, mine, other)
 
 
-# --- 3: the headroom GC removes cold images, never a warm one -------------------------------
-
-
-def test_headroom_gc_removes_the_cold_image_never_the_warm_one(
-    start_agent: AgentFactory, acri: CriClient, push: Callable[..., str]
-) -> None:
-    """A target no disk can meet (1 PiB free): every pass must GC and would remove every
-    image it may; the cold one goes, the warm one stays pass after pass."""
-    warm = push("warm", (3 * MiB,))
-    cold = push("cold", (3 * MiB,))
-    acri.pull_image(warm)
-    acri.pull_image(cold)
-    a = start_agent(warm=[warm], headroom={"target_bytes": "1PiB"})
-    try:
-        doc = a.wait_for(
-            "the cold image removed",
-            lambda d: d["gc"]["last"] is not None
-            and any(r["name"] == cold for r in d["gc"]["last"]["removed"]),
-        )
-        assert doc["gc"]["last"]["satisfied"] is False  # nothing else may go
-        assert acri.image_status(cold) is None
-        passes = a.metrics()[("mlnode_agent_ticks_total", ())]
-        a.wait_for(
-            "ten more passes",
-            lambda d: a.metrics()[("mlnode_agent_ticks_total", ())] >= passes + 10,
-        )
-        assert acri.image_status(warm) is not None
-        w = a.warm(warm)
-        assert w is not None and w["phase"] == "present" and w["pulls_total"] == 0, w
-        m = a.metrics()
-        assert (_value(m, "mlnode_agent_gc_removed_total", reason="space") or 0) >= 1, m
-        assert (_value(m, "mlnode_agent_gc_runs_total", trigger="interval", result="short") or 0) > 0
-        removed = [r for r in a.log_records() if "GC: freed" in str(r.get("msg", ""))]
-        assert removed and all(warm not in str(r["msg"]) for r in removed), removed
-    finally:
-        _remove(acri, warm, cold)
-
-
 # --- 4: warm pulls go through the mirror the agent hosts ------------------------------------
-
-
-def mirror_yaml(
-    path: Path, registry: testbed.Registry, upstream_url: str, **options: object
-) -> tuple[Path, str]:
-    """A mirror config for the agent to host (upstream: the test registry at ``upstream_url``);
-    returns (the file, the mirror's URL)."""
-    port = testbed.free_port()
-    doc = {
-        "listen": f"127.0.0.1:{port}",
-        "cache_dir": str(path.parent / "mirror-cache"),
-        "unpack_factor": 1.0,
-        **options,
-        "upstreams": [{"registry": registry.host, "endpoint": upstream_url}],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    return path, f"http://127.0.0.1:{port}"
 
 
 def _blob_bytes(registry: testbed.Registry, mark: int, digest: str) -> int:
@@ -245,7 +190,7 @@ def test_warm_pull_goes_through_the_hosted_mirror(
 ) -> None:
     image = testbed.build_image([6 * MiB, 2 * MiB], seed=5100)
     ref = registry.push(image, unique_repo("via-mirror"), "1")
-    config, mirror_url = mirror_yaml(tmp_path / "mirror.yaml", registry, registry.url)
+    config, mirror_url = mirror_yaml(tmp_path / "mirror.yaml", registry.host, registry.url)
     mark = registry.mark()
     agent_containerd.trust_registry(registry.host, mirror_url=mirror_url)  # before it starts
     a = start_agent(warm=[ref], mirror_config=config)
@@ -289,7 +234,7 @@ def test_agent_killed_mid_warm_pull_restarts_and_resumes(
     layer = image.layers[0]
     proxy = registry.proxy(lean=True, rate_bytes_per_second=4 * MiB)
     config, mirror_url = mirror_yaml(
-        tmp_path / "mirror.yaml", registry, proxy.url, chunk_bytes="4MiB", connections=1
+        tmp_path / "mirror.yaml", registry.host, proxy.url, chunk_bytes="4MiB", connections=1
     )
     try:
         mark = registry.mark()

@@ -240,3 +240,21 @@ class AgentProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def mirror_yaml(
+    path: Path, registry_host: str, upstream_url: str, **options: object
+) -> tuple[Path, str]:
+    """A mirror config for the agent to host (upstream: the test registry at ``upstream_url``);
+    returns (the file, the mirror's URL)."""
+    port = free_port()
+    doc = {
+        "listen": f"127.0.0.1:{port}",
+        "cache_dir": str(path.parent / "mirror-cache"),
+        "unpack_factor": 1.0,
+        **options,
+        "upstreams": [{"registry": registry_host, "endpoint": upstream_url}],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path, f"http://127.0.0.1:{port}"
