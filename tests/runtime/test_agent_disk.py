@@ -99,8 +99,14 @@ def test_headroom_gc_removes_the_cold_image_never_the_warm_one(
                     "version": 1,
                     "largest_image_bytes": 0,
                     "images": {
-                        warm_image.image_id: {"first_detected": _iso(7200), "last_used": _iso(7200)},
-                        cold_image.image_id: {"first_detected": _iso(3600), "last_used": _iso(3600)},
+                        warm_image.image_id: {
+                            "first_detected": _iso(7200),
+                            "last_used": _iso(7200),
+                        },
+                        cold_image.image_id: {
+                            "first_detected": _iso(3600),
+                            "last_used": _iso(3600),
+                        },
                     },
                 }
             )
@@ -161,7 +167,9 @@ def stream(registry: testbed.Registry) -> list[str]:
     compressed, ~480 MiB in containerd (content + snapshot), on a 400 MiB disk."""
     return [
         registry.push(
-            testbed.build_image([STREAM_LAYER_BYTES], seed=5400 + i), f"mlnode/agent-stream-{i}", "1"
+            testbed.build_image([STREAM_LAYER_BYTES], seed=5400 + i),
+            f"mlnode/agent-stream-{i}",
+            "1",
         )
         for i in range(STREAM_IMAGES)
     ]
@@ -240,9 +248,11 @@ def test_without_the_agent_the_same_stream_fills_the_disk(
     small_disk: Callable[[int], Path],
     stream: list[str],
 ) -> None:
-    with _disk_containerd(tmp_path, small_disk, registry, "without") as (mount, ctr):
-        with CriClient(ctr.socket) as cri:
-            run = _pull_stream(cri, stream, mount)
+    with (
+        _disk_containerd(tmp_path, small_disk, registry, "without") as (mount, ctr),
+        CriClient(ctr.socket) as cri,
+    ):
+        run = _pull_stream(cri, stream, mount)
     print(
         f"without the agent: {len(run.pulled)} pulled, {len(run.failures)} failed, minimum "
         f"free {run.minimum_free_bytes / MiB:.1f} MiB over {run.samples} samples"

@@ -91,7 +91,9 @@ def push(registry: testbed.Registry, unique_repo: Callable[[str], str]) -> Calla
     seeds = iter(range(5000, 6000))
 
     def make(suffix: str, layers: tuple[int, ...] = (1 * MiB,)) -> str:
-        return registry.push(testbed.build_image(layers, seed=next(seeds)), unique_repo(suffix), "1")
+        return registry.push(
+            testbed.build_image(layers, seed=next(seeds)), unique_repo(suffix), "1"
+        )
 
     return make
 
@@ -153,9 +155,9 @@ def test_warm_set_converges_and_an_image_removed_by_hand_is_pulled_again(
 
         # removed by hand (as `crictl rmi` would): the next passes pull it again
         acri.remove_image(mine)
-        w = a.wait_for(
-            "pulled again", lambda d: any(x["pulls_total"] == 2 for x in d["warm"])
-        )["warm"][0]
+        w = a.wait_for("pulled again", lambda d: any(x["pulls_total"] == 2 for x in d["warm"]))[
+            "warm"
+        ][0]
         assert w["phase"] == "present", w
         assert acri.image_status(mine) is not None
         assert _value(a.metrics(), "mlnode_agent_warm_pulls_total", result="ok") == 2
@@ -242,6 +244,8 @@ def test_agent_killed_mid_warm_pull_restarts_and_resumes(
         a = start_agent(warm=[ref], mirror_config=config)
         a.wait_phase(ref, "pulling")
         _wait_ingest(actrd, layer.digest, layer.size // 2)
+        assert registry.forwarder is not None  # registry.host: containerd's direct path
+        direct_before = registry.forwarder.bytes_to_client
         a.kill()
         killed_at = time.monotonic()
         saved = json.loads((a.state_dir / "warm.json").read_text())
@@ -249,9 +253,11 @@ def test_agent_killed_mid_warm_pull_restarts_and_resumes(
         time.sleep(1.0)  # what containerd does on its own once the agent is gone
         after_kill = _blob_bytes(registry, mark, layer.digest)
         ingest = actrd.status(f"layer-{layer.digest}")
+        direct = registry.forwarder.bytes_to_client - direct_before
         print(
-            f"1 s after the kill: registry served {after_kill / layer.size:.3f} x the layer; "
-            f"containerd's ingest {ingest.offset_bytes if ingest else None}"
+            f"1 s after the kill: registry served {after_kill / layer.size:.3f} x the layer, "
+            f"{direct} bytes of it straight to containerd (fall-through); containerd's "
+            f"ingest {ingest.offset_bytes if ingest else None}"
         )
         proxy.cut()
         a.start()
@@ -259,11 +265,11 @@ def test_agent_killed_mid_warm_pull_restarts_and_resumes(
         print(f"restart to present: {time.monotonic() - killed_at:.1f} s")
         assert acri.image_status(ref) is not None
         assert w["pulls_total"] == 1, w
-        assert "warm state: 1 image(s)" in a.logs(20000)
-        assert "resuming" in a.logs(20000), a.logs()
         served = _blob_bytes(registry, mark, layer.digest)
         print(f"registry served {served / layer.size:.4f} x the layer in all")
         assert served <= 1.02 * layer.size, (served, layer.size)
+        assert "warm state: 1 image(s)" in a.logs(20000)
+        assert "resuming" in a.logs(20000), a.logs()
     finally:
         proxy.stop()
         _remove(acri, ref)
@@ -309,8 +315,7 @@ def test_sighup_reloads_the_warm_list_a_bad_config_is_kept_out_and_sigterm_exits
         )
         errors = [r for r in a.log_records() if "reload:" in str(r.get("msg", ""))]
         assert any(
-            "interval_seconds" in str(r["msg"]) and "keeping" in str(r["msg"])
-            for r in errors
+            "interval_seconds" in str(r["msg"]) and "keeping" in str(r["msg"]) for r in errors
         ), errors
         assert a.running()
         assert sorted(w["image"] for w in a.status()["warm"]) == sorted([first, second])
