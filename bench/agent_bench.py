@@ -155,11 +155,33 @@ def ready(
     while time.monotonic() - started < args.give_up_seconds:
         try:
             cri.pull_image(ref, timeout_seconds=600)
-            how = "pulled" if not errors else f"pulled-after-{len(errors)}-failures"
-            return how, time.monotonic() - started, errors
+            return "pulled", time.monotonic() - started, errors
         except MlnodeError as e:
             errors.append(str(e)[-160:])
             time.sleep(args.retry_seconds)
+    return "failed", None, errors
+
+
+def start_pod(
+    cri: CriClient, pods: testbed.Pods, ref: str, args: argparse.Namespace
+) -> tuple[str, float | None, list[str]]:
+    """:func:`ready`, then the pod; an image removed in between (a GC's race with the
+    kubelet, which also checks then creates) is one more failure, and it starts again."""
+    started = time.monotonic()
+    errors: list[str] = []
+    while time.monotonic() - started < args.give_up_seconds:
+        attempt = time.monotonic()
+        how, seconds, failed = ready(cri, ref, args)
+        errors += failed
+        if seconds is None:
+            break
+        ready_at = attempt - started + seconds  # from the job's start: the image is there
+        try:
+            pods.run(ref)
+        except MlnodeError as e:
+            errors.append(f"image gone before its container was created: {str(e)[-120:]}")
+            continue
+        return (f"{how}-after-{len(errors)}-failures" if errors else how), ready_at, errors
     return "failed", None, errors
 
 
@@ -205,9 +227,7 @@ def run_jobs(
     sampler.window()
     with testbed.Pods(cri) as pods:
         for n, image in enumerate(jobs):
-            how, seconds, errors = ready(cri, refs[image], args)
-            if seconds is not None:
-                pods.run(refs[image])
+            how, seconds, errors = start_pod(cri, pods, refs[image], args)
             if agent is not None:
                 set_warm(agent, refs[jobs[n + 1] if n + 1 < len(jobs) else image])
             if seconds is not None:
@@ -266,7 +286,7 @@ def summary(rows: list[Job]) -> dict[str, Any]:
     ok = [r.ready_seconds for r in rows if r.ready_seconds is not None]
     return {
         "jobs": len(rows),
-        "present": sum(r.how == "present" for r in rows),
+        "present": sum(r.how.startswith("present") for r in rows),
         "pulled": sum(r.how.startswith("pulled") for r in rows),
         "failed_pulls": sum(r.failures for r in rows),
         "never_ready": sum(r.ready_seconds is None for r in rows),
@@ -274,6 +294,40 @@ def summary(rows: list[Job]) -> dict[str, Any]:
         "ready_median_s": statistics.median(ok) if ok else None,
         "ready_max_s": max(ok) if ok else None,
     }
+
+
+def report(results: dict[str, Any], all_rows: list[Job]) -> None:
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    print()
+    print(
+        f"{'mode':8} {'jobs':>4} {'warm':>4} {'pulled':>6} {'failed pulls':>12} {'never':>5}"
+        f" {'ready mean s':>12} {'median s':>8} {'max s':>7} {'min free MiB':>12}"
+    )
+    for mode, r in results.items():
+        print(
+            f"{mode:8} {r['jobs']:>4} {r['present']:>4} {r['pulled']:>6} {r['failed_pulls']:>12}"
+            f" {r['never_ready']:>5} {f(r['ready_mean_s']):>12} {f(r['ready_median_s']):>8}"
+            f" {f(r['ready_max_s']):>7} {r['min_free_mib']:>12.0f}"
+        )
+    if "agent" in results and "kubelet" in results:
+        a, k = results["agent"], results["kubelet"]
+        if a["ready_mean_s"] and k["ready_mean_s"]:
+            print(f"ready mean, agent / kubelet: {a['ready_mean_s'] / k['ready_mean_s']:.4f}")
+        ratio = f"{a['min_free_mib'] / k['min_free_mib']:.2f}" if k["min_free_mib"] else "n/a"
+        print(
+            f"min free, agent / kubelet: {ratio} ({a['min_free_mib']:.0f} vs"
+            f" {k['min_free_mib']:.0f} MiB)"
+        )
+    warm = [r.ready_seconds for r in all_rows if r.how == "present" and r.ready_seconds]
+    cold = [r.ready_seconds for r in all_rows if r.how == "pulled" and r.ready_seconds]
+    if warm and cold:
+        w, c = statistics.mean(warm), statistics.mean(cold)
+        print(
+            f"image ready, warm (present) mean {w:.4f} s vs cold (CRI pull, no failure) mean"
+            f" {c:.2f} s: cold / warm {c / w:.0f}x"
+        )
 
 
 def main() -> None:
@@ -289,8 +343,13 @@ def main() -> None:
     p.add_argument("--retry-seconds", type=float, default=5.0)
     p.add_argument("--give-up-seconds", type=float, default=60.0)
     p.add_argument("--modes", default="agent,kubelet")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="write the raw rows and summaries here")
+    p.add_argument("--report", type=Path, metavar="JSON", help="print the report of a --json")
     args = p.parse_args()
+    if args.report:
+        doc = json.loads(args.report.read_text())
+        report(doc["results"], [Job(**r) for r in doc["jobs"]])
+        return
     reason = testbed.missing_prerequisites() or testbed_disk.missing_disk_prerequisites()
     if reason:
         sys.exit(reason)
@@ -308,35 +367,7 @@ def main() -> None:
                 results[mode] = {**summary(rows), "min_free_mib": minimum / MiB, **extra}
         finally:
             registry.stop()
-    print()
-    print(
-        f"{'mode':8} {'jobs':>4} {'warm':>4} {'pulled':>6} {'fails':>5} {'never':>5}"
-        f" {'ready mean s':>12} {'median s':>8} {'max s':>6} {'min free MiB':>12}"
-    )
-    for mode, r in results.items():
-
-        def f(v: float | None) -> str:
-            return "-" if v is None else f"{v:.2f}"
-
-        print(
-            f"{mode:8} {r['jobs']:>4} {r['present']:>4} {r['pulled']:>6} {r['failed_pulls']:>5}"
-            f" {r['never_ready']:>5} {f(r['ready_mean_s']):>12} {f(r['ready_median_s']):>8}"
-            f" {f(r['ready_max_s']):>6} {r['min_free_mib']:>12.0f}"
-        )
-    if "agent" in results and "kubelet" in results:
-        a, k = results["agent"], results["kubelet"]
-        if a["ready_mean_s"] and k["ready_mean_s"]:
-            print(f"ready mean agent / kubelet: {a['ready_mean_s'] / k['ready_mean_s']:.3f}")
-        print(
-            f"min free agent / kubelet: {a['min_free_mib'] / max(k['min_free_mib'], 1e-9):.2f}"
-            f" ({a['min_free_mib']:.0f} vs {k['min_free_mib']:.0f} MiB)"
-        )
-    warm = [r.ready_seconds for r in all_rows if r.how == "present" and r.ready_seconds]
-    cold = [r.ready_seconds for r in all_rows if r.how == "pulled" and r.ready_seconds]
-    if warm and cold:
-        w, c = statistics.mean(warm), statistics.mean(cold)
-        print(f"image ready, warm (present) mean {w:.3f} s vs cold (CRI pull) mean {c:.2f} s")
-        print(f"cold / warm: {c / w:.0f}x")
+    report(results, all_rows)
     if args.json:
         args.json.write_text(
             json.dumps(
