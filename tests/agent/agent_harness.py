@@ -80,7 +80,10 @@ class Node:
             node_labels={"gpu": "true"},
             state_dir=self.tmp / "state",
             gc_minimum_age_seconds=0.0,
-            headroom=HeadroomConfig(target_bytes=None, concurrent_pulls=1, reserve_bytes=GiB),
+            # the fake's pulls take an image's CRI size on disk: no unpacked copy on top
+            headroom=HeadroomConfig(
+                target_bytes=None, concurrent_pulls=1, reserve_bytes=GiB, unpack_factor=0.0
+            ),
         )
         return replace(base, **changes)
 

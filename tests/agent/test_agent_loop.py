@@ -20,15 +20,21 @@ OLD = "registry.example:5000/ml/old:v0"
 OLDER = "registry.example:5000/ml/older:v0"
 
 
-def test_auto_target_is_the_largest_image_times_concurrent_pulls_plus_reserve(
+def test_auto_target_is_the_largest_image_landed_times_concurrent_pulls_plus_reserve(
     tmp_path: Path,
 ) -> None:
+    """CRI reports an image's compressed size; a pull lands that plus the unpacked copy."""
     cfg = Node(tmp_path).config(
         headroom=HeadroomConfig(
-            concurrent_pulls=2, reserve_bytes=GiB, kubelet_high_threshold_percent=100
+            concurrent_pulls=2,
+            reserve_bytes=GiB,
+            unpack_factor=2.0,
+            kubelet_high_threshold_percent=100,
         )
     )
-    assert headroom_target(cfg, 15 * GiB, 1000 * GiB)[0] == 31 * GiB
+    assert headroom_target(cfg, 15 * GiB, 1000 * GiB)[0] == 15 * GiB * 3 * 2 + GiB
+    flat = replace(cfg, headroom=replace(cfg.headroom, unpack_factor=0.0))
+    assert headroom_target(flat, 15 * GiB, 1000 * GiB)[0] == 31 * GiB
     fixed = replace(
         cfg, headroom=HeadroomConfig(target_bytes=50 * GiB, kubelet_high_threshold_percent=100)
     )
@@ -269,7 +275,9 @@ def test_a_download_in_flight_counts_against_the_headroom_before_it_lands(tmp_pa
     node.image(OLD, 30 * GiB)
     node.image(EVAL, 30 * GiB)  # 40 GiB free; target 31 GiB: enough while nothing lands
     cfg = node.config(
-        headroom=HeadroomConfig(reserve_bytes=GiB, kubelet_high_threshold_percent=100)
+        headroom=HeadroomConfig(
+            reserve_bytes=GiB, unpack_factor=0.0, kubelet_high_threshold_percent=100
+        )
     )
     agent = node.agent(cfg)
     agent.tick()

@@ -11,8 +11,9 @@ listen: 127.0.0.1:9478         # /metrics /healthz /readyz /mlnode/v1/agent/stat
 interval_seconds: 5            # the control loop's period
 headroom:
   target_bytes: auto           # free bytes to keep; auto = the largest image (warm set or
-  concurrent_pulls: 1          #   seen) x concurrent_pulls + reserve_bytes
-  reserve_bytes: 1GiB
+  concurrent_pulls: 1          #   seen) x (1 + unpack_factor) x concurrent_pulls
+  reserve_bytes: 1GiB          #   + reserve_bytes
+  unpack_factor: 2.0           # unpacked size / compressed size (CRI reports compressed)
   kubelet_high_threshold_percent: 85   # the kubelet's; usage is kept a point below it
 gc:
   minimum_age_seconds: 120     # never remove an image first seen less than this ago
@@ -90,10 +91,13 @@ class WarmImage:
 
 @dataclass(frozen=True)
 class HeadroomConfig:
-    #: free bytes to keep; None = auto (largest image x concurrent_pulls + reserve)
+    #: free bytes to keep; None = auto (largest x (1 + unpack) x concurrent + reserve)
     target_bytes: int | None = None
     concurrent_pulls: int = 1
     reserve_bytes: int = _GiB
+    #: a layer's unpacked size / its compressed size: CRI reports an image's compressed
+    #: size, while a pull lands the compressed content and the unpacked snapshot
+    unpack_factor: float = 2.0
     #: the node kubelet's imageGCHighThresholdPercent: the agent keeps usage a point below
     kubelet_high_threshold_percent: int = 85
 
@@ -283,7 +287,13 @@ def _headroom(cfg: AgentConfig, node: object, _: Path) -> AgentConfig:
     m = _mapping(
         node,
         "headroom",
-        {"target_bytes", "concurrent_pulls", "reserve_bytes", "kubelet_high_threshold_percent"},
+        {
+            "target_bytes",
+            "concurrent_pulls",
+            "reserve_bytes",
+            "unpack_factor",
+            "kubelet_high_threshold_percent",
+        },
     )
     h = cfg.headroom
     if "target_bytes" in m:
@@ -297,6 +307,9 @@ def _headroom(cfg: AgentConfig, node: object, _: Path) -> AgentConfig:
         h = replace(h, concurrent_pulls=int(n))
     if "reserve_bytes" in m:
         h = replace(h, reserve_bytes=_size(m["reserve_bytes"], "headroom.reserve_bytes", zero=True))
+    if "unpack_factor" in m:
+        factor = _number(m["unpack_factor"], "headroom.unpack_factor", low=0, high=20)
+        h = replace(h, unpack_factor=factor)
     if "kubelet_high_threshold_percent" in m:
         key = "headroom.kubelet_high_threshold_percent"
         pct = _number(m["kubelet_high_threshold_percent"], key, low=2, high=100, integer=True)

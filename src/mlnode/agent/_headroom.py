@@ -22,10 +22,12 @@ def headroom_target(
     if h.target_bytes is not None:
         target, why = h.target_bytes, "configured"
     else:
-        target = largest_image_bytes * h.concurrent_pulls + h.reserve_bytes
+        landing = int(largest_image_bytes * (1 + h.unpack_factor))
+        target = landing * h.concurrent_pulls + h.reserve_bytes
         why = (
-            f"auto: largest image {format_bytes(largest_image_bytes)} x "
-            f"{h.concurrent_pulls} + reserve {format_bytes(h.reserve_bytes)}"
+            f"auto: largest image {format_bytes(largest_image_bytes)} x (1 + "
+            f"{h.unpack_factor:g} unpacked) x {h.concurrent_pulls} + reserve "
+            f"{format_bytes(h.reserve_bytes)}"
         )
     # the kubelet acts at usage >= high: keep usage a point below it
     below = capacity_bytes * (100 - (h.kubelet_high_threshold_percent - 1)) // 100
