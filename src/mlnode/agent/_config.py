@@ -52,11 +52,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from mlnode.errors import InputError, InvalidValue, UsageError
-from mlnode.formats.textcheck import check_text
+from mlnode.formats.yamlfile import read_yaml_file, yaml_line
 from mlnode.registry.reference import parse_reference
 from mlnode.units import parse_bytes
 
@@ -163,16 +160,7 @@ class AgentConfig:
 # --- value parsers: each raises InvalidValue with the key's dotted name ----------------------
 
 
-def _line(node: Any, key: str | int | None = None) -> int | None:
-    lc = getattr(node, "lc", None)
-    if lc is None:
-        return None
-    try:
-        if key is None:
-            return int(lc.line) + 1
-        return int(lc.key(key)[0] if isinstance(key, str) else lc.item(key)[0]) + 1
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return int(lc.line) + 1
+_line = yaml_line
 
 
 class LineError(InvalidValue):
@@ -445,17 +433,7 @@ def _defaults(cfg: AgentConfig, env: Mapping[str, str]) -> AgentConfig:
 def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> AgentConfig:
     """Read and validate an agent config file (every key optional)."""
     env = os.environ if env is None else env
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {getattr(e, 'strerror', None) or e}", path=path) from None
-    check_text(path, text)
-    try:
-        doc = YAML(typ="rt").load(text)
-    except YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise InputError(f"not YAML: {getattr(e, 'problem', e)}", path=path, line=line) from None
+    doc = read_yaml_file(path)
     cfg = AgentConfig(source=path)
     if doc is None:
         return _defaults(cfg, env)

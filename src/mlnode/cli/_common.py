@@ -24,6 +24,7 @@ from mlnode.units import parse_bytes, parse_go_duration
 __all__ = [
     "OutputFormat",
     "duration_option",
+    "emit_config",
     "emit_json",
     "emit_json_line",
     "fail",
@@ -51,6 +52,17 @@ def emit_json(payload: Any) -> None:
     """Write one JSON document to stdout (sorted keys keep diffs and tests stable)."""
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def emit_config(doc: dict[str, Any], output: OutputFormat) -> None:
+    """A ``--check``'s effective config: the document as JSON, or ``key: value`` lines (the
+    ``schema`` key left out of the human form)."""
+    if output is OutputFormat.JSON:
+        emit_json(doc)
+        return
+    for k, v in doc.items():
+        if k != "schema":
+            stdout.print(f"{k}: {json.dumps(v)}", markup=False, highlight=False)
 
 
 def emit_json_line(payload: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mlnode.cli._common import OutputFormat, emit_json, run, stdout
+from mlnode.cli._common import OutputFormat, emit_config, emit_json, run, stdout
 from mlnode.cli._options import OutputOption
 from mlnode.cli.mirror import _setup_logging
 from mlnode.errors import MlnodeError, UsageError
@@ -140,13 +140,7 @@ def register(app: typer.Typer) -> None:
             cfg = load_config(config)
             _setup_logging(log_format or cfg.log_format)
             if check:
-                doc = _config_json(cfg)
-                if output is OutputFormat.JSON:
-                    emit_json(doc)
-                else:
-                    for k, v in doc.items():
-                        if k != "schema":
-                            stdout.print(f"{k}: {json.dumps(v)}", markup=False, highlight=False)
+                emit_config(_config_json(cfg), output)
                 return
             try:
                 run_agent(cfg)

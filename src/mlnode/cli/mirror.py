@@ -31,7 +31,13 @@ from typing import Annotated, Any
 import typer
 
 from mlnode.blobcache import DEFAULT_CACHE_DIR
-from mlnode.cli._common import OutputFormat, emit_json, finite_float, run, size_option, stdout
+from mlnode.cli._common import (
+    OutputFormat,
+    emit_config,
+    finite_float,
+    run,
+    size_option,
+)
 from mlnode.cli._options import OutputOption, RuntimeEndpointOption, StateFileOption
 from mlnode.errors import InvalidValue, UsageError
 from mlnode.hostnames import is_loopback_host
@@ -279,13 +285,7 @@ def register(app: typer.Typer) -> None:
             }
             cfg = _effective(config, listen, cache_dir, upstream, overrides)
             if check:
-                doc = _config_json(cfg)
-                if output is OutputFormat.JSON:
-                    emit_json(doc)
-                else:
-                    for k, v in doc.items():
-                        if k != "schema":
-                            stdout.print(f"{k}: {json.dumps(v)}", markup=False, highlight=False)
+                emit_config(_config_json(cfg), output)
                 return
             if not is_loopback_host(cfg.listen_host):
                 logging.getLogger("mlnode.mirror").warning(

@@ -22,11 +22,9 @@ from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.config.models import Cluster, User
 from lightkube.core.exceptions import ConfigError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from mlnode.errors import InputError
-from mlnode.formats.textcheck import check_text
+from mlnode.formats.yamlfile import read_yaml_file
 
 __all__ = ["SERVICE_ACCOUNT_DIR", "ResolvedConfig", "load_kubeconfig", "resolve"]
 
@@ -93,18 +91,7 @@ def resolve(
 def load_kubeconfig(path: Path, *, context: str | None = None) -> ResolvedConfig:
     """Read and check a kubeconfig file: YAML, the context, its cluster and user, and the
     certificate files it names (loaded now, so a bad one is an error here, not later)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {getattr(e, 'strerror', None) or e}", path=path) from None
-    check_text(path, text)
-    try:
-        doc = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = _one_line(str(getattr(e, "problem", None) or e))
-        raise InputError(f"not YAML: {problem}", path=path, line=line) from None
+    doc = read_yaml_file(path, typ="safe")
     if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list):
         raise InputError("not a kubeconfig (no clusters list)", path=path)
     try:

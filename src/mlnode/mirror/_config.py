@@ -34,12 +34,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from mlnode.blobcache import DEFAULT_CACHE_DIR
 from mlnode.errors import InputError, InvalidValue, UsageError
-from mlnode.formats.textcheck import check_text
+from mlnode.formats.yamlfile import read_yaml_file, yaml_line
 from mlnode.hostnames import DOCKER_HUB_API, default_registry_url
 from mlnode.units import parse_bytes
 
@@ -191,16 +188,7 @@ _UPSTREAM_KEYS = {
 }
 
 
-def _line(node: Any, key: str | int | None = None) -> int | None:
-    lc = getattr(node, "lc", None)
-    if lc is None:
-        return None
-    try:
-        if key is None:
-            return int(lc.line) + 1
-        return int(lc.key(key)[0] if isinstance(key, str) else lc.item(key)[0]) + 1
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return int(lc.line) + 1
+_line = yaml_line
 
 
 def _size(value: object, where: str) -> int:
@@ -315,17 +303,7 @@ class _LineError(Exception):
 def load_config(path: Path, cfg: MirrorConfig | None = None) -> MirrorConfig:
     """Read a mirror config file; relative paths in it are relative to the file."""
     cfg = cfg or MirrorConfig()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {getattr(e, 'strerror', None) or e}", path=path) from None
-    check_text(path, text)  # NUL bytes, runaway nesting: one file:line error, as every reader
-    try:
-        doc = YAML(typ="rt").load(text)
-    except YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise InputError(f"not YAML: {getattr(e, 'problem', e)}", path=path, line=line) from None
+    doc = read_yaml_file(path)
     if doc is None:
         return cfg
     if not isinstance(doc, Mapping):

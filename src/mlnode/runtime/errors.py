@@ -79,9 +79,17 @@ class IngestLocked(RuntimeUnavailable):
 
 
 def one_line(text: str | None, limit: int = _MAX_DETAIL_CHARS) -> str:
-    """Collapse whitespace and cut ``text`` so an error message stays one readable line."""
+    """Collapse whitespace and cut ``text`` so an error message stays one readable line.
+
+    A long message loses its middle, not its end: containerd's errors are Go error chains
+    whose root cause comes last ("failed to pull ...: failed to extract layer ...: write
+    /var/lib/containerd/...: no space left on device")."""
     flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    if len(flat) <= limit:
+        return flat
+    head = limit // 3
+    tail = limit - head - 3
+    return f"{flat[:head]} … {flat[-tail:]}"
 
 
 def translate_rpc_error(
