@@ -104,7 +104,14 @@ def test_mtls_registry_pull_needs_the_client_certificate(
     hosts = mtls_registry.trust(containerd, with_client_cert=False)
     assert "client =" not in hosts.read_text()
     message = _pull_error(cri, ref)
-    assert "tls: bad certificate" in message
+    # Under TLS 1.3 the server refuses the missing certificate after the client's side of
+    # the handshake is done, so containerd sees the alert ("tls: bad certificate", or
+    # "certificate required") or, when the server closes first, a bare EOF on the request
+    # (seen once in CI). Either way it fails on the TLS connection to this registry.
+    assert mtls_registry.url.removeprefix("https://") in message, message
+    assert any(
+        why in message for why in ("tls: bad certificate", "certificate required", ": EOF")
+    ), message
 
     hosts = mtls_registry.trust(containerd)
     assert f'client = [["{mtls_registry.client_pair[0]}", ' in hosts.read_text()
