@@ -86,6 +86,8 @@ def test_exactly_enough_free_removes_nothing(tmp_path: Path) -> None:
     put_blob(node.cache, 1, complete=True)
     line = node.keeper().ensure_room(10 * MiB, what="blob b1")
     assert "nothing freed" in line and "\n" not in line
+    # the caller's total already holds its unpack estimate: no "0 B unpacked" claim
+    assert "10.0 MiB incoming" in line and "unpacked" not in line, line
     assert node.cri.removed == [] and node.cache.removed == []
 
 

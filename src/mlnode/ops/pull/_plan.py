@@ -159,12 +159,18 @@ class SpacePlan:
         }
 
     def describe(self) -> str:
+        # without layers (the mirror's room check passes one total that already holds its
+        # unpack estimate) there is nothing unpacked to estimate: say "incoming"
+        incoming = (
+            f"{format_bytes(self.download_bytes)} to download + "
+            f"{format_bytes(self.unpack_estimate_bytes)} unpacked, estimated as "
+            f"{self.unpack_factor:g}× the compressed layers"
+            if self.unpack_estimate_bytes
+            else f"{format_bytes(self.download_bytes)} incoming"
+        )
         return (
             f"{format_bytes(self.required_bytes)} needed on {self.path} "
-            f"({format_bytes(self.download_bytes)} to download + "
-            f"{format_bytes(self.unpack_estimate_bytes)} unpacked, estimated as "
-            f"{self.unpack_factor:g}× the compressed layers, + "
-            f"{format_bytes(self.reserve_bytes)} reserve), "
+            f"({incoming}, + {format_bytes(self.reserve_bytes)} reserve), "
             f"{format_bytes(self.available_bytes)} available"
             + (
                 f" (+ {format_bytes(self.mirror_cache_reclaimable_bytes)} reclaimable "
