@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # value types only: importing the ports loads no gRPC or HTTP client
     from mlnode.registry.auth import Credentials
@@ -51,6 +51,7 @@ __all__ = [
     "BlobBody",
     "Clock",
     "ClusterApi",
+    "ClusterReader",
     "ContentIngest",
     "ContentStore",
     "FilesystemMeter",
@@ -253,6 +254,35 @@ class ClusterApi(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+        ...
+
+
+class ClusterReader(Protocol):
+    """What ``mlnode doctor --cluster`` reads from the Kubernetes API: read-only, synchronous,
+    thread-safe (the doctor calls it from a bounded pool of worker threads). Objects are the
+    API's JSON as decoded dicts (core/v1 Node, core/v1 Event; the kubelet's configz and
+    stats/summary documents). Failures: :class:`mlnode.errors.KubeUnavailable` (no answer in
+    time, connection refused, 5xx, 429) or :class:`mlnode.errors.KubeError` (a 4xx Status,
+    e.g. 403 without ``nodes/proxy``). RBAC: deploy/kubernetes/doctor/ (nodes get/list,
+    nodes/proxy get, events list)."""
+
+    def list_nodes(self) -> list[Mapping[str, Any]]:
+        """Every Node (``GET /api/v1/nodes``, followed through ``limit``/``continue`` pages)."""
+        ...
+
+    def list_events(self) -> list[Mapping[str, Any]]:
+        """Every core/v1 Event in every namespace (``GET /api/v1/events``, paged): Node
+        events live in ``default``, a pod's pull events in the pod's namespace."""
+        ...
+
+    def node_proxy(self, node_name: str, path: str, *, timeout_seconds: float) -> Mapping[str, Any]:
+        """The kubelet's JSON document at ``path`` (``configz``, ``stats/summary``) through
+        the API server's node proxy (``GET /api/v1/nodes/{name}/proxy/{path}``), given up
+        after ``timeout_seconds`` (KubeUnavailable)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connections."""
         ...
 
 
