@@ -44,6 +44,7 @@ _COMMAND_MODULES = (
     "progress",
     "mirror",
     "agent",
+    "doctor",
 )
 
 #: Set by ``--debug`` (or MLNODE_DEBUG=1 in the environment) for this invocation.
