@@ -1,0 +1,92 @@
+"""Issue 11, acceptance 1: the classic KUBELET_EXTRA_ARGS line on kubelet 1.30 / containerd
+1.7.13 — `mlnode doctor --root T` names the removed flag as why the kubelet does not start and
+prints the `mlnode apply` line that fixes it; that line, run, fixes it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from apply.layouts import build_kubeadm, build_kubespray
+from typer.testing import CliRunner
+
+from mlnode.cli.app import app
+
+LINE = "--image-gc-low-threshold 70 --image-gc-high-threshold 80 --image-pull-progress-deadline 30m"
+runner = CliRunner()
+
+
+def _doctor(root: Path, *extra: str) -> tuple[int, dict]:
+    r = runner.invoke(app, ["doctor", "--root", str(root), "--no-journal", "-o", "json", *extra])
+    assert r.exit_code in (0, 1), r.output
+    return r.exit_code, json.loads(r.stdout)
+
+
+def test_classic_line_names_the_removed_flag_and_the_apply_line(tmp_path: Path) -> None:
+    root = tmp_path / "node"
+    build_kubeadm(root, extra_args=f'KUBELET_EXTRA_ARGS="{LINE}"\n')
+    code, doc = _doctor(root)
+    assert code == 1  # an error finding
+    node = doc["nodes"][0]
+    assert node["kubelet_version"] == "1.30.2"
+    assert node["runtime"] == "containerd@1.7.13"
+    e101 = [f for f in node["findings"] if f["code"] == "E101"]
+    assert len(e101) == 1, node["findings"]
+    f = e101[0]
+    assert f["severity"] == "error"
+    assert "--image-pull-progress-deadline" in f["title"]
+    assert "the kubelet does not start" in f["cause"]
+    assert f["evidence"] == [f"{root}/etc/default/kubelet:1"]
+    command = shlex.join(["mlnode", "apply", "--root", str(root), "--from-kubelet-args", LINE])
+    assert f["fix"].startswith(command + "  ")
+
+    # The printed line is the fix: run it (without restarting anything) and ask again.
+    argv = shlex.split(f["fix"].split("  ")[0])[1:] + ["--no-restart"]
+    applied = runner.invoke(app, argv)
+    assert applied.exit_code == 0, applied.output
+    code, after = _doctor(root)
+    codes = {f["code"] for f in after["nodes"][0]["findings"]}
+    assert "E101" not in codes and code == 0, after["nodes"][0]["findings"]
+    deadline = after["nodes"][0]["pull_deadline_seconds"]
+    assert deadline["value"] == 1800.0 and "config.toml" in deadline["source"]
+
+
+def test_human_output_prints_the_apply_line_literally(tmp_path: Path) -> None:
+    root = tmp_path / "node [x]"  # a name rich would read as markup
+    build_kubeadm(root, extra_args=f'KUBELET_EXTRA_ARGS="{LINE}"\n')
+    r = runner.invoke(app, ["doctor", "--root", str(root), "--no-journal"])
+    assert r.exit_code == 1, r.output
+    assert "error E101: --image-pull-progress-deadline was removed in Kubernetes 1.24" in r.stdout
+    assert "why: the kubelet does not start" in r.stdout
+    assert f"fix: mlnode apply --root '{root}' --from-kubelet-args '{LINE}'" in r.stdout
+
+
+def test_thresholds_carry_their_provenance(tmp_path: Path) -> None:
+    root = tmp_path / "node"
+    build_kubeadm(root, extra_args=f'KUBELET_EXTRA_ARGS="{LINE}"\n')
+    _, doc = _doctor(root)
+    t = doc["nodes"][0]["thresholds"]
+    assert t["image_gc_high_threshold_percent"] == {
+        "value": 80,
+        "source": f"{root}/etc/default/kubelet:1 (KUBELET_EXTRA_ARGS)",
+    }
+    assert t["image_minimum_gc_age_seconds"]["source"] == "default of kubelet 1.30.2"
+    assert doc["nodes"][0]["pull_deadline_seconds"]["value"] == 300.0
+    assert "1.7.10" in doc["nodes"][0]["pull_deadline_seconds"]["source"]
+
+
+def test_kubespray_node_without_image_flags_gets_no_apply_line(tmp_path: Path) -> None:
+    root = tmp_path / "node"
+    build_kubespray(root)
+    _, doc = _doctor(root)
+    fixes = [f["fix"] for f in doc["nodes"][0]["findings"]]
+    assert not any("--from-kubelet-args" in fx for fx in fixes), fixes
+
+
+def test_a_root_that_is_not_a_directory_is_one_line(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["doctor", "--root", str(tmp_path / "nope")])
+    assert r.exit_code == 2
+    assert r.stderr.strip().splitlines() == [
+        f"mlnode: error: --root: {tmp_path / 'nope'} is not a directory"
+    ]
