@@ -252,6 +252,33 @@ def test_findings_grouped_by_severity_with_fix_in_code() -> None:
     )
 
 
+def test_odd_inputs_render_without_drawing_what_is_not_known() -> None:
+    zero = ImageFs(0, 0, "/var/lib/containerd")  # the kubelet's InvalidDiskCapacity case
+    nodes = (
+        _node(1, imagefs=zero, pull_deadline=Setting(None, "containerd 1.6: no deadline")),
+        _node(2, pull_deadline=Setting(0, "config.toml:12"), thresholds={}),
+        _node(3, thresholds=_thresholds(evict="lots")),  # not a quantity: no eviction mark
+        NodeReport("bare"),  # nothing read at all
+    )
+    page = render_html(report_json(ClusterReport(nodes), generated_at=WHEN))
+    c = _parse(page)
+    assert len(_node_rows(c)) == 4
+    bars = re.search(r'<svg class="bars".*?</svg>', page, re.S)
+    assert bars and bars.group(0).count("<rect") == 2  # gpu-0002 and gpu-0003
+    assert bars.group(0).count('class="ev"') == 0 and bars.group(0).count('class="gc"') == 1
+    text = "".join(c.text)
+    assert "2 node(s) without an imagefs reading" in text
+    assert "none" in text and "off (0)" in text
+
+
+def test_empty_cluster_and_fleet_wide_groups() -> None:
+    fleet = (Finding("D402", "images that dominate", "big", ""),)
+    page = render_html(report_json(ClusterReport((), fleet), generated_at=WHEN))
+    text = "".join(_parse(page).text)
+    assert "No node reported its image filesystem." in text and "Nodes (0)" in text
+    assert "1 finding(s) fleet-wide" in text
+
+
 def test_summary_counts_in_header() -> None:
     doc = cluster_doc(12)
     text = "".join(_parse(render_html(doc)).text)

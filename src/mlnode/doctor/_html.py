@@ -303,7 +303,9 @@ def _findings_section(findings: Sequence[Mapping[str, Any]], node_ids: Mapping[s
             out.append(
                 f'<details class="code {sev}"{"" if sev == "info" else " open"}><summary>'
                 f'<span class="badge {sev}">{esc(code)}</span> {esc(_meaning(code))} — '
-                f"{len(group)} finding(s) on {len(nodes)} node(s)</summary>"
+                f"{len(group)} finding(s) "
+                + (f"on {len(nodes)} node(s)" if nodes else "fleet-wide")
+                + "</summary>"
                 + "".join(_finding(f, node_ids) for f in group)
                 + "</details>"
             )
