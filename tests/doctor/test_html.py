@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from mlnode.doctor._html import TOP_BARS, render_html
+from mlnode.doctor._html import SORT_SCRIPT, TOP_BARS, render_html
 from mlnode.doctor._model import (
     ClusterReport,
     Finding,
@@ -118,12 +118,23 @@ class _Collector(html.parser.HTMLParser):
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.text: list[str] = []
+        self.scripts: list[str] = []
+        self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
 
     def handle_data(self, data: str) -> None:
-        self.text.append(data)
+        if self._in_script:
+            self.scripts[-1] += data
+        else:
+            self.text.append(data)
 
 
 def _parse(page: str) -> _Collector:
@@ -148,7 +159,7 @@ def test_one_row_per_node_with_unique_ids() -> None:
 def test_hostile_strings_appear_literally_never_as_markup() -> None:
     page = render_html(cluster_doc(5))
     c = _parse(page)
-    assert not [t for t, _ in c.tags if t == "script"]
+    assert c.scripts == [SORT_SCRIPT]  # the sorter, nothing the report brought
     text = "".join(c.text)
     assert EVIL_NAME in text
     assert EVIL_MESSAGE in text
@@ -393,4 +404,31 @@ def test_chromium_renders_the_page_one_row_per_node() -> None:
     c = _parse(dom)
     assert len(_node_rows(c)) == n
     assert len([t for t, a in c.tags if t == "rect"]) == n - 1  # one bar per charted node
-    assert EVIL_NAME in "".join(c.text) and not [t for t, _ in c.tags if t == "script"]
+    assert EVIL_NAME in "".join(c.text) and c.scripts == [SORT_SCRIPT]
+
+
+def _row_names(dom: str) -> list[str]:
+    return re.findall(r'<tr class="node-row[^"]*" id="[^"]*"><td><a href="#[^"]*">([^<]*)</a>', dom)
+
+
+@pytest.mark.skipif(_NO_CHROMIUM, reason="chromium is not installed (.ci/apt-packages.txt)")
+def test_chromium_sorts_the_table_only_when_asked() -> None:
+    # Without scripts a browser shows the HTML as written: the parser tests above check
+    # that (one row per node, worst first). Chromium's --dump-dom needs scripts itself, so
+    # here the check is that the sorter changes nothing until asked.
+    doc = cluster_doc(30)
+    with tempfile.TemporaryDirectory(prefix="mlnode-html-") as tmp:
+        page = Path(tmp) / "report.html"
+        static = render_html(doc)
+        page.write_text(static, encoding="utf-8")
+        url = page.as_uri()
+        by_name = _chromium(["--dump-dom", url + "#sort-0"], Path(tmp) / "p1").decode()
+        by_usage = _chromium(["--dump-dom", url + "#sort-6-desc"], Path(tmp) / "p2").decode()
+        unasked = _chromium(["--dump-dom", url], Path(tmp) / "p3").decode()
+    names = [html.unescape(x) for x in _row_names(by_name)]
+    assert len(names) == 30 and names == sorted(names, key=lambda x: x.lower())
+    usage = {n["name"]: n["imagefs"]["usage_percent"] if n["imagefs"] else -1 for n in doc["nodes"]}
+    ordered = [usage[html.unescape(x)] for x in _row_names(by_usage)]
+    assert ordered == sorted(ordered, reverse=True)
+    assert _row_names(unasked) == _row_names(static) and len(_row_names(static)) == 30
+    assert _row_names(by_name) != _row_names(static)  # the fixture is not already sorted

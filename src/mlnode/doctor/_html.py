@@ -1,8 +1,8 @@
 """The shareable HTML report: one self-contained page rendered from ``mlnode.doctor/v1`` JSON.
 
 :func:`render_html` takes what :func:`mlnode.doctor._model.report_json` returns (scope
-``node`` or ``cluster``) and returns one HTML document: inline CSS, inline SVG, no script,
-no font, image or style sheet fetched from anywhere, so it can be mailed, attached to a
+``node`` or ``cluster``) and returns one HTML document: inline CSS, inline SVG, nothing
+(font, image, style sheet, script) fetched from anywhere, so it can be mailed, attached to a
 ticket or opened offline, and it prints (print rules drop the scroll containers and keep
 table headers on every page). Every string that came from a node, an event or a file goes
 through :func:`html.escape`; nothing from the report is ever markup.
@@ -17,8 +17,11 @@ The chart (:mod:`mlnode.doctor._html_chart`, whose docstring explains how it sta
 at 1,000 nodes): labelled bars for the 50 most used nodes with each node's own GC-high
 and eviction marks, and above 50 nodes a usage profile of every node, sorted.
 
-Left out on purpose: interactive sorting or filtering (it would need JavaScript; the table
-is already sorted worst first), per-node detail pages, the thresholds other than GC high
+One small inline script (:data:`SORT_SCRIPT`) lets the node table's headers sort it; the
+page needs it for nothing else and is complete without it (a mail client or viewer that
+blocks scripts shows the same page, sorted worst first).
+
+Left out on purpose: filtering, per-node detail pages, the thresholds other than GC high
 and hard eviction (GC low, soft eviction).
 """
 
@@ -41,9 +44,28 @@ from mlnode.doctor._model import DOCTOR_CODES
 from mlnode.lint.findings import CODES as LINT_CODES
 from mlnode.units import format_go_duration
 
-__all__ = ["TOP_BARS", "render_html"]
+__all__ = ["SORT_SCRIPT", "TOP_BARS", "render_html"]
 
 _SEVERITIES = ("error", "warning", "info")
+
+# Optional: click a node-table header to sort by it (again: reverse); ``#sort-K`` or
+# ``#sort-K-desc`` in the URL sorts by column K on load. Numbers from data-v, else text.
+# Without scripts the page is complete, sorted worst first. No "//" in it (the page test).
+SORT_SCRIPT = """(function(){
+var t=document.querySelector("table.nodes");if(!t||!t.tHead)return;
+var hs=t.tHead.rows[0].cells;
+function val(r,k){var c=r.cells[k];var v=c.getAttribute("data-v");
+return v===null?c.textContent.trim():parseFloat(v);}
+function sort(k,d){var b=t.tBodies[0],rows=Array.prototype.slice.call(b.rows);
+rows.sort(function(x,y){var a=val(x,k),c=val(y,k);
+var r=typeof a==="number"?a-c:String(a).localeCompare(String(c));return d*r;});
+for(var i=0;i<rows.length;i++)b.appendChild(rows[i]);
+for(var j=0;j<hs.length;j++)hs[j].removeAttribute("data-dir");hs[k].setAttribute("data-dir",d);}
+for(var i=0;i<hs.length;i++)(function(k){hs[k].style.cursor="pointer";
+hs[k].addEventListener("click",function(){sort(k,hs[k].getAttribute("data-dir")==="1"?-1:1);});
+})(i);
+var m=/^#sort-(\\d+)(-desc)?$/.exec(location.hash);if(m&&hs[+m[1]])sort(+m[1],m[2]?-1:1);
+})();"""
 
 _CSS = """
 :root{--err:#b3261e;--warn:#8a5a00;--info:#1f5fbf;--ok:#3a7bd5;--line:#d0d4da;--mute:#5f6670}
@@ -149,6 +171,22 @@ def _sev_badges(counts: Mapping[str, int]) -> str:
     )
 
 
+def _key(value: object) -> str:
+    """A cell's sort key for the optional sorter: the number, or -1 when not known."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return repr(value) if is_number else "-1"
+
+
+def _deadline_key(node: Mapping[str, Any]) -> str:
+    s = node.get("pull_deadline_seconds")
+    if not isinstance(s, Mapping):
+        return "-1"
+    value = s.get("value")
+    if value is None or value == 0:
+        return "1e18"  # no deadline: longer than any
+    return _key(value)
+
+
 def _node_row(n: Mapping[str, Any], node_id: str) -> str:
     fs = as_map(n.get("imagefs"))
     largest = as_map(n.get("largest_image"))
@@ -165,21 +203,27 @@ def _node_row(n: Mapping[str, Any], node_id: str) -> str:
         if largest
         else NONE
     )
+    counts = _counts(n.get("findings") or [])
+    rank = counts["error"] * 10**6 + counts["warning"] * 10**3 + counts["info"]
     cells = [
         f'<td><a href="#{node_id}">{esc(n.get("name"))}</a></td>',
         f"<td>{_opt(n.get('pool'))}</td>",
         f"<td>{esc(ready_text)}</td>",
         f"<td>{_opt(n.get('kubelet_version'))}</td>",
         f"<td>{_opt(n.get('runtime'))}</td>",
-        f"<td>{_deadline(n)}</td>",
-        f'<td class="num" title="{esc(fs.get("source", ""))}">'
+        f'<td data-v="{_deadline_key(n)}">{_deadline(n)}</td>',
+        f'<td class="num" title="{esc(fs.get("source", ""))}" data-v="{_key(usage)}">'
         f"{NONE if usage is None else f'{usage}%'}</td>",
-        f'<td class="num">{human_bytes(fs.get("capacity_bytes"))}</td>',
-        f'<td class="num">{human_bytes(fs.get("available_bytes"))}</td>',
-        f'<td class="wrap">{largest_cell}</td>',
-        f'<td class="num">{human_bytes(n.get("headroom_bytes"))}</td>',
-        f'<td class="risk">{"AT RISK" if n.get("at_risk") else "no"}</td>',
-        f"<td>{_sev_badges(_counts(n.get('findings') or []))}</td>",
+        f'<td class="num" data-v="{_key(fs.get("capacity_bytes"))}">'
+        f"{human_bytes(fs.get('capacity_bytes'))}</td>",
+        f'<td class="num" data-v="{_key(fs.get("available_bytes"))}">'
+        f"{human_bytes(fs.get('available_bytes'))}</td>",
+        f'<td class="wrap" data-v="{_key(largest.get("size_bytes"))}">{largest_cell}</td>',
+        f'<td class="num" data-v="{_key(n.get("headroom_bytes"))}">'
+        f"{human_bytes(n.get('headroom_bytes'))}</td>",
+        f'<td class="risk" data-v="{int(bool(n.get("at_risk")))}">'
+        f"{'AT RISK' if n.get('at_risk') else 'no'}</td>",
+        f'<td data-v="{rank}">{_sev_badges(counts)}</td>',
         '<td class="wrap">' + "<br>".join(esc(x) for x in n.get("errors") or []) + "</td>",
     ]
     return f'<tr class="{" ".join(classes)}" id="{node_id}">{"".join(cells)}</tr>'
@@ -197,7 +241,8 @@ def _node_table(nodes: Sequence[Mapping[str, Any]], ids: Sequence[str]) -> str:
     body = "".join(_node_row(nodes[i], ids[i]) for i in order)
     return (
         f'<section id="nodes"><h2>Nodes ({len(nodes)})</h2><p class="meta">Worst first: '
-        "error findings, at risk, warnings, imagefs usage.</p>"
+        "error findings, at risk, warnings, imagefs usage. Click a column header to sort "
+        "(needs scripts; the order above is the page's own).</p>"
         f'<div class="scroll"><table class="nodes"><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div></section>"
     )
@@ -373,6 +418,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
             _findings_section(findings, by_name),
             _images_section(doc),
             '<footer class="meta"><p>Rendered by mlnode from its mlnode.doctor/v1 JSON; '
-            "self-contained, no scripts.</p></footer></body></html>",
+            "self-contained. The one inline script only sorts the node table.</p></footer>",
+            f'<script id="sort-table">{SORT_SCRIPT}</script></body></html>',
         ]
     )
