@@ -81,9 +81,9 @@ var(--line);padding-bottom:4px}h3{font-size:15px;margin:16px 0 6px}
 .card.warning b{color:var(--warn)}.card.info b{color:var(--info)}
 nav a{margin-right:14px}
 .scroll{max-height:70vh;overflow:auto;border:1px solid var(--line)}
-table{border-collapse:collapse;width:100%}
-th,td{padding:3px 8px;border-bottom:1px solid #eceef1;text-align:left;vertical-align:top;
-white-space:nowrap}td.wrap{white-space:normal;min-width:14em;max-width:30em}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{padding:3px 6px;border-bottom:1px solid #eceef1;text-align:left;vertical-align:top;
+white-space:nowrap}td.wrap{white-space:normal;min-width:11em;max-width:24em}
 th{background:#f4f6f8;position:sticky;top:0;z-index:1;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.unreachable td{color:var(--mute);background:#fafafa}
