@@ -197,7 +197,12 @@ _GC_NUMBERS = (
     re.compile(r"Wanted to free (\d+) bytes, but freed (\d+) bytes", re.I),
 )
 _PULL_BACKOFF = re.compile(r'^Back-off pulling image "((?:[^"\\]|\\.)*)"')
-_EPHEMERAL = ("ephemeral-storage", "ephemeral local storage", "emptydir volume")
+_EPHEMERAL = (
+    "ephemeral-storage",
+    "ephemeral local storage",
+    "local ephemeral storage",
+    "emptydir volume",
+)
 _LIMIT_WORDS = (
     "exceeded its local ephemeral storage limit",
     "exceeds the total limit",
@@ -323,7 +328,8 @@ def _eviction_finding(node: str, events: Sequence[KubeEvent]) -> Finding:
         )
     return Finding(
         code="D407",
-        title=f"{_total(events)} evictions for ephemeral storage on {node}",
+        title=f"{_total(events)} eviction{'s' if _total(events) > 1 else ''} for ephemeral"
+        f" storage on {node}",
         cause="; ".join(parts),
         fix=(
             "mlnode doctor (the thresholds and headroom in effect)"

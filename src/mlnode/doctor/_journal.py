@@ -176,7 +176,7 @@ _CONTAINERD_CANCEL = re.compile(
     r"cancel pulling image (\S+) because of no progress in (\S+)", re.IGNORECASE
 )
 _CRIO_CANCEL = re.compile(r"Timed out on waiting up to (\S+?) for image pull progress updates")
-_CRIO_IMAGE = re.compile(r'(?:image|pulling image)[ =:]+"?([\w./:@-]+)"?', re.IGNORECASE)
+_CRIO_PULLING = re.compile(r"Pulling image: (\S+)")
 _GC_FAILED = re.compile(r"Image garbage collection failed (once|multiple times in a row)")
 
 
@@ -238,16 +238,20 @@ def _cancel_findings(
     deadline_seconds: float | None,
 ) -> list[Finding]:
     by_image: dict[str, list[tuple[JournalEntry, float | None]]] = {}
+    crio_ids: dict[str, str] = {}  # CRI-O's request id → the image its PullImage pulls
     for e in entries:
         text = _text(e)
         m = _CONTAINERD_CANCEL.search(text)
         if m:
             by_image.setdefault(m.group(1).strip('"'), []).append((e, _seconds(m.group(2))))
             continue
+        fields = logfmt_fields(e.message)
+        pulling = _CRIO_PULLING.match(fields.get("msg", ""))
+        if pulling and "id" in fields:
+            crio_ids[fields["id"]] = pulling.group(1)
         c = _CRIO_CANCEL.search(text)
         if c:
-            named = _CRIO_IMAGE.search(text.replace(c.group(0), ""))
-            name = named.group(1) if named else "(image not named)"
+            name = crio_ids.get(fields.get("id", ""), "(image not named)")
             by_image.setdefault(name, []).append((e, _seconds(c.group(1))))
     out = []
     for image, items in sorted(by_image.items()):
