@@ -111,20 +111,44 @@ def test_acceptance_containerd_1_7_13_stalled_layer_is_the_progress_timeout() ->
 
 @pytest.mark.parametrize("minor", range(24, 36))
 def test_every_kubernetes_version_message_shape(minor: int) -> None:
-    """The Failed shape each of 1.24-1.35 writes (one format, see KUBELET_MESSAGES) is
-    paired with its Pulling and classified."""
+    """Each of 1.24-1.35: the node also pulled another image successfully just before (the
+    Pulled text differs by version, see KUBELET_MESSAGES); the Failed shape is the one
+    format all of them write, paired with its Pulling and classified."""
     rows = [r for r in ke.KUBELET_MESSAGES if r.reason == "Failed" and "pull" in r.format]
     assert [r.format for r in rows] == ["Failed to pull image %q: %v"]
-    objs = story(after=301.0)
+    sidecar = "registry.example.com/ml/sidecar:1"
+    objs = [
+        ke.pod_event(
+            "ml",
+            "train-0",
+            "sidecar",
+            NODE,
+            "Pulling",
+            f'Pulling image "{sidecar}"',
+            T0 - timedelta(seconds=20),
+        ),
+        ke.pod_event(
+            "ml",
+            "train-0",
+            "sidecar",
+            NODE,
+            "Pulled",
+            ke.pulled_message((1, minor), sidecar, 19.5, 52_428_800),
+            T0 - timedelta(seconds=1),
+        ),
+        *story(after=301.0),
+    ]
     failed = next(o for o in objs if o["message"].startswith("Failed to pull image"))
     assert failed["message"] == (
         f'Failed to pull image "{IMAGE}": rpc error: code = Canceled desc = failed to pull and'
         f' unpack image "{IMAGE}": context canceled'
     )
-    kubelet = Version(1, minor, 3)
-    assert kubelet.minor_line == (1, minor)
+    pulled = objs[1]["message"]
+    assert ("including waiting" in pulled) is (minor >= 27)
+    assert ("Image size: 52428800 bytes." in pulled) is (minor >= 33)
     f = explain(objs, containerd("1.7.13"))
     assert f.code == "D201"
+    assert any("elapsed 5m1s" in line for line in f.evidence)
 
 
 def test_containerd_1_7_5_default_is_one_minute() -> None:

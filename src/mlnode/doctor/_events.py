@@ -16,6 +16,22 @@ else ``reportingInstance``, else the involved object's name when that object is 
 Times are UTC; a malformed time reads as None rather than failing the whole list: an
 operator's cluster holds events from many writers.
 
+:func:`node_event_findings` (re-exported by :mod:`mlnode.doctor._classify`, where the
+merger looks for it) turns a node's events into one finding per kind, with counts:
+
+=======================================  =====  ====================================
+reason (and message)                     code   what it says
+=======================================  =====  ====================================
+FreeDiskSpaceFailed, ImageGCFailed       D107   bytes wanted vs eligible (both
+                                                wordings), why images were not
+                                                eligible
+InvalidDiskCapacity                      D106   GC cannot run: capacity 0
+BackOff "Back-off pulling image %q"      D210   per image: count and pods (crash
+                                                back-off is left out)
+Evicted about ephemeral storage          D407   node pressure vs a pod's own limit
+                                                (memory evictions left out)
+=======================================  =====  ====================================
+
 Pure: no I/O.
 """
 
