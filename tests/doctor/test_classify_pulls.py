@@ -21,6 +21,7 @@ from mlnode.doctor._classify import (
     cause_of,
     classify,
     classify_failures,
+    event_findings,
     pull_failures,
 )
 from mlnode.doctor._events import KubeEvent, parse_event
@@ -144,6 +145,7 @@ def test_every_kubernetes_version_message_shape(minor: int) -> None:
         f' unpack image "{IMAGE}": context canceled'
     )
     pulled = objs[1]["message"]
+    assert pulled.startswith(f'Successfully pulled image "{sidecar}" in 19.5s')
     assert ("including waiting" in pulled) is (minor >= 27)
     assert ("Image size: 52428800 bytes." in pulled) is (minor >= 33)
     f = explain(objs, containerd("1.7.13"))
@@ -397,3 +399,33 @@ def test_any_error_text_classifies(error: str, after: float) -> None:
         recommended_deadline_seconds=RECOMMENDED,
     )
     assert f.code in {"D201", "D202", "D203", "D204", "D205", "D206", "D209", "D211"}
+
+
+def test_event_findings_reads_only_its_node() -> None:
+    objs = story(after=300.0)
+    objs += ke.pull_story(
+        node="other-node",
+        namespace="ml",
+        pod="train-9",
+        container="trainer",
+        image=IMAGE,
+        error=ke.ERRORS["not-found"][0],
+        t0=T0,
+        fail_after_seconds=2.0,
+    )
+    findings = event_findings(
+        NODE,
+        parsed(objs),
+        runtime=containerd("1.7.13"),
+        deadline_seconds=None,
+        deadline_source="",
+        recommended_deadline_seconds=RECOMMENDED,
+    )
+    assert [f.code for f in findings] == ["D201", "D210"]
+    assert {f.node for f in findings} == {NODE}
+
+
+def test_cri_dockerd_from_a_docker_node_uses_its_own_flag() -> None:
+    f = explain(story(after=65.0), RuntimeSpec(RuntimeKind.CRI_DOCKERD))
+    assert f.code == "D201" and "1m0s" in f.title
+    assert "--image-pull-progress-deadline=15m0s in cri-docker.service's ExecStart" in f.fix

@@ -20,8 +20,10 @@ from mlnode.doctor._events import (
     node_event_findings,
     parse_event,
     parse_kube_time,
+    runtime_from_node_info,
 )
 from mlnode.testing import _kube_events as ke
+from mlnode.versions import RuntimeKind, RuntimeSpec, Version
 
 T0 = datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC)
 NODE = "gpu-node-7"
@@ -282,3 +284,29 @@ def test_parse_time_never_raises(text: str) -> None:
 def test_node_findings_never_raise(message: str, reason: str) -> None:
     obj = copy.deepcopy(ke.node_event(NODE, reason, message or "x", T0))
     node_event_findings(NODE, [one(obj)])
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("containerd://1.7.13", RuntimeSpec(RuntimeKind.CONTAINERD, Version(1, 7, 13))),
+        (
+            "containerd://1.7.12-0ubuntu2~22.04.1",
+            RuntimeSpec(RuntimeKind.CONTAINERD, Version(1, 7, 12)),
+        ),
+        ("containerd://v2.0.2", RuntimeSpec(RuntimeKind.CONTAINERD, Version(2, 0, 2))),
+        ("cri-o://1.30.11", RuntimeSpec(RuntimeKind.CRIO, Version(1, 30, 11))),
+        ("docker://24.0.7", RuntimeSpec(RuntimeKind.CRI_DOCKERD)),
+        ("remote://1.0", None),
+        ("containerd://", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_runtime_from_node_info(text: str | None, want: RuntimeSpec | None) -> None:
+    assert runtime_from_node_info(text) == want
+
+
+@given(st.text(max_size=40))
+def test_runtime_from_node_info_never_raises(text: str) -> None:
+    runtime_from_node_info(text)

@@ -450,4 +450,28 @@ def classify_failures(
     return out
 
 
-__all__ += ["CODES", "cause_of", "flag_duration"]
+def event_findings(
+    node: str,
+    events: Sequence[KubeEvent],
+    *,
+    runtime: RuntimeSpec | None,
+    deadline_seconds: float | None,
+    deadline_source: str,
+    recommended_deadline_seconds: float,
+) -> list[Finding]:
+    """Everything one node's events say: its failed pulls classified (one finding per
+    image and cause) and then :func:`node_event_findings`. ``events`` may hold other
+    nodes' events; only this node's are read."""
+    mine = [e for e in events if e.node == node]
+    failures = pull_failures(mine)
+    return classify_failures(
+        failures,
+        runtime=runtime,
+        node_events=mine,
+        deadline_seconds=deadline_seconds,
+        deadline_source=deadline_source,
+        recommended_deadline_seconds=recommended_deadline_seconds,
+    ) + node_event_findings(node, mine)
+
+
+__all__ += ["CODES", "cause_of", "event_findings", "flag_duration"]

@@ -44,7 +44,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlnode.doctor._model import Finding
+from mlnode.errors import VersionError
 from mlnode.units import format_bytes
+from mlnode.versions import RuntimeKind, RuntimeSpec, Version
 
 __all__ = [
     "KubeEvent",
@@ -53,6 +55,7 @@ __all__ = [
     "node_event_findings",
     "parse_event",
     "parse_kube_time",
+    "runtime_from_node_info",
 ]
 
 
@@ -376,3 +379,32 @@ def node_event_findings(node: str, events: Sequence[KubeEvent]) -> list[Finding]
     if evicted:
         out.append(_eviction_finding(node, evicted))
     return out
+
+
+_RUNTIME_SCHEMES = {
+    "containerd": RuntimeKind.CONTAINERD,
+    "cri-o": RuntimeKind.CRIO,
+    "crio": RuntimeKind.CRIO,
+}
+_LEADING_VERSION = re.compile(r"v?(\d+\.\d+(?:\.\d+)?)")
+
+
+def runtime_from_node_info(text: str | None) -> RuntimeSpec | None:
+    """``status.nodeInfo.containerRuntimeVersion`` as a runtime: ``containerd://1.7.13``,
+    ``containerd://1.7.12-0ubuntu2~22.04.1`` (the distribution suffix dropped),
+    ``cri-o://1.30.11``. ``docker://24.0.7`` is Docker Engine behind cri-dockerd (the
+    kubelet has had no dockershim since 1.24), whose own version the node does not
+    report: cri-dockerd without a version. None for anything else."""
+    if not text or "://" not in text:
+        return None
+    scheme, _, rest = text.strip().partition("://")
+    if scheme == "docker":
+        return RuntimeSpec(RuntimeKind.CRI_DOCKERD)
+    kind = _RUNTIME_SCHEMES.get(scheme.lower())
+    m = _LEADING_VERSION.match(rest)
+    if kind is None or m is None:
+        return None
+    try:
+        return RuntimeSpec(kind, Version.parse(m.group(1)))
+    except VersionError:
+        return None

@@ -86,7 +86,14 @@ def flag_duration(seconds: float) -> str:
 def deadline_row(runtime: RuntimeSpec | None) -> RuntimeSetting | None:
     if runtime is None:
         return None
-    rows = runtime_settings_for(runtime.kind, runtime.version)
+    if runtime.version is None:  # only a row that holds for every version applies
+        rows: tuple[RuntimeSetting, ...] = tuple(
+            r
+            for r in RUNTIME_SETTINGS
+            if r.runtime is runtime.kind and not r.span.since and not r.span.until
+        )
+    else:
+        rows = runtime_settings_for(runtime.kind, runtime.version)
     return next((r for r in rows if r.key == DEADLINE_KEY), None)
 
 

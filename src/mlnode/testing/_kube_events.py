@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mlnode.units import format_go_duration
+
 __all__ = [
     "ERRORS",
     "KUBELET_MESSAGES",
@@ -298,7 +300,7 @@ def failed_message(image: str, error: str) -> str:
 def pulled_message(version: tuple[int, int], image: str, seconds: float, size: int) -> str:
     """The Pulled message in the form the table has for ``version``; where the form's
     first version is not verified the split is mlnode's assumption (1.27, 1.33)."""
-    took = f"{seconds:.3f}s"
+    took = format_go_duration(seconds)
     if version < (1, 27):
         return f"Successfully pulled image {go_quote(image)} in {took}"
     if version < (1, 33):
