@@ -429,3 +429,15 @@ def test_cri_dockerd_from_a_docker_node_uses_its_own_flag() -> None:
     f = explain(story(after=65.0), RuntimeSpec(RuntimeKind.CRI_DOCKERD))
     assert f.code == "D201" and "1m0s" in f.title
     assert "--image-pull-progress-deadline=15m0s in cri-docker.service's ExecStart" in f.fix
+
+
+def test_a_retry_in_progress_times_the_first_attempt() -> None:
+    objs = story(after=300.0, attempts=2)
+    pulling = objs[0]
+    retry = datetime(2026, 11, 30, 10, 30, 0, tzinfo=UTC)
+    pulling["lastTimestamp"] = ke.stamp(retry)
+    pulling["count"] = 3
+    failure = pull_failures(parsed(objs))[0]
+    assert failure.started_at == T0
+    assert failure.failed_at == T0 + timedelta(seconds=300)
+    assert failure.elapsed_seconds == 300.0

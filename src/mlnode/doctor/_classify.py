@@ -161,16 +161,26 @@ def _pulling_image(message: str) -> str | None:
 _Key = tuple[str, str | None, str | None, str]
 
 
-def _start_of(failed: KubeEvent, pullings: Sequence[KubeEvent]) -> datetime | None:
-    """When the failed attempt started: the last Pulling at or before the last failure;
-    when a retry's Pulling came after it, the first Pulling before the first failure."""
-    starts: list[datetime] = []
-    for p in pullings:
-        if failed.last_seen and p.last_seen and p.last_seen <= failed.last_seen:
-            starts.append(p.last_seen)
-        elif failed.first_seen and p.first_seen and p.first_seen <= failed.first_seen:
-            starts.append(p.first_seen)
-    return max(starts) if starts else None
+def _pair(
+    failed: KubeEvent, pullings: Sequence[KubeEvent]
+) -> tuple[datetime | None, datetime | None]:
+    """(started, failed) of one attempt. The event correlator keeps one object per message
+    with first/last times, so: the last failure and the last Pulling at or before it;
+    when a retry's Pulling is newer than the last failure (the retry still runs), the
+    first failure and the first Pulling before it."""
+    if failed.last_seen is not None:
+        before_last = [
+            p.last_seen for p in pullings if p.last_seen and p.last_seen <= failed.last_seen
+        ]
+        if before_last:
+            return max(before_last), failed.last_seen
+    if failed.first_seen is not None:
+        before_first = [
+            p.first_seen for p in pullings if p.first_seen and p.first_seen <= failed.first_seen
+        ]
+        if before_first:
+            return max(before_first), failed.first_seen
+    return None, failed.last_seen
 
 
 def pull_failures(events: Sequence[KubeEvent]) -> list[PullFailure]:
@@ -183,21 +193,15 @@ def pull_failures(events: Sequence[KubeEvent]) -> list[PullFailure]:
         if e.reason == "Pulling":
             image = _pulling_image(e.message)
             if image is not None:
-                pullings.setdefault((e.node, e.object_namespace, e.object_name, image), []).append(
-                    e
-                )
+                pkey: _Key = (e.node, e.object_namespace, e.object_name, image)
+                pullings.setdefault(pkey, []).append(e)
         elif e.reason == "Failed":
             parsed = parse_failed_message(e.message)
             if parsed is not None:
                 failed.append(((e.node, e.object_namespace, e.object_name, parsed[0]), e))
     out: list[PullFailure] = []
     for key, e in failed:
-        start = _start_of(e, pullings.get(key, ()))
-        failed_at = (
-            e.last_seen if start is None or e.last_seen is None or start <= e.last_seen else None
-        )
-        if start is not None and failed_at is None:
-            failed_at = e.first_seen
+        started, failed_at = _pair(e, pullings.get(key, ()))
         out.append(
             PullFailure(
                 node=key[0],
@@ -205,8 +209,8 @@ def pull_failures(events: Sequence[KubeEvent]) -> list[PullFailure]:
                 pod=key[2] or None,
                 image=key[3],
                 message=_strip(e.message),
-                failed_at=failed_at or e.last_seen,
-                started_at=start,
+                failed_at=failed_at,
+                started_at=started,
                 count=e.count,
             )
         )
