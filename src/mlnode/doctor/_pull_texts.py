@@ -23,7 +23,7 @@ from mlnode.versions import RuntimeKind, RuntimeSpec
 if TYPE_CHECKING:
     from mlnode.doctor._classify import PullFailure
     from mlnode.doctor._events import KubeEvent
-    from mlnode.knowledge._runtime_settings import RuntimeSetting
+    from mlnode.knowledge.table import RuntimeSetting
 
 __all__ = [
     "DEADLINE_KEY",
