@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlnode.doctor._classify import event_findings
 from mlnode.doctor._disk import disk_findings, footprint_bytes, headroom_bytes
+from mlnode.doctor._events import runtime_from_node_info
 from mlnode.doctor._model import Finding, ImageFs, NodeReport, Setting
 from mlnode.doctor._settings import THRESHOLD_KEYS, runtime_deadline_default
 from mlnode.errors import InvalidValue, VersionError
@@ -30,7 +32,6 @@ from mlnode.versions import (
     RuntimeSpec,
     Version,
     parse_kubernetes_version,
-    parse_runtime,
 )
 
 __all__ = [
@@ -85,14 +86,7 @@ def pool_of(node: Mapping[str, Any], labels_order: Sequence[str] = POOL_LABELS) 
 def node_runtime(node: Mapping[str, Any]) -> RuntimeSpec | None:
     """``containerd://1.7.13`` → containerd@1.7.13 (None when unknown or unparsable)."""
     text = _get(node, "status", "nodeInfo", "containerRuntimeVersion")
-    if not isinstance(text, str) or "://" not in text:
-        return None
-    kind, _, version = text.partition("://")
-    version = version.lstrip("v").split("+")[0].split("~")[0]
-    try:
-        return parse_runtime(f"{kind}@{version}", option="containerRuntimeVersion")
-    except (VersionError, InvalidValue):
-        return None
+    return runtime_from_node_info(text if isinstance(text, str) else None)
 
 
 def _kubelet_version(node: Mapping[str, Any]) -> Version | None:
@@ -195,8 +189,6 @@ def _condition_findings(name: str, node: Mapping[str, Any]) -> list[Finding]:
 
 
 def analyse_node(facts: NodeFacts, *, pool_labels: Sequence[str] = POOL_LABELS) -> NodeReport:
-    from mlnode.doctor._classify import classify, node_event_findings, pull_failures
-
     name = str(_get(facts.node, "metadata", "name") or "?")
     k8s = _kubelet_version(facts.node)
     runtime = node_runtime(facts.node)
@@ -206,20 +198,17 @@ def analyse_node(facts: NodeFacts, *, pool_labels: Sequence[str] = POOL_LABELS) 
         value, source = runtime_deadline_default(runtime)
         deadline = Setting(value, source + "; the runtime's config is not visible through the API")
     findings = _condition_findings(name, facts.node)
-    failures = pull_failures(facts.events)
     seconds = deadline.value if deadline is not None else None
-    for failure in failures:
-        findings.append(
-            classify(
-                failure,
-                runtime=runtime,
-                node_events=facts.events,
-                deadline_seconds=seconds,
-                deadline_source=deadline.source if deadline else "unknown runtime",
-                recommended_deadline_seconds=recommended_deadline(seconds),
-            )
+    findings.extend(
+        event_findings(
+            name,
+            facts.events,
+            runtime=runtime,
+            deadline_seconds=seconds,
+            deadline_source=deadline.source if deadline else "unknown runtime",
+            recommended_deadline_seconds=recommended_deadline(seconds),
         )
-    findings.extend(node_event_findings(name, facts.events))
+    )
     fs = _imagefs(facts.summary)
     largest = _largest(facts.node)
     compressed = runtime is not None and runtime.kind is RuntimeKind.CONTAINERD
