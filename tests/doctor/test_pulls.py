@@ -193,6 +193,17 @@ def test_no_deadline_says_it_hangs_until_the_pod_is_deleted() -> None:
     assert "hangs until its pod is deleted" in f.cause and "cancels" not in f.cause
 
 
+def test_unknown_deadline_is_not_called_none() -> None:
+    (f,) = pull_findings(
+        "n1",
+        [_stalled_row()],
+        deadline_seconds=None,
+        deadline_source="unknown",
+        stall_after_seconds=30.0,
+    )
+    assert "deadline is not known" in f.cause and "has no pull progress deadline" not in f.cause
+
+
 def test_stall_at_the_registry_behind_a_wired_mirror_names_progress_not_apply() -> None:
     row = _stalled_row(
         source="containerd+mirror", mirror_state="fetching", mirror_upstream_bytes=3 * MiB

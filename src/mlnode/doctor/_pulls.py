@@ -389,6 +389,12 @@ def _where(row: PullRow) -> tuple[str, str]:
 
 
 def _deadline_text(row: PullRow, deadline_seconds: float | None, deadline_source: str) -> str:
+    if deadline_seconds is None and deadline_source.strip().lower() in ("", "unknown"):
+        return (
+            "The runtime's pull progress deadline is not known (its version was not read): "
+            "with one, containerd cancels the pull after that much silence and the retry "
+            "starts at byte 0; without one, the pull hangs until its pod is deleted."
+        )
     if deadline_seconds is None or deadline_seconds <= 0:
         state = "off" if deadline_seconds == 0 else "none"
         return (
