@@ -5,6 +5,8 @@ record's target is read from the content store (``Content.Read``); an index give
 platform's manifest; a manifest gives its layers (digest, mediaType, size). CRI keeps
 three records per image (``repo:tag``, ``repo@sha256:…``, and the config's ``sha256:``
 id), all pointing at one target: the target is read once, named by its tag.
+:func:`images_of_layers` answers the other way round, for downloads in flight: which
+image a layer belongs to, from the manifests already in the content store.
 
 :func:`layer_findings` turns an image whose layers are gzip into a D306 with the
 unpack time measured here: a 1.07 GB gzip layer (a 2.80 GiB tar of 75.8k files)
@@ -34,6 +36,7 @@ __all__ = [
     "MEASURED_GZIP_UNPACK_SECONDS",
     "MEASURED_ZSTD_UNPACK_SECONDS",
     "ImageLayers",
+    "images_of_layers",
     "layer_findings",
     "read_image_layers",
     "zstd_tag",
@@ -60,7 +63,11 @@ MEASURED_GZIP_BYTES = 1_070_000_000
 MEASURED_GZIP_UNPACK_SECONDS = 53.9
 MEASURED_ZSTD_UNPACK_SECONDS = 32.5
 
-_MANIFEST_MAX_BYTES = 4 * 1024 * 1024
+_MANIFEST_MAX_BYTES = 4 * 1024 * 1024  # real manifests and indexes are a few KiB
+_SOURCE_LABEL = "containerd.io/distribution.source."
+_GC_LAYER_LABEL = "containerd.io/gc.ref.content.l."
+_GC_CONFIG_LABEL = "containerd.io/gc.ref.content.config"
+_GC_MANIFEST_LABEL = "containerd.io/gc.ref.content.m."
 
 
 @dataclass(frozen=True)
@@ -212,3 +219,117 @@ def layer_findings(
         if f is not None:
             out.append(f)
     return out
+
+
+# --- which image a layer belongs to ------------------------------------------------------
+
+
+def _hosts_with_ports(names: Sequence[str]) -> dict[tuple[str, str], str]:
+    """(host without port, repository) → host as image records spell it (with its port)."""
+    out: dict[tuple[str, str], str] = {}
+    for name in names:
+        repo = name.split("@", 1)[0]
+        host, sep, path = repo.partition("/")
+        if not sep or ("." not in host and ":" not in host and host != "localhost"):
+            continue
+        last = path.rsplit("/", 1)[-1]
+        if ":" in last:
+            path = path[: len(path) - len(last)] + last.split(":", 1)[0]
+        out.setdefault((host.split(":", 1)[0], path), host)
+    return out
+
+
+def _source_name(labels: Mapping[str, str], ports: Mapping[tuple[str, str], str]) -> str | None:
+    """``host/repository`` from a distribution-source label (its key drops the port; an
+    image record of the same repository gives it back)."""
+    for key in sorted(labels):
+        if key.startswith(_SOURCE_LABEL):
+            host = key[len(_SOURCE_LABEL) :]
+            repo = labels[key].split(",", 1)[0]
+            return f"{ports.get((host, repo), host)}/{repo}"
+    return None
+
+
+def _descriptors(doc: Mapping[str, Any], key: str) -> list[str]:
+    items = doc.get(key)
+    if not isinstance(items, list):
+        return []
+    return [d["digest"] for d in items if isinstance(d, dict) and isinstance(d.get("digest"), str)]
+
+
+def _is_manifest_like(labels: Mapping[str, str]) -> bool:
+    return any(
+        k == _GC_CONFIG_LABEL or k.startswith((_GC_LAYER_LABEL, _GC_MANIFEST_LABEL)) for k in labels
+    )
+
+
+def images_of_layers(client: ContainerdClient) -> dict[str, str]:
+    """Layer (and config) digest → the name of the image it belongs to.
+
+    An image record appears only when a pull has finished (containerd 1.6 creates it after
+    the fetch; measured: no record while a layer was in flight), so the names come from the
+    content store. A pull fetches and commits the index or manifest before any of its
+    layers, and labels it: ``containerd.io/gc.ref.content.config`` and ``…l.<n>`` (the
+    config and each layer) or ``…m.<n>`` (an index's manifests), and
+    ``containerd.io/distribution.source.<host>=<repository>``. So: every content blob
+    with such gc labels (and every image record's target) is read as JSON; an index's
+    manifests are read too; each manifest's ``config`` and ``layers`` are mapped to
+
+    - the image record's name when one targets the manifest or its index (a tag first:
+      a re-pull, or an image whose blob went missing);
+    - else ``host/repository@<index or manifest digest>`` from the distribution-source
+      label. Its key carries the registry's host name without the port
+      (``distribution.source.127.0.0.1`` for ``127.0.0.1:5000``); an image record of the
+      same repository gives the port back, else the name has none. The tag of a pull in
+      flight is nowhere in containerd (the kubelet's Pulling event has it).
+
+    A layer two images share gets the name of the one with no record (the one being
+    pulled), else the first name in order. The gc labels on a manifest (``l.<n>``) are
+    used when its JSON cannot be read."""
+    records = _best_names(client)
+    ports = _hosts_with_ports(list(records.values()))
+    infos = {i.digest: i for i in client.list_content()}
+    candidates = sorted({d for d, i in infos.items() if _is_manifest_like(i.labels)} | set(records))
+    parent: dict[str, str] = {}  # manifest → its index
+    manifests: dict[str, list[str]] = {}
+    for digest in candidates:
+        info = infos.get(digest)
+        labels = info.labels if info is not None else {}
+        doc = None
+        if info is None or info.size_bytes <= _MANIFEST_MAX_BYTES:
+            doc = _read_json(client, digest)
+        if doc is not None and (doc.get("mediaType") in INDEX_TYPES or "manifests" in doc):
+            for child in _descriptors(doc, "manifests"):
+                parent.setdefault(child, digest)
+                child_info = infos.get(child)
+                if child not in manifests and child_info is not None:
+                    child_doc = _read_json(client, child)
+                    manifests[child] = _manifest_blobs(child_doc, child_info.labels)
+            continue
+        manifests[digest] = _manifest_blobs(doc, labels)
+    out: dict[str, tuple[bool, str]] = {}
+    for digest in sorted(manifests):
+        top = parent.get(digest, digest)
+        name = records.get(digest) or records.get(top)
+        in_flight = name is None
+        if name is None:
+            source = _source_name(infos[digest].labels if digest in infos else {}, ports)
+            if source is None and top in infos:
+                source = _source_name(infos[top].labels, ports)
+            name = f"{source}@{top}" if source else top
+        for blob in manifests[digest]:
+            have = out.get(blob)
+            if have is None or (in_flight and not have[0]):
+                out[blob] = (in_flight, name)
+    return {d: name for d, (_, name) in out.items()}
+
+
+def _manifest_blobs(doc: Mapping[str, Any] | None, labels: Mapping[str, str]) -> list[str]:
+    if doc is not None and isinstance(doc.get("layers"), list):
+        config = doc.get("config")
+        head = [config["digest"]] if isinstance(config, dict) and "digest" in config else []
+        return head + _descriptors(doc, "layers")
+    by_label = [v for k, v in labels.items() if k.startswith(_GC_LAYER_LABEL)]
+    if _GC_CONFIG_LABEL in labels:
+        by_label.append(labels[_GC_CONFIG_LABEL])
+    return sorted(by_label)

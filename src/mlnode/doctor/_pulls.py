@@ -25,7 +25,6 @@ row knows whether the mirror is still receiving from the registry.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,16 +32,16 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from mlnode.doctor._layers import images_of_layers
 from mlnode.doctor._model import Finding, PullRow
 from mlnode.ops.mirror_status import DEFAULT_MIRROR_URL
 from mlnode.ops.progress import Download, Row, downloads_from_samples, join_mirror
-from mlnode.runtime.errors import ContentNotFound
 from mlnode.units import format_bytes, format_go_duration
 
 if TYPE_CHECKING:
     from mlnode.ops.mirror_status import MirrorBlob
     from mlnode.ports import PullStatusSource
-    from mlnode.runtime.containerd import ContainerdClient, IngestStatus
+    from mlnode.runtime.containerd import IngestStatus
 
 __all__ = [
     "BUFFER_BYTES",
@@ -57,21 +56,8 @@ __all__ = [
 BUFFER_BYTES = 1024 * 1024
 """containerd's copy buffer: an ingest's offset and updated_at move in steps of this."""
 
-MANIFEST_MAX_BYTES = 4 * 1024 * 1024
-"""A manifest or index bigger than this is not read (real ones are a few KiB)."""
-
 _NO_IMAGES: Mapping[str, str] = MappingProxyType({})
 _SOURCE = {"both": "containerd+mirror", "containerd": "containerd", "mirror": "mirror"}
-_SOURCE_LABEL = "containerd.io/distribution.source."
-_GC_LAYER_LABEL = "containerd.io/gc.ref.content.l."
-_GC_CONFIG_LABEL = "containerd.io/gc.ref.content.config"
-_GC_MANIFEST_LABEL = "containerd.io/gc.ref.content.m."
-_INDEX_TYPES = frozenset(
-    {
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -192,144 +178,6 @@ def sample_pulls(
         mirror_blobs=mirror_blobs,
         images_by_digest=images_by_digest,
     )
-
-
-# --- which image a layer belongs to ------------------------------------------------------
-
-
-def _read_json(client: ContainerdClient, digest: str) -> dict[str, Any] | None:
-    try:
-        data = b"".join(client.read_content(digest))
-    except ContentNotFound:
-        return None
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _record_names(client: ContainerdClient) -> dict[str, str]:
-    """Target digest → the best name an image record gives it: a tag over a digest
-    reference over CRI's bare ``sha256:`` id record."""
-    best: dict[str, tuple[int, str]] = {}
-    for rec in client.list_images():
-        kind = 2 if rec.name.startswith("sha256:") else 1 if "@" in rec.name else 0
-        have = best.get(rec.target.digest)
-        if have is None or (kind, rec.name) < have:
-            best[rec.target.digest] = (kind, rec.name)
-    return {d: name for d, (_, name) in best.items()}
-
-
-def _hosts_with_ports(names: Sequence[str]) -> dict[tuple[str, str], str]:
-    """(host without port, repository) → host as image records spell it (with its port)."""
-    out: dict[tuple[str, str], str] = {}
-    for name in names:
-        repo = name.split("@", 1)[0]
-        host, sep, path = repo.partition("/")
-        if not sep or ("." not in host and ":" not in host and host != "localhost"):
-            continue
-        last = path.rsplit("/", 1)[-1]
-        if ":" in last:
-            path = path[: len(path) - len(last)] + last.split(":", 1)[0]
-        out.setdefault((host.split(":", 1)[0], path), host)
-    return out
-
-
-def _source_name(labels: Mapping[str, str], ports: Mapping[tuple[str, str], str]) -> str | None:
-    """``host/repository`` from a distribution-source label (its key drops the port; an
-    image record of the same repository gives it back)."""
-    for key in sorted(labels):
-        if key.startswith(_SOURCE_LABEL):
-            host = key[len(_SOURCE_LABEL) :]
-            repo = labels[key].split(",", 1)[0]
-            return f"{ports.get((host, repo), host)}/{repo}"
-    return None
-
-
-def _descriptors(doc: Mapping[str, Any], key: str) -> list[str]:
-    items = doc.get(key)
-    if not isinstance(items, list):
-        return []
-    return [d["digest"] for d in items if isinstance(d, dict) and isinstance(d.get("digest"), str)]
-
-
-def _is_manifest_like(labels: Mapping[str, str]) -> bool:
-    return any(
-        k == _GC_CONFIG_LABEL or k.startswith((_GC_LAYER_LABEL, _GC_MANIFEST_LABEL)) for k in labels
-    )
-
-
-def images_of_layers(client: ContainerdClient) -> dict[str, str]:
-    """Layer (and config) digest → the name of the image it belongs to.
-
-    An image record appears only when a pull has finished (containerd 1.6 creates it after
-    the fetch; measured: no record while a layer was in flight), so the names come from the
-    content store. A pull fetches and commits the index or manifest before any of its
-    layers, and labels it: ``containerd.io/gc.ref.content.config`` and ``…l.<n>`` (the
-    config and each layer) or ``…m.<n>`` (an index's manifests), and
-    ``containerd.io/distribution.source.<host>=<repository>``. So: every content blob
-    with such gc labels (and every image record's target) is read as JSON; an index's
-    manifests are read too; each manifest's ``config`` and ``layers`` are mapped to
-
-    - the image record's name when one targets the manifest or its index (a tag first:
-      a re-pull, or an image whose blob went missing);
-    - else ``host/repository@<index or manifest digest>`` from the distribution-source
-      label. Its key carries the registry's host name without the port
-      (``distribution.source.127.0.0.1`` for ``127.0.0.1:5000``); an image record of the
-      same repository gives the port back, else the name has none. The tag of a pull in
-      flight is nowhere in containerd (the kubelet's Pulling event has it).
-
-    A layer two images share gets the name of the one with no record (the one being
-    pulled), else the first name in order. The gc labels on a manifest (``l.<n>``) are
-    used when its JSON cannot be read."""
-    records = _record_names(client)
-    ports = _hosts_with_ports(list(records.values()))
-    infos = {i.digest: i for i in client.list_content()}
-    candidates = sorted({d for d, i in infos.items() if _is_manifest_like(i.labels)} | set(records))
-    parent: dict[str, str] = {}  # manifest → its index
-    manifests: dict[str, list[str]] = {}
-    for digest in candidates:
-        info = infos.get(digest)
-        labels = info.labels if info is not None else {}
-        doc = None
-        if info is None or info.size_bytes <= MANIFEST_MAX_BYTES:
-            doc = _read_json(client, digest)
-        if doc is not None and (doc.get("mediaType") in _INDEX_TYPES or "manifests" in doc):
-            for child in _descriptors(doc, "manifests"):
-                parent.setdefault(child, digest)
-                child_info = infos.get(child)
-                if child not in manifests and child_info is not None:
-                    child_doc = _read_json(client, child)
-                    manifests[child] = _manifest_blobs(child_doc, child_info.labels)
-            continue
-        manifests[digest] = _manifest_blobs(doc, labels)
-    out: dict[str, tuple[bool, str]] = {}
-    for digest in sorted(manifests):
-        top = parent.get(digest, digest)
-        name = records.get(digest) or records.get(top)
-        in_flight = name is None
-        if name is None:
-            source = _source_name(infos[digest].labels if digest in infos else {}, ports)
-            if source is None and top in infos:
-                source = _source_name(infos[top].labels, ports)
-            name = f"{source}@{top}" if source else top
-        for blob in manifests[digest]:
-            have = out.get(blob)
-            if have is None or (in_flight and not have[0]):
-                out[blob] = (in_flight, name)
-    return {d: name for d, (_, name) in out.items()}
-
-
-def _manifest_blobs(doc: Mapping[str, Any] | None, labels: Mapping[str, str]) -> list[str]:
-    if doc is not None and isinstance(doc.get("layers"), list):
-        config = doc.get("config")
-        head = [config["digest"]] if isinstance(config, dict) and "digest" in config else []
-        return head + _descriptors(doc, "layers")
-    by_label = [v for k, v in labels.items() if k.startswith(_GC_LAYER_LABEL)]
-    if _GC_CONFIG_LABEL in labels:
-        by_label.append(labels[_GC_CONFIG_LABEL])
-    return sorted(by_label)
 
 
 # --- findings ------------------------------------------------------------------------------
