@@ -23,6 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 import testbed
 from prereq import unavailable
+from testbed_mirror import MirrorProcess
 
 from mlnode.doctor._layers import GZIP_LAYER_TYPES, layer_findings, read_image_layers
 from mlnode.doctor._pulls import (
@@ -32,6 +33,7 @@ from mlnode.doctor._pulls import (
     sample_pulls,
     short_digest,
 )
+from mlnode.ops.mirror_status import fetch_status
 from mlnode.runtime.containerd import ContainerdClient, IngestStatus
 from mlnode.runtime.cri import CriClient
 
@@ -189,6 +191,57 @@ def test_stalled_cri_pull_is_named_with_layer_image_and_offset(
         f" stalled_seconds {row.stalled_seconds:.2f} at the second sample"
     )
     cri.remove_image(ref)
+
+
+def test_stall_behind_the_node_mirror_is_placed_at_the_registry(
+    bed: tuple[testbed.Registry, testbed.Containerd],
+    clients: tuple[CriClient, ContainerdClient],
+    tmp_path: Path,
+) -> None:
+    """containerd wired to a real ``mlnode mirror`` whose upstream (a proxy in front of
+    the registry) stalls: the row joins both sides, and the finding puts the stall at the
+    registry and names ``mlnode progress --mirror``, not ``mlnode apply --mirror``."""
+    reg, ctr = bed
+    cri, ctrd = clients
+    image = testbed.build_image([8 * MiB], seed=74)
+    repo = f"mlnode/doctor-mirror-{next(_repos)}"
+    ref = reg.push(image, repo, "v1")
+    layer = image.layers[0]
+    ingest_ref = f"layer-{layer.digest}"
+    upstream = reg.proxy(rate_bytes_per_second=2 * MiB)
+    mirror = MirrorProcess(tmp_path / "cache", [f"{reg.host}={upstream.url}"]).start()
+    ctr.trust_registry(reg.host, mirror_url=mirror.url)
+    pull = Pull(cri, ref)
+    try:
+        _wait_offset(ctrd, ingest_ref, MiB, pull)
+        upstream.stall()
+        _wait_still(ctrd, ingest_ref)
+        owners = images_of_layers(ctrd)
+        blobs = fetch_status(mirror.url).blobs
+        rows = sample_pulls(ctrd, interval_seconds=1.0, images_by_digest=owners, mirror_blobs=blobs)
+    finally:
+        upstream.resume()
+        upstream.rate_bytes_per_second = None
+        assert pull.done.wait(60), "the pull did not finish once the upstream resumed"
+        ctr.trust_registry(reg.host)
+        mirror.stop()
+        upstream.stop()
+    assert not pull.errors, pull.errors
+    cri.remove_image(ref)
+    (row,) = (r for r in rows if r.ref == ingest_ref)
+    assert row.source == "containerd+mirror"
+    (f,) = pull_findings(
+        "node-a",
+        [row],
+        deadline_seconds=300.0,
+        deadline_source="default of containerd 1.7.13",
+        stall_after_seconds=STALL_AFTER_SECONDS,
+        mirror_url=mirror.url,
+    )
+    assert f.code == "D207" and short_digest(layer.digest) in f.title
+    print(f"\nmeasured behind the mirror: offset {row.offset_bytes}; {f.cause.split('. ')[1]}")
+    assert "waiting for the registry too" in f.cause, f.cause
+    assert f"`mlnode progress --mirror {mirror.url}`" in f.fix and "mlnode apply" not in f.fix
 
 
 def test_pulled_gzip_image_gives_d306(

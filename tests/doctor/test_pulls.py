@@ -206,7 +206,11 @@ def test_unknown_deadline_is_not_called_none() -> None:
 
 def test_stall_at_the_registry_behind_a_wired_mirror_names_progress_not_apply() -> None:
     row = _stalled_row(
-        source="containerd+mirror", mirror_state="fetching", mirror_upstream_bytes=3 * MiB
+        source="containerd+mirror",
+        mirror_state="fetching",
+        mirror_upstream_bytes=7 * MiB,
+        mirror_contiguous_bytes=3 * MiB + 4096,
+        mirror_rate_bytes_per_second=50_000.0,
     )
     (f,) = pull_findings(
         "n1",
@@ -223,7 +227,10 @@ def test_stall_at_the_registry_behind_a_wired_mirror_names_progress_not_apply() 
 
 def test_mirror_ahead_of_containerd_puts_the_stall_between_them() -> None:
     row = _stalled_row(
-        source="containerd+mirror", mirror_state="complete", mirror_upstream_bytes=8 * MiB
+        source="containerd+mirror",
+        mirror_state="complete",
+        mirror_upstream_bytes=8 * MiB,
+        mirror_contiguous_bytes=8 * MiB,
     )
     (f,) = pull_findings(
         "n1", [row], deadline_seconds=300.0, deadline_source="d", stall_after_seconds=30.0

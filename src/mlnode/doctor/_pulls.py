@@ -69,6 +69,7 @@ class PullSample(PullRow):
     updated_at: datetime | None = None
     mirror_state: str | None = None
     mirror_upstream_bytes: int | None = None
+    mirror_contiguous_bytes: int | None = None
     mirror_rate_bytes_per_second: float | None = None
     eta_seconds: float | None = None
 
@@ -102,6 +103,7 @@ def _row(r: Row, now: datetime, interval: float | None, images: Mapping[str, str
         mirror_fields = {
             "mirror_state": m.state,
             "mirror_upstream_bytes": m.upstream_bytes,
+            "mirror_contiguous_bytes": m.contiguous_bytes,
             "mirror_rate_bytes_per_second": m.rate_bytes_per_second,
         }
     if d is None:
@@ -214,24 +216,36 @@ def _bytes_text(row: PullRow) -> str:
 
 
 def _where(row: PullRow) -> tuple[str, str]:
-    """(where the stall is, one word: "registry" or "mirror") from the mirror's side."""
-    upstream = getattr(row, "mirror_upstream_bytes", None)
+    """(where the stall is, in words; "registry" or "mirror") from the mirror's side.
+
+    containerd's offset lags what it has received by up to its 1 MiB buffer (and socket
+    buffers), so "the mirror has more" needs the mirror's servable prefix to be past that,
+    or the blob complete; a mirror still receiving other ranges is not that."""
     state = getattr(row, "mirror_state", None)
-    if upstream is None:
+    if state is None:
         return (
             "No node mirror lists this blob: containerd reads it from the registry itself, "
             "so the registry (or the network to it) stopped sending.",
             "registry",
         )
-    if state == "complete" or upstream >= row.offset_bytes + BUFFER_BYTES:
+    contiguous = getattr(row, "mirror_contiguous_bytes", None) or 0
+    if state == "complete" or (
+        state != "failed" and contiguous >= row.offset_bytes + 2 * BUFFER_BYTES
+    ):
         return (
-            f"The node mirror has {upstream} bytes of it ({state}) but containerd has "
-            f"{row.offset_bytes}: the stall is between the mirror and containerd.",
+            f"The node mirror can serve {contiguous} bytes of it ({state}) but containerd "
+            f"has {row.offset_bytes}: the stall is between the mirror and containerd.",
+            "mirror",
+        )
+    if state == "failed":
+        return (
+            "The node mirror's fetch of this blob failed: containerd waits on the mirror "
+            "until its connection breaks, then tries the next host in hosts.toml.",
             "mirror",
         )
     return (
-        f"The node mirror is waiting for the registry too ({state}, {upstream} bytes from "
-        "upstream): the stall is at the registry (or the network to it).",
+        f"The node mirror is waiting for the registry too ({state}, {contiguous} contiguous "
+        "bytes from upstream): the stall is at the registry (or the network to it).",
         "registry",
     )
 
