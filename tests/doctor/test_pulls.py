@@ -182,6 +182,18 @@ def test_stalled_download_names_layer_image_offset_and_the_deadline() -> None:
     assert "`mlnode progress`" in f.fix
 
 
+def test_the_ref_says_what_kind_of_blob_stalled() -> None:
+    (f,) = pull_findings(
+        "n1",
+        [_stalled_row(ref=f"config-{LAYER}")],
+        deadline_seconds=60.0,
+        deadline_source="default of containerd 1.7.2",
+        stall_after_seconds=30.0,
+    )
+    assert f.title.startswith("download of config sha256:3122c774a265")
+    assert "now (the deadline has passed)" in f.cause  # 120 s silent, 1m0s deadline
+
+
 def test_no_deadline_says_it_hangs_until_the_pod_is_deleted() -> None:
     (f,) = pull_findings(
         "n1",

@@ -197,6 +197,13 @@ def _seconds(s: float) -> str:
     return format_go_duration(float(round(s)))
 
 
+def _kind(row: PullRow) -> str:
+    """What containerd's ingest ref says the blob is (its pulls name refs ``layer-…``,
+    ``config-…``, ``manifest-…``, ``index-…``)."""
+    kind = row.ref.partition("-")[0]
+    return kind if kind in ("layer", "config", "manifest", "index") else "blob"
+
+
 def _is_stalled(row: PullRow, stall_after_seconds: float) -> bool:
     if row.stalled_seconds is None or row.stalled_seconds < stall_after_seconds:
         return False
@@ -310,7 +317,7 @@ def _stall_finding(
     where, place = _where(row)
     wired = mirror_url is not None or "mirror" in row.source
     evidence = [
-        f"layer {row.digest or '(unknown)'} of {image}",
+        f"{_kind(row)} {row.digest or '(unknown)'} of {image}",
         f"offset {_bytes_text(row)}",
         f"rate {_rate_text(row.rate_bytes_per_second)}",
         f"no byte written for {silent:.0f} s (containerd's updated_at {_iso(updated)})",
@@ -319,14 +326,14 @@ def _stall_finding(
     if row.ref:
         evidence.append(f"ingest ref {row.ref}")
     cause = (
-        f"No byte of this layer reached containerd's content store for {_seconds(silent)}. "
+        f"No byte of this {_kind(row)} reached containerd's content store for {_seconds(silent)}. "
         f"{where} {_deadline_text(row, deadline_seconds, deadline_source)} "
         f"(containerd writes in {format_bytes(BUFFER_BYTES)} steps: a very slow link looks "
         "silent between them; the offset also did not move between the two samples.)"
     )
     return Finding(
         "D207",
-        f"download of layer {short_digest(row.digest)} of {image} stalled for "
+        f"download of {_kind(row)} {short_digest(row.digest)} of {image} stalled for "
         f"{_seconds(silent)} at {format_bytes(row.offset_bytes)}",
         cause,
         _fix(place, mirror_url, wired),
