@@ -55,7 +55,8 @@ def test_largest_image_counts_blobs_and_unpacked_layers() -> None:
     assert "D103" not in _codes(fs, ("train:v1", 15 * GIB, True))  # 45 GiB: fits exactly
     assert "D103" not in _codes(fs, ("declared", 45 * GIB, False))
     fit = next(
-        f for f in disk_findings("n1", fs, LIMITS, largest=("train:v1", 16 * GIB, True))
+        f
+        for f in disk_findings("n1", fs, LIMITS, largest=("train:v1", 16 * GIB, True))
         if f.code == "D103"
     )
     assert fit.subject == "train:v1" and "48.0 GiB" in fit.title and "45.0 GiB" in fit.title

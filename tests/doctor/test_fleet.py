@@ -8,8 +8,16 @@ from mlnode.doctor._model import NodeReport, Setting
 GIB = 1 << 30
 
 
-def _node(name: str, *, pool: str = "pool=a", high: int = 85, largest: int = 30 * GIB,
-          headroom: int = 100 * GIB, ref: str = "train:v1", kubelet: str = "1.30.2") -> NodeReport:
+def _node(
+    name: str,
+    *,
+    pool: str = "pool=a",
+    high: int = 85,
+    largest: int = 30 * GIB,
+    headroom: int = 100 * GIB,
+    ref: str = "train:v1",
+    kubelet: str = "1.30.2",
+) -> NodeReport:
     return NodeReport(
         name=name,
         pool=pool,

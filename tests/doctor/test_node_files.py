@@ -42,7 +42,7 @@ def test_classic_line_names_the_removed_flag_and_the_apply_line(tmp_path: Path) 
     assert f["fix"].startswith(command + "  ")
 
     # The printed line is the fix: run it (without restarting anything) and ask again.
-    argv = shlex.split(f["fix"].split("  ")[0])[1:] + ["--no-restart"]
+    argv = [*shlex.split(f["fix"].split("  ")[0])[1:], "--no-restart"]
     applied = runner.invoke(app, argv)
     assert applied.exit_code == 0, applied.output
     code, after = _doctor(root)

@@ -100,6 +100,7 @@ def gather_runtime(
             deadline_seconds=seconds,
             deadline_source=source,
             stall_after_seconds=req.stall_after_seconds,
+            mirror_url=acc.mirror.url if acc.mirror is not None else None,
         )
     )
     acc.findings.extend(layer_findings(node, layered, min_image_bytes=req.min_gzip_image_bytes))

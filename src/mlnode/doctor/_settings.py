@@ -17,13 +17,13 @@ from mlnode.doctor._model import Finding, Setting
 from mlnode.errors import InvalidValue
 from mlnode.formats.base import ParsedDocument
 from mlnode.formats.detect import read_any
+from mlnode.formats.kubelet_argv import parse_kubelet_args
 from mlnode.knowledge.model import Layer, SettingValue
 from mlnode.knowledge.table import kubelet_setting_by_field, runtime_settings_for
 from mlnode.knowledge.values import parse_field_value
 from mlnode.lint.engine import LintContext, LintReport, lint_documents
 from mlnode.lint.findings import Finding as LintFinding
 from mlnode.node import UnitCommand, discover_node_files, node_path_of, read_text
-from mlnode.formats.kubelet_argv import parse_kubelet_args
 from mlnode.units import format_go_duration
 from mlnode.versions import RuntimeSpec, Version
 
