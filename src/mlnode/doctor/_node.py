@@ -34,6 +34,7 @@ from mlnode.doctor._settings import (
     lint_findings,
     lint_node,
     pull_deadline,
+    runtime_deadline_default,
     thresholds,
 )
 from mlnode.errors import KubeError
@@ -300,6 +301,9 @@ def diagnose_node(
             if v is None
         )
         acc.errors.append(f"versions: no {missing} binary answered --version under {root}")
+        if seen.runtime is not None:
+            value, source = runtime_deadline_default(seen.runtime)
+            deadline = Setting(value, source + " (the runtime's config not read: no kubelet)")
     _mirror(req, node, acc)
     gather_runtime(req, node, acc, deadline, seen)
     if lint is not None:
