@@ -47,7 +47,6 @@ as they are then, not at the first page's revision.
 
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
 import copy
@@ -61,12 +60,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no py.typed
 
+from mlnode.testing import _kube_files as files
 from mlnode.testing import _kube_reads as reads
 from mlnode.testing import _kube_shapes as shapes
+from mlnode.testing import _kube_writes as writes
 from mlnode.testing import _kubelet_shapes as kubelet_shapes
 from mlnode.testing._kube_http import Answer, HttpServer, RecordedRequest
 from mlnode.testing._kube_tls import ThrowawayCa
@@ -75,8 +76,6 @@ __all__ = ["DEFAULT_SCHEMA_VERSION", "FakeKubeApiServer", "RecordedRequest"]
 
 #: One of the newest schemas kubernetes-validate ships (1.37 with kubernetes-validate 1.37).
 DEFAULT_SCHEMA_VERSION = kubernetes_validate.latest_version()
-
-_MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 
 
 class FakeKubeApiServer:
@@ -322,45 +321,39 @@ class FakeKubeApiServer:
     # ── kubeconfig and service account files for clients ─────────────────────────────
 
     def kubeconfig(
-        self, path: Path, *, auth: Literal["token", "cert"] = "token", inline: bool = False
+        self,
+        path: Path,
+        *,
+        auth: files.AuthKind = "token",
+        inline: bool = False,
+        exec_api_version: str = files.EXEC_V1,
+        exec_fails: str | None = None,
     ) -> Path:
-        """Write a kubeconfig for this server at ``path``: a bearer token, or a client
-        certificate (``client.crt``/``client.key`` beside it) signed by the server's CA.
-        ``inline``: the ``*-data`` (base64) keys instead of file paths."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cluster: dict[str, Any] = {"server": self.url}
-        user: dict[str, Any] = {}
-        if inline:
-            cluster["certificate-authority-data"] = _b64(self._ca.pem)
-        else:
-            cluster["certificate-authority"] = str(self.ca_path)
-        if auth == "token":
-            if self.token is None:
-                raise ValueError("this server accepts no token")
-            user["token"] = self.token
-        else:
-            cert, key = self._ca.issue("mlnode-agent", server=False)
-            if inline:
-                user["client-certificate-data"] = _b64(cert)
-                user["client-key-data"] = _b64(key)
-            else:
-                (path.parent / "client.crt").write_bytes(cert)
-                (path.parent / "client.key").write_bytes(key)
-                user["client-certificate"] = "client.crt"  # relative to the kubeconfig
-                user["client-key"] = "client.key"
-        doc = shapes.kubeconfig(cluster, user)
-        path.write_text(json.dumps(doc, indent=2) + "\n")  # JSON is YAML
-        return path
+        """Write a kubeconfig for this server at ``path``: a bearer token; a client
+        certificate (``client.crt``/``client.key`` beside it) signed by the server's CA;
+        or an ``exec`` plugin (``exec-plugin.sh`` beside it, named relatively, printing
+        an ExecCredential of ``exec_api_version`` with the server's token; with
+        ``exec_fails`` it prints that and exits 1). ``inline``: the ``*-data`` (base64)
+        keys instead of file paths."""
+        return files.write_kubeconfig(
+            path,
+            server_url=self.url,
+            ca_pem=self._ca.pem,
+            ca_path=self.ca_path,
+            token=self.token,
+            issue_client_cert=lambda: self._ca.issue("mlnode-agent", server=False),
+            auth=auth,
+            inline=inline,
+            exec_api_version=exec_api_version,
+            exec_fails=exec_fails,
+        )
 
     def service_account(self, root: Path, *, namespace: str = "mlnode-system") -> dict[str, str]:
         """The files the kubelet mounts in a pod, under ``root``, and the environment a
         pod gets: for ``connect(in_cluster_root=root, env=...)``."""
-        account = root / "var/run/secrets/kubernetes.io/serviceaccount"
-        account.mkdir(parents=True, exist_ok=True)
-        (account / "token").write_text(self.token or "")
-        (account / "ca.crt").write_bytes(self._ca.pem)
-        (account / "namespace").write_text(namespace)
-        return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.port)}
+        return files.write_service_account(
+            root, token=self.token, ca_pem=self._ca.pem, port=self.port, namespace=namespace
+        )
 
     # ── request handling (called by _Handler, on connection threads) ──────────────────
 
@@ -431,8 +424,8 @@ class FakeKubeApiServer:
                 return Answer.of(*shapes.not_found(resource, name))
             return Answer.of(200, obj)
         if verb == "create":
-            return Answer.of(*self._create(resource, namespace, body))
-        return Answer.of(*self._patch(resource, namespace, name, body, content_type))
+            return Answer.of(*writes.create(self, resource, namespace, body))
+        return Answer.of(*writes.patch(self, resource, namespace, name, body, content_type))
 
     def _list(self, resource: str, namespace: str, query: str) -> Answer:
         # stored objects are replaced, never changed in place: encoding them outside
@@ -456,53 +449,6 @@ class FakeKubeApiServer:
         if kubelet is not None and kubelet.delay_seconds > 0:
             self._stopping.wait(kubelet.delay_seconds)
         return reads.proxy_answer(kubelet, rest, node_address=_internal_ip(node))
-
-    def _create(self, resource: str, namespace: str, body: Any) -> tuple[int, dict[str, Any]]:
-        if not isinstance(body, dict):
-            return shapes.status(400, "BadRequest", "the request body is not a JSON object")
-        obj = copy.deepcopy(body)
-        meta = obj.setdefault("metadata", {})
-        if not isinstance(meta, dict):
-            return shapes.status(400, "BadRequest", "metadata is not an object")
-        if meta.get("namespace", namespace) != namespace:
-            return shapes.status(
-                400,
-                "BadRequest",
-                "the namespace of the provided object does not match the namespace sent on "
-                "the request",
-            )
-        name = meta.get("name")
-        if not isinstance(name, str) or not name:
-            return shapes.invalid(obj, "Event", "", [("metadata.name", "Required value")])
-        meta["namespace"] = namespace
-        problems = self._problems(obj)
-        if problems:
-            return shapes.invalid(obj, "Event", name, problems)
-        with self._lock:
-            if (resource, namespace, name) in self._objects:
-                return shapes.already_exists(resource, name)
-            return 201, self._store(resource, namespace, name, obj, new=True)
-
-    def _patch(
-        self, resource: str, namespace: str, name: str, patch: Any, content_type: str
-    ) -> tuple[int, dict[str, Any]]:
-        if content_type.split(";")[0].strip() not in _MERGE_TYPES:
-            message = f"the body of the request was in an unknown format: {content_type}"
-            return shapes.status(415, "UnsupportedMediaType", message)
-        if not isinstance(patch, dict):
-            return shapes.status(400, "BadRequest", "the patch is not a JSON object")
-        with self._lock:
-            current = self._get(resource, namespace, name)
-            if current is None:
-                return shapes.not_found(resource, name)
-            merged = shapes.merge_patch(current, patch)
-            for immutable in ("uid", "name", "namespace", "creationTimestamp"):
-                if immutable in current["metadata"]:
-                    merged.setdefault("metadata", {})[immutable] = current["metadata"][immutable]
-            problems = self._problems(merged)
-            if problems:
-                return shapes.invalid(merged, str(current.get("kind")), name, problems)
-            return 200, self._store(resource, namespace, name, merged)
 
     def _problems(self, obj: dict[str, Any]) -> list[tuple[str, str]]:
         """(field, message) the API server would refuse the object for; empty if none."""
@@ -538,10 +484,6 @@ class FakeKubeApiServer:
         with self._lock:
             self._requests.append(request)
             self.request_count += 1
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def _internal_ip(node: Mapping[str, Any]) -> str:
