@@ -71,6 +71,7 @@ class HttpServer(ThreadingHTTPServer):
             return
         with fake._lock:
             fake._open.add(tls)
+            fake.connection_count += 1
         try:
             _Handler(tls, client_address, self)
         except (ssl.SSLError, OSError):

@@ -123,6 +123,8 @@ class FakeKubeApiServer:
         self._requests: collections.deque[RecordedRequest] = collections.deque(maxlen=requests_kept)
         #: every request answered since the start
         self.request_count = 0
+        #: every connection accepted (TLS handshake done) since the start
+        self.connection_count = 0
         self._schemas = reads.SchemaCache(schema_version)
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._revision = 0
