@@ -125,6 +125,8 @@ class FakeKubeApiServer:
         self.request_count = 0
         #: every connection accepted (TLS handshake done) since the start
         self.connection_count = 0
+        #: requests being answered now (e.g. waiting out a kubelet's delay)
+        self.in_flight = 0
         self._schemas = reads.SchemaCache(schema_version)
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._revision = 0
@@ -132,7 +134,7 @@ class FakeKubeApiServer:
         self._forbidden: set[tuple[str, str]] = set()
         self._granted: set[tuple[str, str]] | None = None
         self._kubelets: dict[str, reads.Kubelet] = {}
-        self._stopping = threading.Event()  # cuts kubelet delays short on down()
+        self._release = threading.Event()  # cuts kubelet delays short (down, release)
         self._port = 0
         self._httpd: HttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -140,7 +142,7 @@ class FakeKubeApiServer:
     # ── lifecycle ─────────────────────────────────────────────────────────────────────
 
     def start(self) -> FakeKubeApiServer:
-        self._stopping.clear()
+        self._release.clear()
         self._httpd = HttpServer(("127.0.0.1", self._port), self)
         self._port = self._httpd.server_address[1]
         self._thread = threading.Thread(
@@ -154,7 +156,7 @@ class FakeKubeApiServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
-        self._stopping.set()
+        self._release.set()
         httpd.shutdown()
         with self._lock:
             open_now = list(self._open)
@@ -271,6 +273,13 @@ class FakeKubeApiServer:
             documents["stats/summary"] = json.dumps(summary).encode()
         with self._lock:
             self._kubelets[name] = reads.Kubelet(documents, delay_seconds, status)
+
+    def release_delayed(self, *, again: bool = True) -> None:
+        """Answer every request now waiting out a kubelet's delay at once; ``again``:
+        later requests wait their delays again."""
+        self._release.set()
+        if again:
+            self._release.clear()
 
     def unset_kubelet(self, name: str) -> None:
         with self._lock:
@@ -449,7 +458,7 @@ class FakeKubeApiServer:
         if node is None:
             return Answer.of(*shapes.not_found("nodes", name))
         if kubelet is not None and kubelet.delay_seconds > 0:
-            self._stopping.wait(kubelet.delay_seconds)
+            self._release.wait(kubelet.delay_seconds)
         return reads.proxy_answer(kubelet, rest, node_address=_internal_ip(node))
 
     def _problems(self, obj: dict[str, Any]) -> list[tuple[str, str]]:
