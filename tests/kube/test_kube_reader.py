@@ -228,3 +228,23 @@ def test_the_pool_holds_32_requests_at_once(cluster: FakeKubeApiServer, reader: 
         finally:
             cluster.release_delayed(again=False)  # the rest, too, at once
         assert all("kubeletconfig" in f.result() for f in futures)
+
+
+@pytest.mark.parametrize("how", ["token", "cert", "exec", "in-cluster"])
+def test_every_credential_reaches_the_node_proxy(
+    cluster: FakeKubeApiServer, tmp_path: Path, how: str
+) -> None:
+    """The proxy's plain httpx client presents what lightkube's would (and exec's token)."""
+    cluster.add_node("n1")
+    cluster.set_kubelet("n1", configz=configz_document())
+    if how == "in-cluster":
+        env = cluster.service_account(tmp_path / "pod")
+        client = connect(in_cluster_root=tmp_path / "pod", env=env)
+    else:
+        client = connect(kubeconfig=cluster.kubeconfig(tmp_path / "kc", auth=how))  # type: ignore[arg-type]
+    assert client is not None
+    with client:
+        assert "kubeletconfig" in client.node_proxy("n1", "configz", timeout_seconds=5)
+        assert len(client.list_nodes()) == 1
+    want = "cert" if how == "cert" else "token"
+    assert [(r.auth, r.status) for r in cluster.requests] == [(want, 200), (want, 200)]
