@@ -28,7 +28,15 @@ from referencing import Registry, Resource
 from mlnode.testing import _kube_shapes as shapes
 from mlnode.testing._kube_http import Answer
 
-__all__ = ["Kubelet", "SchemaCache", "granted_by", "list_page", "proxy_answer"]
+__all__ = [
+    "Kubelet",
+    "SchemaCache",
+    "allowed",
+    "granted_by",
+    "internal_ip",
+    "list_page",
+    "proxy_answer",
+]
 
 
 # ── schema validation, the validator built once per kind ────────────────────────────────
@@ -167,6 +175,13 @@ class Kubelet:
 # The kubelet's own answers pass through the proxy unchanged: a path it does not serve is
 # Go's "404 page not found" (net/http NotFound, text/plain); another code, its status text.
 _TEXT = "text/plain; charset=utf-8"
+
+
+def internal_ip(node: Mapping[str, Any]) -> str:
+    for address in (node.get("status") or {}).get("addresses") or ():
+        if address.get("type") == "InternalIP":
+            return str(address.get("address"))
+    return "10.0.0.11"
 
 
 def proxy_answer(kubelet: Kubelet | None, path: str, *, node_address: str) -> Answer:

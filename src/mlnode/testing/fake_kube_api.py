@@ -459,7 +459,7 @@ class FakeKubeApiServer:
             return Answer.of(*shapes.not_found("nodes", name))
         if kubelet is not None and kubelet.delay_seconds > 0:
             self._release.wait(kubelet.delay_seconds)
-        return reads.proxy_answer(kubelet, rest, node_address=_internal_ip(node))
+        return reads.proxy_answer(kubelet, rest, node_address=reads.internal_ip(node))
 
     def _problems(self, obj: dict[str, Any]) -> list[tuple[str, str]]:
         """(field, message) the API server would refuse the object for; empty if none."""
@@ -495,10 +495,3 @@ class FakeKubeApiServer:
         with self._lock:
             self._requests.append(request)
             self.request_count += 1
-
-
-def _internal_ip(node: Mapping[str, Any]) -> str:
-    for address in (node.get("status") or {}).get("addresses") or ():
-        if address.get("type") == "InternalIP":
-            return str(address.get("address"))
-    return "10.0.0.11"
