@@ -85,15 +85,16 @@ def _uuidish(seed: str) -> str:
 
 
 # Node. Fields: kubernetes.io/docs/reference/kubernetes-api/cluster-resources/node-v1
-# (NodeSpec podCIDR(s)/providerID; NodeStatus addresses, allocatable, capacity, conditions,
+# (NodeSpec podCIDR(s); NodeStatus addresses, allocatable, capacity, conditions,
 # daemonEndpoints.kubeletEndpoint.Port, images [{names, sizeBytes}], nodeInfo with its ten
-# required keys); ephemeral-storage in capacity as bytes-with-suffix and allocatable as
-# capacity minus the eviction reserve, as a kubeadm node shows them; the well-known labels
-# of kubernetes.io/docs/reference/labels-annotations-taints; images sorted largest first,
-# at most 5 names each, at most nodeStatusMaxImages (50) (pkg/kubelet/nodestatus/setters.go
-# Images()); the order and layout of `kubectl get node -o json` output in the kubernetes
-# website's "Nodes" and "kubectl Quick Reference" pages. kubeProxyVersion is deprecated
-# from v1.31 (KEP-4004) and the kubelet leaves it empty.
+# required keys); the well-known labels of kubernetes.io/docs/reference/labels-annotations-
+# taints; images sorted largest first, at most 5 names each, at most nodeStatusMaxImages
+# (50) (pkg/kubelet/nodestatus/setters.go Images()). Layout checked against recorded
+# `kubectl get node -o json` outputs in public repositories (a Docker Desktop v1.25.4
+# node, EKS v1.10 and v1.21 nodes): keys sorted, capacity ephemeral-storage in Ki and
+# allocatable in plain bytes, hugepages-* "0", the digest name before the tag name,
+# kubeletEndpoint Port 10250. kubeProxyVersion is deprecated from v1.31 (KEP-4004) and
+# left empty.
 def node_object(
     name: str,
     *,
@@ -124,7 +125,6 @@ def node_object(
         "kind": "Node",
         "metadata": {
             "annotations": {
-                "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock",
                 "node.alpha.kubernetes.io/ttl": "0",
                 "volumes.kubernetes.io/controller-managed-attach-detach": "true",
                 **(annotations or {}),
@@ -179,9 +179,11 @@ def node_object(
 # configz. The kubelet serves {"kubeletconfig": {...}}: its merged configuration in the
 # kubelet.config.k8s.io/v1beta1 JSON field names, every default filled in, durations as Go
 # prints them ("2m0s"), and no kind/apiVersion. Sources: kubernetes/kubernetes
-# pkg/kubelet/server (InstallDebuggingHandlers registers /configz; the config is set with
-# configz.New("kubeletconfig")); the kubernetes website's "Reconfigure a Node's Kubelet"
-# task, whose jq line adds kind and apiVersion to .kubeletconfig because configz lacks them;
+# cmd/kubelet/app/server.go (initConfigz registers configz.New("kubeletconfig") and
+# setConfigz stores the running config converted to a v1beta1 KubeletConfiguration whose
+# TypeMeta is empty); pkg/kubelet/server (InstallDebuggingHandlers serves /configz); the
+# kubernetes website's "Reconfigure a Node's Kubelet" task, whose jq line adds kind and
+# apiVersion to .kubeletconfig because configz lacks them;
 # defaults from pkg/kubelet/apis/config/v1beta1/defaults.go and the field table of
 # kubernetes.io/docs/reference/config-api/kubelet-config.v1beta1 (and
 # ../shared/reference/kubelet-facts.md section 2). Version-gated fields: imageMaximumGCAge
