@@ -5,6 +5,7 @@ doctor call passes while a write is refused with the RBAC message."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def test_the_role_is_read_only_and_exactly_the_doctors_calls() -> None:
 
 
 @pytest.fixture
-def doctor(tmp_path: Path) -> tuple[FakeKubeApiServer, KubeClient]:
+def doctor(tmp_path: Path) -> Iterator[tuple[FakeKubeApiServer, KubeClient]]:
     api = FakeKubeApiServer(user=DOCTOR_USER).start()
     api.add_node("gpu-1")
     api.set_kubelet(
@@ -97,7 +98,7 @@ def doctor(tmp_path: Path) -> tuple[FakeKubeApiServer, KubeClient]:
     api.use_roles([_the("ClusterRole")])
     client = connect(kubeconfig=api.kubeconfig(tmp_path / "kubeconfig"))
     assert client is not None
-    yield api, client  # type: ignore[misc]
+    yield api, client
     client.close()
     api.stop()
 

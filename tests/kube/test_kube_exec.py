@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,10 @@ from mlnode.testing.fake_kube_api import FakeKubeApiServer
 
 
 @pytest.fixture
-def api() -> FakeKubeApiServer:
+def api() -> Iterator[FakeKubeApiServer]:
     server = FakeKubeApiServer().start()
     server.add_node("gpu-1")
-    yield server  # type: ignore[misc]
+    yield server
     server.stop()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -38,17 +39,17 @@ def _event(namespace: str, name: str, node: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def cluster() -> FakeKubeApiServer:
+def cluster() -> Iterator[FakeKubeApiServer]:
     api = FakeKubeApiServer().start()
-    yield api  # type: ignore[misc]
+    yield api
     api.stop()
 
 
 @pytest.fixture
-def reader(cluster: FakeKubeApiServer, tmp_path: Path) -> KubeClient:
+def reader(cluster: FakeKubeApiServer, tmp_path: Path) -> Iterator[KubeClient]:
     client = connect(kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"))
     assert client is not None
-    yield client  # type: ignore[misc]
+    yield client
     client.close()
 
 
