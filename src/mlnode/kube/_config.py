@@ -39,6 +39,8 @@ class ResolvedConfig:
     config: SingleConfig
     #: ``kubeconfig /path (context x)`` or ``in-cluster service account``
     source: str
+    #: the kubeconfig file (None in-cluster): where an exec plugin's relative command is
+    path: Path | None = None
 
     @property
     def server(self) -> str:
@@ -115,7 +117,7 @@ def load_kubeconfig(path: Path, *, context: str | None = None) -> ResolvedConfig
     if single.user is None:  # lightkube asserts a user; an empty one presents nothing
         single = single._replace(user=User())
     where = f"kubeconfig {path} (context {single.context_name})"
-    return ResolvedConfig(_checked(single, path), where)
+    return ResolvedConfig(_checked(single, path), where, path.absolute())
 
 
 def _in_cluster(root: Path, env: Mapping[str, str]) -> ResolvedConfig | None:

@@ -164,3 +164,7 @@ if TYPE_CHECKING:  # mypy checks the fake and the real client satisfy the port; 
     # here rather than in mlnode.kube: mlnode.kube sits below mlnode.ports in the layers
     def _real(c: KubeClient) -> ports.ClusterApi:
         return c
+
+    # the doctor's reader: the same client
+    def _reader(c: KubeClient) -> ports.ClusterReader:
+        return c

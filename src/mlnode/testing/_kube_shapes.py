@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 #: the agent's service account, as the RBAC authorizer names it in a 403 message
@@ -78,6 +79,10 @@ def discovery(doc: str, server_url: str) -> dict[str, Any]:
 _NS = r"(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
 _NAME = r"(?P<name>[^/]+)"
 _ROUTES: list[tuple[str, re.Pattern[str], str, str]] = [
+    ("GET", re.compile(r"/api/v1/nodes"), "list", "nodes"),
+    ("GET", re.compile(r"/api/v1/events"), "list", "events"),
+    ("GET", re.compile(rf"/api/v1/namespaces/{_NS}/events"), "list", "events"),
+    ("GET", re.compile(rf"/api/v1/nodes/{_NAME}/proxy(?P<rest>/.*)?"), "get", "nodes/proxy"),
     ("GET", re.compile(rf"/api/v1/nodes/{_NAME}"), "get", "nodes"),
     ("PATCH", re.compile(rf"/api/v1/nodes/{_NAME}"), "patch", "nodes"),
     ("POST", re.compile(rf"/api/v1/namespaces/{_NS}/events"), "create", "events"),
@@ -87,16 +92,27 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, str]] = [
 ]
 
 
-def route(method: str, path: str) -> dict[str, str] | tuple[str, str, str, str] | None:
-    """Discovery ``{"doc": ...}``, or (verb, resource, namespace, name), or None (404)."""
-    path = path.rstrip("/") or "/"
+Route = tuple[str, str, str, str, str]  # verb, resource, namespace, name, rest of the path
+
+
+def route(method: str, path: str) -> dict[str, str] | Route | None:
+    """Discovery ``{"doc": ...}``, or (verb, resource, namespace, name, rest), or None
+    (404). ``rest``: what follows ``/proxy`` (the kubelet's path)."""
+    if "/proxy/" not in path:
+        path = path.rstrip("/") or "/"
     if method == "GET" and path in ("/api", "/api/v1"):
         return {"doc": path.strip("/")}
     for want, pattern, verb, resource in _ROUTES:
         m = pattern.fullmatch(path)
         if m and method == want:
             groups = m.groupdict()
-            return verb, resource, groups.get("ns") or "", groups.get("name") or ""
+            return (
+                verb,
+                resource,
+                groups.get("ns") or "",
+                groups.get("name") or "",
+                groups.get("rest") or "",
+            )
     return None
 
 
@@ -239,6 +255,14 @@ def status_for_code(code: int) -> tuple[int, dict[str, Any]]:
     return status(code, reason, messages.get(code, f"fake failure {code}"))
 
 
+def status_text(code: int) -> str:
+    """Go's http.StatusText: what a plain error body says."""
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return f"status {code}"
+
+
 def not_found(resource: str, name: str) -> tuple[int, dict[str, Any]]:
     return status(
         404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource}
@@ -250,14 +274,21 @@ def already_exists(resource: str, name: str) -> tuple[int, dict[str, Any]]:
     return status(409, "AlreadyExists", message, {"name": name, "kind": resource})
 
 
-def forbidden(verb: str, resource: str, namespace: str, name: str) -> tuple[int, dict[str, Any]]:
+def forbidden(
+    verb: str, resource: str, namespace: str, name: str, *, user: str = SERVICE_ACCOUNT_USER
+) -> tuple[int, dict[str, Any]]:
+    """The RBAC refusal. A subresource (``nodes/proxy``) is named whole in the reason but
+    the subject is the object (``nodes "n1" is forbidden: ... cannot get resource
+    "nodes/proxy" ...``), as apiserver's forbidden() and the RBAC authorizer's reason
+    build it (k8s.io/apiserver pkg/endpoints/handlers/responsewriters/errors.go)."""
     scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-    subject = f'{resource} "{name}"' if name else resource
+    base = resource.split("/", 1)[0]
+    subject = f'{base} "{name}"' if name else base
     message = (
-        f'{subject} is forbidden: User "{SERVICE_ACCOUNT_USER}" cannot {verb} resource '
+        f'{subject} is forbidden: User "{user}" cannot {verb} resource '
         f'"{resource}" in API group "" {scope}'
     )
-    details: dict[str, Any] = {"kind": resource}
+    details: dict[str, Any] = {"kind": base}
     if name:
         details["name"] = name
     return status(403, "Forbidden", message, details)
