@@ -188,6 +188,29 @@ def _condition_findings(name: str, node: Mapping[str, Any]) -> list[Finding]:
     return out
 
 
+def _unanswered(name: str, errors: tuple[str, ...]) -> Finding:
+    if any("HTTP 403" in e or "forbidden" in e for e in errors):
+        cause = (
+            "the doctor's credentials may not read the kubelet through the API server"
+            " (RBAC: get nodes/proxy)"
+        )
+        fix = "kubectl apply -k deploy/kubernetes/doctor  (the read-only ClusterRole)"
+    else:
+        cause = (
+            "its live config and disk numbers are not known; it may be down or overloaded,"
+            " or the API server cannot reach it (port 10250)"
+        )
+        fix = f"kubectl get --raw /api/v1/nodes/{name}/proxy/healthz"
+    return Finding(
+        "D404",
+        "the kubelet did not answer through the API server: " + errors[0],
+        cause,
+        fix,
+        evidence=errors,
+        node=name,
+    )
+
+
 def analyse_node(facts: NodeFacts, *, pool_labels: Sequence[str] = POOL_LABELS) -> NodeReport:
     name = str(_get(facts.node, "metadata", "name") or "?")
     k8s = _kubelet_version(facts.node)
@@ -221,17 +244,7 @@ def analyse_node(facts: NodeFacts, *, pool_labels: Sequence[str] = POOL_LABELS) 
             if f.code != "D108"
         )
     if facts.errors:
-        findings.append(
-            Finding(
-                "D404",
-                "the kubelet did not answer through the API server: " + facts.errors[0],
-                "its live config and disk numbers are not known; it may be down or"
-                " overloaded, or the API server cannot reach it (port 10250)",
-                f"kubectl get --raw /api/v1/nodes/{name}/proxy/healthz",
-                evidence=facts.errors,
-                node=name,
-            )
-        )
+        findings.append(_unanswered(name, facts.errors))
     ready = next(
         (
             c.get("status") == "True"
