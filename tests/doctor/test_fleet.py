@@ -53,14 +53,17 @@ def test_a_setting_that_differs_in_a_pool_names_the_odd_nodes() -> None:
     differ = [f for f in findings if f.code == "D403"]
     assert len(differ) == 1  # pool b has one node: nothing to compare
     f = differ[0]
-    assert f.subject == "image_gc_high_threshold_percent"
+    assert f.subject == "imageGCHighThresholdPercent"
     assert "pool=a" in f.title
     assert f.evidence == ("85: 2 node(s)", "70: 1 node(s) — n3")
 
 
 def test_versions_that_differ_in_a_pool() -> None:
     findings, _ = fleet_findings([_node("n1"), _node("n2", kubelet="1.29.4")])
-    assert [f.subject for f in findings if f.code == "D406"] == ["kubelet version"]
+    differ = [f for f in findings if f.code == "D406"]
+    assert [f.subject for f in differ] == ["kubelet version"]
+    # a tie: no value is "the pool's", so every value names its nodes
+    assert differ[0].evidence == ("1.29.4: 1 node(s) — n2", "1.30.2: 1 node(s) — n1")
 
 
 def test_docs_list_every_code_with_its_severity() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -155,7 +156,7 @@ def _print_cluster(doc: dict[str, Any]) -> None:
         "ready",
         "kubelet",
         "runtime",
-        "imagefs",
+        "used",
         "available",
         "largest",
         "headroom",
@@ -178,7 +179,9 @@ def _print_cluster(doc: dict[str, Any]) -> None:
             Text(_b(n["headroom_bytes"]) + (" AT RISK" if n["at_risk"] else "")),
             f"{errors}/{warnings}",
         )
-    stdout.print(table)
+    # to a terminal rich fits the table to its width; to a file or pipe, one line per node
+    out = stdout if stdout.is_terminal else Console(width=400, highlight=False, emoji=False)
+    out.print(table)
     fleet = doc["fleet"]
     for f in fleet["findings"]:
         _print_finding(f, with_node=False)

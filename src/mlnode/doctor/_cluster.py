@@ -24,6 +24,7 @@ from typing import Any
 from mlnode.doctor._cluster_node import POOL_LABELS, NodeFacts, analyse_node
 from mlnode.doctor._model import ClusterReport, Finding, FleetImage, NodeReport
 from mlnode.errors import KubeError, KubeUnavailable
+from mlnode.knowledge.table import kubelet_setting
 from mlnode.ports import ClusterReader
 from mlnode.units import format_bytes, format_go_duration
 
@@ -200,7 +201,7 @@ def _pool_differences(reports: Sequence[NodeReport]) -> list[Finding]:
                 s = m.thresholds.get(key)
                 values[_show(s.value) if s else "unset"].append(m.name)
             if len(values) > 1:
-                out.append(_differs("D403", pool, key, values))
+                out.append(_differs("D403", pool, _field_name(key), values))
         for label, attr in (("kubelet version", "kubelet_version"), ("runtime", "runtime")):
             versions: dict[str, list[str]] = defaultdict(list)
             for m in members:
@@ -210,9 +211,18 @@ def _pool_differences(reports: Sequence[NodeReport]) -> list[Finding]:
     return out
 
 
+def _field_name(key: str) -> str:
+    """The KubeletConfiguration field an operator knows (lint's key when there is none)."""
+    try:
+        return kubelet_setting(key).field or key
+    except KeyError:
+        return key
+
+
 def _differs(code: str, pool: str, what: str, values: Mapping[str, list[str]]) -> Finding:
     ranked = sorted(values.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    majority = ranked[0][0]
+    # the one value most nodes share goes without names; on a tie every value has them
+    majority = ranked[0][0] if len(ranked[0][1]) > len(ranked[1][1]) else None
     return Finding(
         code,
         f"{what} differs across the {sum(len(v) for v in values.values())} nodes of {pool}",

@@ -227,8 +227,10 @@ def analyse_node(facts: NodeFacts, *, pool_labels: Sequence[str] = POOL_LABELS) 
             name,
             facts.events,
             runtime=runtime,
-            deadline_seconds=seconds,
-            deadline_source=deadline.source if deadline else "unknown runtime",
+            # not configured as far as the API shows: the classifier takes the version's
+            # default from the same table and says since when it is the default
+            deadline_seconds=None,
+            deadline_source="",
             recommended_deadline_seconds=recommended_deadline(seconds),
         )
     )

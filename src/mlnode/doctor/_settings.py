@@ -142,7 +142,9 @@ def runtime_deadline_default(runtime: RuntimeSpec) -> tuple[float | None, str]:
     if not rows:
         return None, f"{runtime} has no pull progress deadline"
     row = rows[0]
-    return float(row.default), f"default of {runtime} ({row.name}; {row.source})"
+    since = "/".join(str(v) for v in row.span.since)
+    when = f", this default from {since}" if since else ""
+    return float(row.default), f"default of {runtime} ({row.name}{when})"
 
 
 def pull_deadline(report: LintReport, runtime: RuntimeSpec) -> Setting:
