@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlnode.knowledge.table import eviction_hard_defaults
 from mlnode.versions import Version
 
 __all__ = [
@@ -303,6 +304,10 @@ def configz_document(
     for since, key, value in _CONFIGZ_SINCE:
         if version.minor_line >= since:
             config[key] = value
+    # the defaulted evictionHard is the version's (imagefs.inodesFree joins in 1.30:
+    # mlnode.knowledge's table, read at pkg/kubelet/eviction/defaults_linux.go; a recorded
+    # 1.33+ configz shows the same five signals)
+    config["evictionHard"] = dict(sorted(eviction_hard_defaults(version).items()))
     for key, value in (overrides or {}).items():
         if value is None:
             config.pop(key, None)
