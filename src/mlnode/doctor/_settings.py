@@ -116,7 +116,7 @@ def _from_lint(f: LintFinding, *, node: str, apply_command: str | None) -> Findi
         where = (f.origin.path + (f":{f.origin.line}" if f.origin.line else ""),)
     fix = f.fix
     if apply_command is not None and f.code in _APPLY_FIXES:
-        fix = f"{apply_command}  (add --dry-run first to see the diff; it {f.fix})"
+        fix = f"{apply_command}  (it will: {f.fix}; add --dry-run first to see the diff)"
     return Finding(f.code, f.message, f.consequence, fix, evidence=where, node=node, subject=None)
 
 
