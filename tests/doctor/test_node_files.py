@@ -26,9 +26,11 @@ def _doctor(root: Path, *extra: str) -> tuple[int, dict]:
 def test_classic_line_names_the_removed_flag_and_the_apply_line(tmp_path: Path) -> None:
     root = tmp_path / "node"
     build_kubeadm(root, extra_args=f'KUBELET_EXTRA_ARGS="{LINE}"\n')
+    (root / "etc/hostname").write_text("GPU-7\n")
     code, doc = _doctor(root)
     assert code == 1  # an error finding
     node = doc["nodes"][0]
+    assert node["name"] == "gpu-7"  # the tree's own host name, not this machine's
     assert node["kubelet_version"] == "1.30.2"
     assert node["runtime"] == "containerd@1.7.13"
     e101 = [f for f in node["findings"] if f["code"] == "E101"]
@@ -80,6 +82,7 @@ def test_kubespray_node_without_image_flags_gets_no_apply_line(tmp_path: Path) -
     root = tmp_path / "node"
     build_kubespray(root)
     _, doc = _doctor(root)
+    assert doc["nodes"][0]["name"] == "gpu-node-1"  # the kubelet's --hostname-override
     fixes = [f["fix"] for f in doc["nodes"][0]["findings"]]
     assert not any("--from-kubelet-args" in fx for fx in fixes), fixes
 

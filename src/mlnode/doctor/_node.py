@@ -39,7 +39,14 @@ from mlnode.doctor._settings import (
 )
 from mlnode.errors import KubeError
 from mlnode.lint.engine import LintReport
-from mlnode.node import Runner, discover_node_files, read_kubelet_command, read_path, run_command
+from mlnode.node import (
+    Runner,
+    discover_node_files,
+    read_kubelet_command,
+    read_path,
+    read_text,
+    run_command,
+)
 from mlnode.ops.inspect import Inspection, StatVfs, inspect_node
 from mlnode.ops.mirror_status import MirrorStatus, MirrorStatusError, fetch_status
 from mlnode.ports import ClusterReader
@@ -272,6 +279,20 @@ def _journal(
     )
 
 
+def _node_name(root: Path) -> str:
+    """What the kubelet names its Node: --hostname-override, else the host name (the
+    tree's /etc/hostname under a --root that is not /)."""
+    override = read_kubelet_command(root, strict=False).flag("hostname-override")
+    if override:
+        return override.strip().lower()
+    if root != Path("/"):
+        text = read_text(root, "/etc/hostname", strict=False)
+        if text and text.strip():
+            return text.strip().splitlines()[0].lower()
+        return root.name
+    return os.uname().nodename.lower()
+
+
 def diagnose_node(
     req: NodeRequest,
     *,
@@ -282,7 +303,7 @@ def diagnose_node(
     from mlnode.doctor._node_runtime import gather_runtime
 
     root = req.root
-    node = req.node_name or os.uname().nodename
+    node = req.node_name or _node_name(root)
     seen = inspect_node(root, runner=runner, statvfs=statvfs)
     acc = _Acc()
     deadline: Setting | None = None
