@@ -45,7 +45,10 @@ def _node(
         kubelet_version=kubelet,
         runtime_version=runtime,
         images=images
-        or [([f"{IMAGE}", "registry.example.com/ml/llm-train@sha256:" + "a" * 64], 12 * GB)],
+        or [
+            ([f"{IMAGE}", "registry.example.com/ml/llm-train@sha256:" + "a" * 64], 12 * GB),
+            (["registry.k8s.io/pause:3.9"], 321_000),
+        ],
     )
     if answers:
         api.set_kubelet(
@@ -152,6 +155,10 @@ def test_nodes_of_a_pool_that_disagree_and_a_node_that_does_not_answer(
     assert gpu4["reachable"] is False
     assert [f["code"] for f in gpu4["findings"]] == ["D404"]
     assert "error trying to reach service" in gpu4["findings"][0]["title"]
+    dominant = doc["fleet"]["dominant_images"]
+    assert dominant[0] == {"ref": IMAGE, "size_bytes": 36 * GB, "nodes": 5, "total_bytes": 180 * GB}
+    assert [d["ref"] for d in dominant[1:]] == ["registry.k8s.io/pause:3.9"]
+    assert gpu4["ephemeral_allocatable_bytes"] == 214_643_507_200 * 9 // 10
     gpu5 = next(n for n in doc["nodes"] if n["name"] == "gpu-5")
     assert {"D103", "D105", "D107"} <= {f["code"] for f in gpu5["findings"]}
 

@@ -152,9 +152,13 @@ def _dominant(
     sizes: dict[str, int] = {}
     counts: Counter[str] = Counter()
     for r in reports:
-        if r.largest_image_ref is not None and r.largest_image_bytes is not None:
-            ref = r.largest_image_ref
-            sizes[ref] = max(sizes.get(ref, 0), r.largest_image_bytes)
+        held = r.image_footprints or (
+            ((r.largest_image_ref, r.largest_image_bytes),)
+            if r.largest_image_ref is not None and r.largest_image_bytes is not None
+            else ()
+        )
+        for ref, size in held:
+            sizes[ref] = max(sizes.get(ref, 0), size)
             counts[ref] += 1
     images = sorted(
         (FleetImage(ref, sizes[ref], n) for ref, n in counts.items()),
@@ -164,9 +168,9 @@ def _dominant(
         return (), None
     finding = Finding(
         "D402",
-        f"the biggest image on most disks: {images[0].ref}",
-        "the largest image of each node, summed over the nodes that hold it (footprint on"
-        " disk: blobs plus unpacked layers)",
+        f"the image that takes the most disk across the fleet: {images[0].ref}",
+        "each image's footprint on disk (blobs plus unpacked layers) summed over the nodes"
+        " that hold it (the Node's status.images: at most nodeStatusMaxImages, 50, per node)",
         "",
         evidence=tuple(
             f"{i.ref}: {format_bytes(i.size_bytes)} on {i.nodes} node(s)"

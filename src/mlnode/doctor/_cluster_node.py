@@ -27,6 +27,7 @@ from mlnode.doctor._settings import THRESHOLD_KEYS, runtime_deadline_default
 from mlnode.errors import InvalidValue, VersionError
 from mlnode.knowledge.table import KUBELET_SETTINGS, kubelet_setting_by_field
 from mlnode.knowledge.values import parse_field_value
+from mlnode.units import parse_bytes
 from mlnode.versions import (
     RuntimeKind,
     RuntimeSpec,
@@ -141,17 +142,29 @@ def _imagefs(summary: Mapping[str, Any] | None) -> ImageFs | None:
     )
 
 
-def _largest(node: Mapping[str, Any]) -> tuple[str, int] | None:
-    best: tuple[str, int] | None = None
+def _images(node: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """``status.images`` as (a tagged name, else the digest name; size as reported)."""
+    out: list[tuple[str, int]] = []
     for image in _get(node, "status", "images") or []:
         size = image.get("sizeBytes") if isinstance(image, Mapping) else None
         names = image.get("names") if isinstance(image, Mapping) else None
-        if not isinstance(size, int) or not names:
+        if not isinstance(size, int) or not isinstance(names, list) or not names:
             continue
-        tagged = [n for n in names if "@" not in n] or list(names)
-        if best is None or size > best[1]:
-            best = (str(tagged[0]), size)
-    return best
+        tagged = [n for n in names if isinstance(n, str) and "@" not in n] or names
+        out.append((str(tagged[0]), size))
+    return out
+
+
+def _largest(images: Sequence[tuple[str, int]]) -> tuple[str, int] | None:
+    return max(images, key=lambda i: i[1]) if images else None
+
+
+def _allocatable_ephemeral(node: Mapping[str, Any]) -> int | None:
+    text = _get(node, "status", "allocatable", "ephemeral-storage")
+    try:
+        return parse_bytes(str(text)) if text is not None else None
+    except ValueError:
+        return None
 
 
 def recommended_deadline(deadline_seconds: float | None) -> float:
@@ -235,7 +248,8 @@ def analyse_node(facts: NodeFacts, *, pool_labels: Sequence[str] = POOL_LABELS) 
         )
     )
     fs = _imagefs(facts.summary)
-    largest = _largest(facts.node)
+    images = _images(facts.node)
+    largest = _largest(images)
     compressed = runtime is not None and runtime.kind is RuntimeKind.CONTAINERD
     if fs is not None:
         findings.extend(
@@ -255,7 +269,6 @@ def analyse_node(facts: NodeFacts, *, pool_labels: Sequence[str] = POOL_LABELS) 
         ),
         None,
     )
-    images = _get(facts.node, "status", "images")
     return NodeReport(
         name=name,
         findings=tuple(findings),
@@ -270,6 +283,10 @@ def analyse_node(facts: NodeFacts, *, pool_labels: Sequence[str] = POOL_LABELS) 
         largest_image_ref=largest[0] if largest else None,
         largest_image_bytes=footprint_bytes(largest[1], compressed=compressed) if largest else None,
         headroom_bytes=headroom_bytes(fs, limits) if fs is not None else None,
-        images_count=len(images) if isinstance(images, list) else None,
+        images_count=len(images),
         errors=facts.errors,
+        ephemeral_allocatable_bytes=_allocatable_ephemeral(facts.node),
+        image_footprints=tuple(
+            (ref, footprint_bytes(size, compressed=compressed)) for ref, size in images
+        ),
     )

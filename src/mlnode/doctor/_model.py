@@ -196,6 +196,10 @@ class NodeReport:
     images_count: int | None = None
     pulls: tuple[PullRow, ...] = ()
     errors: tuple[str, ...] = ()  # what could not be read, one line each
+    ephemeral_allocatable_bytes: int | None = None  # Node status.allocatable (cluster)
+    # every image the node holds as (ref, footprint bytes), for the fleet's dominant images;
+    # not in the JSON (up to 50 per node × every node)
+    image_footprints: tuple[tuple[str, int], ...] = ()
 
     @property
     def at_risk(self) -> bool:
@@ -277,6 +281,7 @@ def node_json(n: NodeReport) -> dict[str, Any]:
         "headroom_bytes": n.headroom_bytes,
         "at_risk": n.at_risk,
         "images_count": n.images_count,
+        "ephemeral_allocatable_bytes": n.ephemeral_allocatable_bytes,
         "pulls": [_pull_json(p) for p in n.pulls],
         "errors": list(n.errors),
         "findings": [f.to_json() for f in n.findings],
