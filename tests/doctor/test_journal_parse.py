@@ -90,7 +90,7 @@ def test_removed_flag_names_the_flag_and_the_fix() -> None:
     assert f.code == "D307" and f.subject == "--image-pull-progress-deadline"
     assert "does not start" in f.title and "(x3)" in f.title
     assert "removed in Kubernetes 1.24 (removed with dockershim)" in f.cause
-    assert f.fix.startswith("mlnode lint --root / ")
+    assert f.fix.startswith("mlnode doctor on the node names the file and line passing")
     assert "mlnode apply" in f.fix
 
 

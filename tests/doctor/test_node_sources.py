@@ -83,6 +83,17 @@ def test_a_saved_journal_names_the_flag_that_stops_the_kubelet(node: Path) -> No
     )
     f = _codes(doc)["D307"]
     assert code == 1 and "--image-pull-progress-deadline" in f["title"]
+    assert "removed in Kubernetes 1.24" in f["cause"]
+
+
+def test_the_journals_flag_finding_carries_the_files_apply_line(tmp_path: Path) -> None:
+    line = "--image-gc-high-threshold 80 --image-pull-progress-deadline 30m"
+    root = build_kubeadm(tmp_path / "node", extra_args=f'KUBELET_EXTRA_ARGS="{line}"\n')
+    _, doc = _doctor(root, "--journal-file", str(FIXTURES / "kubelet-removed-flag.short-iso.txt"))
+    found = _codes(doc)
+    apply = found["E101"]["fix"].split("  ")[0]
+    assert apply.startswith("mlnode apply --root ") and line in apply
+    assert found["D307"]["fix"].startswith(apply + "  ")
 
 
 def test_a_journal_file_that_cannot_be_read_is_one_line(node: Path, tmp_path: Path) -> None:

@@ -220,9 +220,9 @@ def _flag_findings(
                 f" (x{len(items)})",
                 cause=f"{why}; the kubelet exits at once and systemd restarts it in a loop,"
                 " so the node goes NotReady",
-                fix=f"mlnode lint --root / (names the file and line passing --{flag}), then"
-                f" {then}; mlnode apply (e.g. mlnode apply --image-pull-progress-deadline"
-                " 15m) removes the flags this kubelet no longer has when it writes settings",
+                fix=f"mlnode doctor on the node names the file and line passing --{flag} and,"
+                " where the flag's setting has a home, the exact `mlnode apply"
+                f" --from-kubelet-args` line that moves it there; else {then}",
                 evidence=tuple(_line(e) for e in items[-3:]),
                 node=node,
                 subject=f"--{flag}",
@@ -318,6 +318,13 @@ def _gc_findings(node: str, entries: Sequence[JournalEntry]) -> list[Finding]:
     ]
 
 
+DISK_FULL_FIX = (
+    "mlnode gc (removes unused images, least recently used first; never one in use, pinned"
+    " or being pulled), then keep headroom ahead of the next pull: mlnode agent"
+    " (docs/agent.md)"
+)
+
+
 def _disk_findings(node: str, entries: Sequence[JournalEntry]) -> list[Finding]:
     items = [e for e in entries if "no space left on device" in e.message.lower()]
     if not items:
@@ -330,8 +337,7 @@ def _disk_findings(node: str, entries: Sequence[JournalEntry]) -> list[Finding]:
             cause="a write failed because the filesystem was full; a pull writes its compressed"
             " layers into the content store and unpacks them into snapshots, both on the image"
             " filesystem",
-            fix="crictl rmi --prune (removes images no container uses), then mlnode doctor (the"
-            " headroom against the largest image)",
+            fix=DISK_FULL_FIX,
             evidence=tuple(_line(e) for e in items[-3:]),
             node=node,
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -57,6 +57,7 @@ __all__ = ["AGENT_STATUS_PATH", "NodeRequest", "diagnose_node", "wired_mirrors"]
 AGENT_STATUS_PATH = "/mlnode/v1/agent/status"
 DEFAULT_AGENT_URL = "http://127.0.0.1:9478"  # `mlnode agent status`'s default
 AGENT_UNIT = "mlnode-agent.service"  # deploy/systemd
+_LINT_OF_D307 = "E101/E102/E112"
 _HTTP_TIMEOUT_SECONDS = 3.0
 
 
@@ -234,12 +235,11 @@ def _journal(
     req: NodeRequest,
     node: str,
     acc: _Acc,
-    runtime: object,
+    seen: Inspection,
     deadline: Setting | None,
     runner: Runner,
 ) -> None:
     from mlnode.doctor._journal import JOURNAL_COMMAND, journal_findings, parse_journal
-    from mlnode.versions import RuntimeSpec
 
     text = req.journal_text
     if text is None:
@@ -272,11 +272,27 @@ def _journal(
             )
             return
         text = result.stdout
-    rt = runtime if isinstance(runtime, RuntimeSpec) else None
     seconds = deadline.value if deadline is not None and isinstance(deadline.value, float) else None
-    acc.findings.extend(
-        journal_findings(node, parse_journal(text), runtime=rt, deadline_seconds=seconds)
+    found = journal_findings(
+        node,
+        parse_journal(text),
+        runtime=seen.runtime,
+        deadline_seconds=seconds,
+        kubelet_version=seen.kubelet_version,
     )
+    # the journal says the kubelet does not start; the files say why, with the apply line
+    apply = next(
+        (
+            f.fix.split("  ")[0]
+            for f in acc.findings
+            if f.code in ("E101", "E102", "E112") and f.fix.startswith("mlnode apply ")
+        ),
+        None,
+    )
+    for f in found:
+        if f.code == "D307" and apply is not None:
+            f = replace(f, fix=f"{apply}  (the file and line: the {_LINT_OF_D307} finding)")
+        acc.findings.append(f)
 
 
 def _node_name(root: Path) -> str:
@@ -330,7 +346,7 @@ def diagnose_node(
     if lint is not None:
         _configz(req, node, acc, lint)
     _agent(req, node, acc)
-    _journal(req, node, acc, seen.runtime, deadline, runner)
+    _journal(req, node, acc, seen, deadline, runner)
     fs = _imagefs(root, seen)
     if req.largest_image is not None:
         acc.largest = (req.largest_image[0], req.largest_image[1], False)

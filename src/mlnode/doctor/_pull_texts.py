@@ -295,8 +295,9 @@ def fix_text(
         f" secrets), then on the node: crictl pull --creds USER:PASSWORD {image}",
         "not-found": f"skopeo inspect docker://{image} (does the tag exist?), then correct the"
         " image in the pod spec",
-        "disk-full": "crictl rmi --prune (removes images no container uses), then mlnode doctor"
-        " (the headroom against the largest image)",
+        "disk-full": "mlnode gc on the node (removes unused images, least recently used first;"
+        " never one in use, pinned or being pulled), then keep headroom ahead of the next pull:"
+        " mlnode agent (docs/agent.md)",
         "qps": "mlnode apply --registry-qps 0 (0 = no client-side limit; the registry still"
         " sees every pull)",
         "unreachable": f"curl -v https://{_registry(image)}/v2/ from the node (DNS, proxy,"
