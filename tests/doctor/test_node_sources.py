@@ -27,7 +27,7 @@ from prereq import unavailable
 from testbed_disk import missing_disk_prerequisites, small_disk
 
 FIXTURES = Path(__file__).parent / "fixtures" / "journal"
-EXTRA = 'KUBELET_EXTRA_ARGS="--image-gc-high-threshold=80 --node-labels=gpu=a100"\n'
+EXTRA = 'KUBELET_EXTRA_ARGS="--image-gc-high-threshold=90 --node-labels=gpu=a100"\n'
 runner = CliRunner()
 
 
@@ -59,12 +59,12 @@ def test_configz_that_differs_from_the_files_is_a_pending_restart(
         )
         f = _codes(doc)["D302"]
         assert f["evidence"] == [
-            f"image_gc_high_threshold_percent: files say 80 ({node}/etc/default/kubelet:1"
+            f"image_gc_high_threshold_percent: files say 90 ({node}/etc/default/kubelet:1"
             " (KUBELET_EXTRA_ARGS)), the running kubelet has 85"
         ]
         assert "restart the kubelet" in f["fix"]
         api.set_kubelet(
-            "gpu-1", configz=configz_document("v1.30.2", {"imageGCHighThresholdPercent": 80})
+            "gpu-1", configz=configz_document("v1.30.2", {"imageGCHighThresholdPercent": 90})
         )
         _, again = _doctor(
             node, "--no-journal", "--kubeconfig", str(kubeconfig), "--node-name", "gpu-1"
@@ -197,3 +197,41 @@ def test_the_image_filesystem_is_the_disk_mounted_there(node: Path, tmp_path: Pa
     # 64 MiB declared; available minus imagefs.available 15 % leaves less than that
     assert found["D103"]["subject"] == "(declared)"
     assert n["headroom_bytes"] < 64 << 20
+
+
+def test_the_nodes_own_deadline_explains_its_failed_pull(node: Path, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from mlnode.testing._kube_events import ERRORS, pull_story
+
+    applied = runner.invoke(
+        app,
+        ["apply", "--root", str(node), "--image-pull-progress-deadline", "2m", "--no-restart"],
+    )
+    assert applied.exit_code == 0, applied.output
+    image = "registry.example.com/ml/train:v3"
+    with FakeKubeApiServer(workdir=tmp_path) as api:
+        api.add_node("gpu-1")
+        api.set_kubelet(
+            "gpu-1", configz=configz_document("v1.30.2", {"imageGCHighThresholdPercent": 90})
+        )
+        story = pull_story(
+            node="gpu-1",
+            namespace="ml",
+            pod="train-0",
+            container="train",
+            image=image,
+            error=ERRORS["containerd-progress-timeout"][0].format(image=image),
+            t0=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+            fail_after_seconds=150,
+        )
+        for obj in story:
+            api.add_event("ml", obj)
+        kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+        _, doc = _doctor(
+            node, "--no-journal", "--kubeconfig", str(kubeconfig), "--node-name", "gpu-1"
+        )
+    f = _codes(doc)["D201"]
+    # 2m0s is this node's own setting (its containerd config), not 1.7.13's default 5m0s
+    assert "2m0s" in f["cause"] and "config.toml" in f["cause"]
+    assert "mlnode apply --image-pull-progress-deadline 15m" in f["fix"]

@@ -142,6 +142,37 @@ def _configz(req: NodeRequest, node: str, acc: _Acc, lint: LintReport) -> None:
     )
 
 
+def _events(
+    req: NodeRequest, node: str, acc: _Acc, seen: Inspection, deadline: Setting | None
+) -> None:
+    """The node's Events (failed pulls, GC failures), classified with the deadline the
+    node's own files give its runtime (which the cluster doctor cannot see)."""
+    if req.cluster is None:
+        return
+    from mlnode.doctor._classify import event_findings
+    from mlnode.doctor._cluster_node import recommended_deadline
+    from mlnode.doctor._events import parse_event
+
+    try:
+        raw = req.cluster.list_events()
+    except KubeError as e:
+        acc.errors.append(f"events: {e}")
+        return
+    events = [ev for ev in (parse_event(o) for o in raw) if ev is not None and ev.node == node]
+    configured = deadline is not None and not deadline.source.startswith("default of")
+    seconds = deadline.value if deadline is not None and isinstance(deadline.value, float) else None
+    acc.findings.extend(
+        event_findings(
+            node,
+            events,
+            runtime=seen.runtime,
+            deadline_seconds=seconds if configured else None,
+            deadline_source=deadline.source if configured and deadline else "",
+            recommended_deadline_seconds=recommended_deadline(seconds),
+        )
+    )
+
+
 def wired_mirrors(root: Path) -> list[str]:
     """The http loopback first hosts of the node's hosts.toml files: the node mirror the
     node is wired to (``mlnode apply --mirror`` puts it first)."""
@@ -345,6 +376,7 @@ def diagnose_node(
     gather_runtime(req, node, acc, deadline, seen)
     if lint is not None:
         _configz(req, node, acc, lint)
+    _events(req, node, acc, seen, deadline)
     _agent(req, node, acc)
     _journal(req, node, acc, seen, deadline, runner)
     fs = _imagefs(root, seen)
