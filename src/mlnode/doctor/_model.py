@@ -71,7 +71,6 @@ DOCTOR_CODES: dict[str, tuple[Severity, str]] = {
     "D210": (Severity.WARNING, "image pull back-off"),
     "D211": (Severity.ERROR, "pull cancelled: context canceled, cause not determined"),
     # runtime, kubelet, mlnode's own services
-    "D301": (Severity.INFO, "runtime and the pull deadline in effect"),
     "D302": (Severity.WARNING, "the running kubelet's config differs from its files"),
     "D303": (Severity.INFO, "the kubelet's live config could not be read"),
     "D304": (Severity.WARNING, "the node mirror is not healthy"),
