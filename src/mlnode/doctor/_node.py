@@ -7,7 +7,7 @@ parse, which is bad input (exit 2, file:line) as in ``mlnode lint``. What is rea
     source                          how                                   findings
     ──────────────────────────────  ────────────────────────────────────  ─────────────────
     the node's files under --root   mlnode.node discovery + lint          lint codes, D302
-    versions                        kubelet/containerd/crio --version     D301
+    versions                        kubelet/containerd/crio --version     I301 (lint)
     image filesystem                statvfs (ops.inspect), st_dev         D101–D108
     runtime (when a socket is       CRI images and sizes, containerd      D103, D207, D208,
     given, or on / the default)     ingests sampled twice, manifests      D306, D311
