@@ -6,7 +6,7 @@ parse, which is bad input (exit 2, file:line) as in ``mlnode lint``. What is rea
 
     source                          how                                   findings
     ──────────────────────────────  ────────────────────────────────────  ─────────────────
-    the node's files under --root   mlnode.node discovery + lint          lint codes, D302
+    the node's files under --root   mlnode.node discovery + lint          lint codes
     versions                        kubelet/containerd/crio --version     I301 (lint)
     image filesystem                statvfs (ops.inspect), st_dev         D101–D108
     runtime (when a socket is       CRI images and sizes, containerd      D103, D207, D208,
@@ -14,7 +14,9 @@ parse, which is bad input (exit 2, file:line) as in ``mlnode lint``. What is rea
     the node mirror                 GET /mlnode/v1/status                 D304
     the agent                       GET /mlnode/v1/agent/status           D305
     the kubelet's live config       configz through the API server        D302, D303
-    the journal                     journalctl -o json (or a saved file)  D307–D310, D201
+    the node's Events               the API server's Event list           D106, D107,
+                                    (classified with the node's deadline) D201–D211, D407
+    the journal                     journalctl -o json (or a saved file)  D205, D307–D310
 """
 
 from __future__ import annotations
