@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prereq import unavailable
 
 from mlnode.doctor._html import SORT_SCRIPT, TOP_BARS, render_html
 from mlnode.doctor._model import (
@@ -380,10 +381,14 @@ def _chromium(args: list[str], profile: Path, timeout_seconds: float = 120) -> b
     return out
 
 
-_NO_CHROMIUM = shutil.which("chromium") is None
+@pytest.fixture
+def chromium() -> None:
+    """Skips (visibly) without chromium; in CI as root it fails instead, as CI installs it."""
+    if shutil.which("chromium") is None:
+        unavailable("chromium is not installed (.ci/apt-packages.txt)")
 
 
-@pytest.mark.skipif(_NO_CHROMIUM, reason="chromium is not installed (.ci/apt-packages.txt)")
+@pytest.mark.usefixtures("chromium")
 def test_chromium_renders_the_page_one_row_per_node() -> None:
     n = 40
     with tempfile.TemporaryDirectory(prefix="mlnode-html-") as tmp:
@@ -411,7 +416,7 @@ def _row_names(dom: str) -> list[str]:
     return re.findall(r'<tr class="node-row[^"]*" id="[^"]*"><td><a href="#[^"]*">([^<]*)</a>', dom)
 
 
-@pytest.mark.skipif(_NO_CHROMIUM, reason="chromium is not installed (.ci/apt-packages.txt)")
+@pytest.mark.usefixtures("chromium")
 def test_chromium_sorts_the_table_only_when_asked() -> None:
     # Without scripts a browser shows the HTML as written: the parser tests above check
     # that (one row per node, worst first). Chromium's --dump-dom needs scripts itself, so
