@@ -59,8 +59,23 @@ def test_the_kustomization_lists_every_manifest() -> None:
     assert sorted(o["kind"] for _, o in OBJECTS) == [
         "ClusterRole",
         "ClusterRoleBinding",
+        "Job",
         "ServiceAccount",
     ]
+
+
+def test_the_job_runs_the_cluster_doctor_as_the_read_only_account() -> None:
+    job = _the("Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == _the("ServiceAccount")["metadata"]["name"]
+    assert job["metadata"]["namespace"] == _the("ServiceAccount")["metadata"]["namespace"]
+    assert job["spec"]["backoffLimit"] == 0 and pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    script = container["args"][0]
+    # exit 1 is "error findings", a finished run; 2 and 8 fail the Job
+    assert script.startswith("mlnode doctor --cluster --output json;")
+    assert '[ "$rc" -le 1 ]' in script
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
 
 
 def test_the_role_is_read_only_and_exactly_the_doctors_calls() -> None:
