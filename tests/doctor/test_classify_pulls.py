@@ -146,8 +146,8 @@ def test_every_kubernetes_version_message_shape(minor: int) -> None:
     )
     pulled = objs[1]["message"]
     assert pulled.startswith(f'Successfully pulled image "{sidecar}" in 19.5s')
-    assert ("including waiting" in pulled) is (minor >= 27)
-    assert ("Image size: 52428800 bytes." in pulled) is (minor >= 33)
+    assert ("including waiting" in pulled) is (minor >= 26)
+    assert ("Image size: 52428800 bytes." in pulled) is (minor >= 30)
     f = explain(objs, containerd("1.7.13"))
     assert f.code == "D201"
     assert any("elapsed 5m1s" in line for line in f.evidence)

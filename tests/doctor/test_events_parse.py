@@ -310,3 +310,23 @@ def test_runtime_from_node_info(text: str | None, want: RuntimeSpec | None) -> N
 @given(st.text(max_size=40))
 def test_runtime_from_node_info_never_raises(text: str) -> None:
     runtime_from_node_info(text)
+
+
+@pytest.mark.parametrize("minor", range(24, 36))
+def test_free_disk_space_failed_in_each_versions_words(minor: int) -> None:
+    from mlnode.doctor._events import parse_event
+    from mlnode.testing._kube_events import KUBELET_MESSAGES, node_event
+
+    def covers(span: str) -> bool:
+        lo, _, hi = span.split()[0].partition("-")
+        return int(lo.split(".")[1]) <= minor <= int(hi.split(".")[1])
+
+    (row,) = [
+        r for r in KUBELET_MESSAGES if r.reason == "FreeDiskSpaceFailed" and covers(r.versions)
+    ]
+    message = row.format.replace("%d", "13099650252", 1).replace("%d", "373595136", 1)
+    obj = node_event("gpu-1", "FreeDiskSpaceFailed", message, datetime(2026, 11, 30, tzinfo=UTC))
+    ev = parse_event(obj)
+    assert ev is not None
+    (f,) = [f for f in from_classify("gpu-1", [ev]) if f.code == "D107"]
+    assert "12.2 GiB" in f.title and "356.3 MiB" in f.title, (minor, f.title)

@@ -101,27 +101,30 @@ KUBELET_MESSAGES: tuple[MessageRow, ...] = (
         "Normal",
         "Pod",
         "Successfully pulled image %q in %v",
-        "1.24-1.26 (first version of the next form not verified)",
+        "1.24-1.25 (their patch releases from early 2023 took the next form: cherry-picks"
+        " #114272 release-1.24, #114271 release-1.25; which patch first is not verified)",
         _IM,
-        "read at [k8s@00a3928] (1.26-era) only",
+        "read at [k8s@00a3928]; added in 1.19 by kubernetes#91563",
     ),
     MessageRow(
         "Pulled",
         "Normal",
         "Pod",
         "Successfully pulled image %q in %v (%v including waiting)",
-        "seen at 1.28; its first and last versions not verified",
+        "1.26-1.29 (1.26 inferred: kubernetes#111772 merged on master with no release-1.26"
+        " cherry-pick; present at v1.27.0-rc.0 puller.go and at [1.28])",
         _IM,
-        "[1.28] (kubelet-facts.md section 7)",
+        "kubernetes#111772 and its cherry-picks; [1.28] (kubelet-facts.md section 7)",
     ),
     MessageRow(
         "Pulled",
         "Normal",
         "Pod",
         "Successfully pulled image %q in %v (%v including waiting). Image size: %v bytes.",
-        "seen at main (>=1.33); its first version not verified",
+        "1.30-1.35 (kubernetes#121719, in the 1.30 changelog; the image-size text inferred"
+        " to come with its metric: no tree has one without the other)",
         _IM,
-        "[main] stlaz/kubernetes@924d651",
+        "[main] stlaz/kubernetes@924d651; kubernetes#121719",
     ),
     MessageRow(
         "Pulled",
@@ -136,13 +139,23 @@ KUBELET_MESSAGES: tuple[MessageRow, ...] = (
         "FreeDiskSpaceFailed",
         "Warning",
         "Node",
+        "failed to garbage collect required amount of images. Wanted to free %d bytes,"
+        " but freed %d bytes",
+        "1.24-1.25",
+        "pkg/kubelet/images/image_gc_manager.go GarbageCollect",
+        "[1.20] TracingSource/kubernetes@a3be89d (kubelet-facts.md); reworded in 1.26 by"
+        " kubernetes#112631 (v1.26.0 changelog: 'Reworded log message upon image garbage"
+        " collection failure')",
+    ),
+    MessageRow(
+        "FreeDiskSpaceFailed",
+        "Warning",
+        "Node",
         "Failed to garbage collect required amount of images. Attempted to free %d bytes,"
         " but only found %d bytes eligible to free.",
-        _SPAN,
+        "1.26-1.35",
         "pkg/kubelet/images/image_gc_manager.go GarbageCollect",
-        "[main] stlaz@6d684ab and [1.28]; 1.20 wrote 'failed to garbage collect required"
-        " amount of images. Wanted to free %d bytes, but freed %d bytes' ([1.20]"
-        " TracingSource/kubernetes@a3be89d, kubelet-facts.md); versions between inferred",
+        "kubernetes#112631 (1.26); read at [1.28] and [main] stlaz@6d684ab",
     ),
     MessageRow(
         "ImageGCFailed",
@@ -298,12 +311,12 @@ def failed_message(image: str, error: str) -> str:
 
 
 def pulled_message(version: tuple[int, int], image: str, seconds: float, size: int) -> str:
-    """The Pulled message in the form the table has for ``version``; where the form's
-    first version is not verified the split is mlnode's assumption (1.27, 1.33)."""
+    """The Pulled message in the form the table has for ``version`` (x.0 releases: 1.26
+    took "including waiting", 1.30 the image size; see the table for what is inferred)."""
     took = format_go_duration(seconds)
-    if version < (1, 27):
+    if version < (1, 26):
         return f"Successfully pulled image {go_quote(image)} in {took}"
-    if version < (1, 33):
+    if version < (1, 30):
         return f"Successfully pulled image {go_quote(image)} in {took} ({took} including waiting)"
     return (
         f"Successfully pulled image {go_quote(image)} in {took} ({took} including waiting)."
