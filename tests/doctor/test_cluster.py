@@ -207,3 +207,18 @@ def test_rbac_without_nodes_proxy_reports_every_node_instead_of_failing(
     f = doc["nodes"][0]["findings"]
     assert [x["code"] for x in f] == ["D404"]
     assert 'cannot get resource "nodes/proxy"' in f[0]["title"]
+
+
+def test_events_that_cannot_be_listed_are_one_fleet_finding(
+    api: FakeKubeApiServer, tmp_path: Path
+) -> None:
+    _node(api, "gpu-1")
+    _stalled_pull(api, "gpu-1")
+    api.forbid("list", "events")
+    r = _doctor(api, tmp_path, "-o", "json")
+    doc = json.loads(r.stdout)
+    (f,) = [f for f in doc["fleet"]["findings"] if f["code"] == "D404"]
+    assert 'cannot list resource "events"' in f["title"]
+    assert "list events" in f["fix"]
+    assert doc["nodes"][0]["imagefs"] is not None  # the nodes are still read
+    assert not [x for x in doc["nodes"][0]["findings"] if x["code"] == "D201"]
