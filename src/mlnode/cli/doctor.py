@@ -39,54 +39,88 @@ KubeconfigOption = Annotated[
     Path | None,
     typer.Option(
         "--kubeconfig",
+        metavar="FILE",
         help="Kubeconfig (default with --cluster: in-cluster, $KUBECONFIG, ~/.kube/config).",
         dir_okay=False,
     ),
 ]
 ContextOption = Annotated[
-    str | None, typer.Option("--context", help="Kubeconfig context (default: current).")
+    str | None,
+    typer.Option("--context", metavar="NAME", help="Kubeconfig context (default: current)."),
 ]
 NodeNameOption = Annotated[
     str | None,
     typer.Option(
-        "--node-name", help="This node's Node name, for its configz (default: host name)."
+        "--node-name",
+        metavar="NAME",
+        help="This node's Node name, for its configz (default: host name).",
     ),
 ]
 SampleOption = Annotated[
-    str, typer.Option("--sample", help="Time between two samples of downloads in flight.")
+    str,
+    typer.Option(
+        "--sample", metavar="DURATION", help="Time between two samples of downloads in flight."
+    ),
 ]
 StallOption = Annotated[
-    str, typer.Option("--stall-after", help="A download with no new byte this long is stalled.")
+    str,
+    typer.Option(
+        "--stall-after",
+        metavar="DURATION",
+        help="A download with no new byte this long is stalled.",
+    ),
 ]
 MirrorUrlOption = Annotated[
     str | None,
-    typer.Option("--mirror-url", help="The node mirror (default on /: the one hosts.toml names)."),
+    typer.Option(
+        "--mirror-url",
+        metavar="URL",
+        help="The node mirror (default on /: the one hosts.toml names).",
+    ),
 ]
 AgentUrlOption = Annotated[
     str | None,
-    typer.Option("--agent-url", help="The agent (default on /: 127.0.0.1:9478 if installed)."),
+    typer.Option(
+        "--agent-url", metavar="URL", help="The agent (default on /: 127.0.0.1:9478 if installed)."
+    ),
 ]
 JournalFileOption = Annotated[
     Path | None,
     typer.Option(
-        "--journal-file", help="Saved `journalctl -o json` lines to read instead.", dir_okay=False
+        "--journal-file",
+        metavar="FILE",
+        help="Saved `journalctl -o json` lines to read instead.",
+        dir_okay=False,
     ),
 ]
 NoJournalOption = Annotated[bool, typer.Option("--no-journal", help="Do not read the journal.")]
 LargestOption = Annotated[
     str | None,
-    typer.Option("--largest-image", help="Largest image's size on disk (content + unpacked)."),
+    typer.Option(
+        "--largest-image", metavar="SIZE", help="Largest image's size on disk (content + unpacked)."
+    ),
+]
+GzipAdviceOption = Annotated[
+    str,
+    typer.Option(
+        "--zstd-advice-from", metavar="SIZE", help="Images this big get the gzip-to-zstd advice."
+    ),
 ]
 ConcurrencyOption = Annotated[
     int, typer.Option("--concurrency", min=1, max=256, help="Nodes asked at once (--cluster).")
 ]
 NodeTimeoutOption = Annotated[
-    str, typer.Option("--node-timeout", help="Give up on a node's kubelet after this long.")
+    str,
+    typer.Option(
+        "--node-timeout", metavar="DURATION", help="Give up on a node's kubelet after this long."
+    ),
 ]
 PoolLabelOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--pool-label", help="Label naming a node's pool (repeatable; default: common ones)."
+        "--pool-label",
+        metavar="LABEL",
+        help="Label naming a node's pool (repeatable; default: common ones).",
     ),
 ]
 OutputOpt = Annotated[
@@ -291,6 +325,7 @@ def register(app: typer.Typer) -> None:
         journal_file: JournalFileOption = None,
         no_journal: NoJournalOption = False,
         largest_image: LargestOption = None,
+        zstd_advice_from: GzipAdviceOption = "1GiB",
         kubeconfig: KubeconfigOption = None,
         context: ContextOption = None,
         concurrency: ConcurrencyOption = 32,
@@ -337,6 +372,7 @@ def register(app: typer.Typer) -> None:
                 read_journal=not no_journal,
                 largest_image=declared,
                 cluster=reader,
+                min_gzip_image_bytes=size_option(zstd_advice_from, "--zstd-advice-from"),
             )
             try:
                 report = diagnose_node(req)
