@@ -65,7 +65,7 @@ def _stalled_pull(api: FakeKubeApiServer, node: str) -> None:
     for obj in pull_story(
         node=node,
         namespace="training",
-        pod="llm-0",
+        pod=f"llm-{node}",
         container="train",
         image=IMAGE,
         error=text,
@@ -222,3 +222,23 @@ def test_events_that_cannot_be_listed_are_one_fleet_finding(
     assert "list events" in f["fix"]
     assert doc["nodes"][0]["imagefs"] is not None  # the nodes are still read
     assert not [x for x in doc["nodes"][0]["findings"] if x["code"] == "D201"]
+
+
+def test_the_table_shows_a_finding_many_nodes_share_once(
+    api: FakeKubeApiServer, tmp_path: Path
+) -> None:
+    for i in range(1, 6):
+        _node(api, f"gpu-{i}")
+    for i in range(1, 5):
+        _stalled_pull(api, f"gpu-{i}")
+    r = _doctor(api, tmp_path)
+    assert r.exit_code == 1, r.output
+    lines = r.stdout.splitlines()
+    assert "error D201 on 4 nodes: gpu-1, gpu-2, gpu-3, gpu-4" in lines
+    assert sum(1 for line in lines if "D201" in line) == 1
+    assert any(line.startswith("    e.g. gpu-1: pull of ") for line in lines)
+    # one node alone keeps its own lines
+    _stalled_pull(api, "gpu-5")
+    api.forbid("get", "nodes/proxy")
+    alone = _doctor(api, tmp_path).stdout.splitlines()
+    assert "warning D404 on 5 nodes: gpu-1, gpu-2, gpu-3, gpu-4, gpu-5" in alone

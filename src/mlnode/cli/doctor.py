@@ -230,11 +230,40 @@ def _print_cluster(doc: dict[str, Any]) -> None:
     fleet = doc["fleet"]
     for f in fleet["findings"]:
         _print_finding(f, with_node=False)
-    for n in doc["nodes"]:
+    _print_node_findings(doc["nodes"])
+    _print_summary(doc)
+
+
+#: A code on more nodes than this is printed once, with the nodes' names and one example.
+_GROUP_OVER = 3
+
+
+def _print_node_findings(nodes: list[dict[str, Any]]) -> None:
+    """Errors and warnings of every node; a code many nodes share is shown once."""
+    by_code: dict[str, list[dict[str, Any]]] = {}
+    for n in nodes:
         for f in n["findings"]:
             if f["severity"] != "info":
+                by_code.setdefault(f["code"], []).append(f)
+    order = {"error": 0, "warning": 1}
+    for code, found in sorted(by_code.items(), key=lambda kv: (order[kv[1][0]["severity"]], kv[0])):
+        names = sorted({f["node"] for f in found if f["node"]})
+        if len(names) <= _GROUP_OVER:
+            for f in found:
                 _print_finding(f, with_node=True)
-    _print_summary(doc)
+            continue
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        first = found[0]
+        stdout.print(
+            Text.assemble(
+                (f"{first['severity']} {code}", _STYLE[first["severity"]]),
+                f" on {len(names)} nodes: {shown}",
+            )
+        )
+        stdout.print(f"    e.g. {first['node']}: {first['title']}", markup=False)
+        stdout.print(f"    why: {first['cause']}", markup=False)
+        if first["fix"]:
+            stdout.print(f"    fix: {first['fix']}", markup=False)
 
 
 def _print_summary(doc: dict[str, Any]) -> None:

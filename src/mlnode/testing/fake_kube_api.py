@@ -251,6 +251,8 @@ class FakeKubeApiServer:
         if not isinstance(name, str) or not name:
             raise ValueError("an Event needs metadata.name")
         self._refuse_invalid(event)
+        if ("events", namespace, name) in self._objects:  # the API server's 409 AlreadyExists
+            raise ValueError(f'events "{name}" already exists in {namespace}')
         return self._store("events", namespace, name, event, new=True)
 
     def set_kubelet(
