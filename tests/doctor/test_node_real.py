@@ -277,7 +277,6 @@ def test_doctor_cli_names_the_stalled_layer(
 ) -> None:
     """End to end: ``mlnode doctor --root T --runtime-endpoint SOCK -o json`` during a
     stalled pull lists the row and a D207 naming the layer."""
-    pytest.importorskip("mlnode.doctor._journal", reason="the node doctor needs the journal module")
     from typer.testing import CliRunner
 
     from mlnode.cli.app import app
@@ -288,6 +287,9 @@ def test_doctor_cli_names_the_stalled_layer(
     repo = f"mlnode/doctor-cli-{next(_repos)}"
     ref = reg.push(image, repo, "v1")
     layer = image.layers[0]
+    # one image already on the node, so the doctor has something to say holds the disk
+    present = reg.push(testbed.build_image([256 * 1024], seed=74), f"{repo}-present", "v1")
+    cri.pull_image(present)
     proxy = reg.proxy(rate_bytes_per_second=2 * MiB)
     ctr.trust_registry(reg.host, mirror_url=proxy.url)
     pull = Pull(cri, ref)
@@ -321,6 +323,7 @@ def test_doctor_cli_names_the_stalled_layer(
         ctr.trust_registry(reg.host)
         proxy.stop()
     cri.remove_image(ref)
+    cri.remove_image(present)
     assert result.exit_code in (0, 1), result.output
     doc = json.loads(result.stdout)
     (node,) = doc["nodes"]
@@ -329,3 +332,8 @@ def test_doctor_cli_names_the_stalled_layer(
     assert row["image"] == f"127.0.0.1/{repo}@{image.manifest_digest}"
     (f,) = (x for x in node["findings"] if x["code"] == "D207" and x["subject"] == layer.digest)
     assert short_digest(layer.digest) in f["title"] and repo in f["title"]
+    # what holds the disk, from the same CRI listing
+    (held,) = (x for x in node["findings"] if x["code"] == "D109")
+    assert node["images_count"] >= 1
+    assert held["evidence"][0].startswith(f"{node['images_count']} images, ")
+    assert any(e.startswith(f"{present}: ") and e.endswith("(unused)") for e in held["evidence"])

@@ -58,6 +58,8 @@ DOCTOR_CODES: dict[str, tuple[Severity, str]] = {
     "D106": (Severity.ERROR, "the kubelet sees capacity 0 on the image filesystem"),
     "D107": (Severity.WARNING, "image GC could not free what it wanted"),
     "D108": (Severity.INFO, "image filesystem usage"),
+    "D109": (Severity.INFO, "what holds the image filesystem: images in use, pinned, unused"),
+    "D110": (Severity.WARNING, "image GC cannot reach its low threshold: too much is in use"),
     # pulls
     "D201": (Severity.ERROR, "pull cancelled by the runtime's progress timeout"),
     "D202": (Severity.WARNING, "pull cancelled because its pod went away or the kubelet restarted"),

@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from mlnode.doctor._disk import disk_findings, headroom_bytes
+from mlnode.doctor._holders import HeldImage, holder_findings
 from mlnode.doctor._model import Finding, ImageFs, NodeReport, PullRow, Setting
 from mlnode.doctor._settings import (
     apply_line,
@@ -90,6 +91,7 @@ class _Acc:
     largest: tuple[str, int, bool] | None = None
     images_count: int | None = None
     mirror: MirrorStatus | None = None
+    held: tuple[HeldImage, ...] = ()
 
 
 def _imagefs(root: Path, seen: Inspection) -> ImageFs | None:
@@ -386,6 +388,7 @@ def diagnose_node(
         acc.largest = (req.largest_image[0], req.largest_image[1], False)
     if fs is not None:
         acc.findings.extend(disk_findings(node, fs, limits, largest=acc.largest))
+    acc.findings.extend(holder_findings(node, acc.held, fs, limits))
     return NodeReport(
         name=node,
         findings=_ordered(acc.findings),

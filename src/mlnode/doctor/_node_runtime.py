@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlnode.doctor._holders import HeldImage
 from mlnode.doctor._model import Finding, Setting
 from mlnode.errors import MlnodeError, RuntimeUnavailable
 from mlnode.versions import RuntimeKind
@@ -71,6 +72,15 @@ def gather_runtime(
         return
     images = [r.image for r in report.images]
     acc.images_count = len(images)
+    acc.held = tuple(
+        HeldImage(
+            ref=(r.image.repo_tags or r.image.repo_digests or (r.image.id,))[0],
+            size_bytes=r.image.size_bytes,
+            in_use=r.in_use,
+            pinned=r.image.pinned,
+        )
+        for r in report.images
+    )
     if images:
         big = max(images, key=lambda i: i.size_bytes)
         ref = (big.repo_tags or big.repo_digests or (big.id,))[0]
