@@ -242,3 +242,19 @@ def test_the_table_shows_a_finding_many_nodes_share_once(
     api.forbid("get", "nodes/proxy")
     alone = _doctor(api, tmp_path).stdout.splitlines()
     assert "warning D404 on 5 nodes: gpu-1, gpu-2, gpu-3, gpu-4, gpu-5" in alone
+
+
+def test_a_label_selector_narrows_the_nodes(api: FakeKubeApiServer, tmp_path: Path) -> None:
+    _node(api, "gpu-1", pool="a100")
+    _node(api, "gpu-2", pool="h100")
+    _node(api, "gpu-3", pool="h100", answers=False)
+    r = _doctor(api, tmp_path, "-o", "json", "-l", "nodepool=h100,kubernetes.io/hostname!=gpu-3")
+    assert [n["name"] for n in json.loads(r.stdout)["nodes"]] == ["gpu-2"]
+    # only the selected node's kubelet is asked
+    asked = {req.path for req in api.requests if "/proxy/" in req.path}
+    assert asked == {"/api/v1/nodes/gpu-2/proxy/configz", "/api/v1/nodes/gpu-2/proxy/stats/summary"}
+    bad = _doctor(api, tmp_path, "--selector", "pool in (a,b)")
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("mlnode: error: --selector: not a label requirement: 'pool in (a")
+    alone = runner.invoke(app, ["doctor", "--root", str(tmp_path), "-l", "a=b"])
+    assert alone.exit_code == 2 and "--selector: only with --cluster" in alone.stderr

@@ -74,3 +74,23 @@ def test_docs_list_every_code_with_its_severity() -> None:
     text = (Path(__file__).parents[2] / "docs" / "doctor.md").read_text()
     for code, (severity, meaning) in DOCTOR_CODES.items():
         assert f"| {code} | {severity.value} | {meaning} |" in text, code
+
+
+def test_selectors_parse_as_kubectl_reads_them() -> None:
+    import pytest
+
+    from mlnode.doctor._cluster import parse_selector
+
+    assert parse_selector("a=b, c==d,e!=f,g,!h") == (
+        ("a", "=", "b"),
+        ("c", "=", "d"),
+        ("e", "!=", "f"),
+        ("g", "exists", ""),
+        ("h", "!exists", ""),
+    )
+    assert parse_selector("node.kubernetes.io/pool=a100") == (
+        ("node.kubernetes.io/pool", "=", "a100"),
+    )
+    for bad in ("", "a=b,", "pool in (a,b)", "a=b c", "=v"):
+        with pytest.raises(ValueError):
+            parse_selector(bad)

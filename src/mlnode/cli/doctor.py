@@ -123,6 +123,15 @@ PoolLabelOption = Annotated[
         help="Label naming a node's pool (repeatable; default: common ones).",
     ),
 ]
+SelectorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--selector",
+        "-l",
+        metavar="SELECTOR",
+        help="Only the Nodes whose labels match (kubectl's k=v, k!=v, k, !k; --cluster).",
+    ),
+]
 OutputOpt = Annotated[
     DoctorOutput,
     typer.Option("--output", "-o", help="human (default), json or html (a report page)."),
@@ -305,13 +314,18 @@ def _cluster_doc(
     concurrency: int,
     node_timeout: str,
     pool_label: list[str] | None,
+    selector: str | None,
 ) -> dict[str, Any]:
     from mlnode.doctor import report_json
-    from mlnode.doctor._cluster import ClusterRequest, diagnose_cluster
+    from mlnode.doctor._cluster import ClusterRequest, diagnose_cluster, parse_selector
     from mlnode.doctor._cluster_node import POOL_LABELS
     from mlnode.kube import connect
 
     timeout = duration_option(node_timeout, "--node-timeout", positive=True)
+    try:
+        requirements = parse_selector(selector) if selector is not None else ()
+    except ValueError as e:
+        raise UsageError(str(e), option="--selector") from None
     client = connect(kubeconfig=kubeconfig, discover_home=True, context=context)
     if client is None:
         raise UsageError(
@@ -321,6 +335,7 @@ def _cluster_doc(
         concurrency=concurrency,
         node_timeout_seconds=timeout,
         pool_labels=tuple(pool_label) if pool_label else POOL_LABELS,
+        selector=requirements,
     )
     with client:
         if stderr.is_terminal:
@@ -360,6 +375,7 @@ def register(app: typer.Typer) -> None:
         concurrency: ConcurrencyOption = 32,
         node_timeout: NodeTimeoutOption = "10s",
         pool_label: PoolLabelOption = None,
+        selector: SelectorOption = None,
         output: OutputOpt = DoctorOutput.HUMAN,
     ) -> None:
         """Explain image health: why pulls fail or crawl, why the disk fills, what to change.
@@ -373,8 +389,13 @@ def register(app: typer.Typer) -> None:
 
         def body() -> int:
             if cluster:
-                doc = _cluster_doc(kubeconfig, context, concurrency, node_timeout, pool_label)
+                doc = _cluster_doc(
+                    kubeconfig, context, concurrency, node_timeout, pool_label, selector
+                )
                 return _emit(doc, output)
+            for given, name in ((selector, "--selector"), (pool_label, "--pool-label")):
+                if given:
+                    raise UsageError("only with --cluster", option=name)
             from mlnode.doctor import report_json
             from mlnode.doctor._node import NodeRequest, diagnose_node
 

@@ -14,6 +14,7 @@ the nodes of one pool.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,11 @@ from mlnode.knowledge.table import kubelet_setting
 from mlnode.ports import ClusterReader
 from mlnode.units import format_bytes, format_go_duration
 
-__all__ = ["ClusterRequest", "diagnose_cluster", "fleet_findings"]
+__all__ = ["ClusterRequest", "diagnose_cluster", "fleet_findings", "parse_selector"]
+
+
+#: one requirement of a label selector: (key, "=" | "!=" | "exists" | "!exists", value)
+Requirement = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,48 @@ class ClusterRequest:
     node_timeout_seconds: float = 10.0
     pool_labels: tuple[str, ...] = POOL_LABELS
     dominant_images: int = 10
+    selector: tuple[Requirement, ...] = ()  # only the Nodes whose labels match
+
+
+_LABEL = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?)$")
+
+
+def parse_selector(text: str) -> tuple[Requirement, ...]:
+    """``kubectl -l``'s equality-based selectors: ``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``,
+    comma-separated (set-based ``in``/``notin`` are not supported). ValueError, one line."""
+    out: list[Requirement] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            raise ValueError(f"empty requirement in {text!r}")
+        if "!=" in part:
+            key, _, value = part.partition("!=")
+            op = "!="
+        elif "=" in part:
+            key, _, value = part.partition("==" if "==" in part else "=")
+            op = "="
+        elif part.startswith("!"):
+            key, op, value = part[1:], "!exists", ""
+        else:
+            key, op, value = part, "exists", ""
+        key, value = key.strip(), value.strip()
+        if not _LABEL.match(key) or (value and not _LABEL.match(value)):
+            raise ValueError(f"not a label requirement: {part!r} (k=v, k!=v, k or !k)")
+        out.append((key, op, value))
+    return tuple(out)
+
+
+def _matches(node: Mapping[str, Any], selector: Sequence[Requirement]) -> bool:
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    for key, op, value in selector:
+        have = labels.get(key)
+        if (
+            (op == "=" and have != value)
+            or (op == "!=" and have == value)
+            or (op == "exists" and have is None)
+            or (op == "!exists" and have is not None)
+        ):
+            return False
+    return True
 
 
 def _one_line(e: KubeError) -> str:
@@ -78,7 +125,7 @@ def diagnose_cluster(
     from mlnode.doctor._events import events_by_node, parse_event
 
     start = monotonic()
-    nodes = reader.list_nodes()
+    nodes = [n for n in reader.list_nodes() if _matches(n, req.selector)]
     event_errors: list[str] = []
     try:
         raw_events = reader.list_events()
