@@ -152,17 +152,6 @@ def _deadline(s: dict[str, Any] | None) -> str:
     return "off" if s["value"] == 0 else format_go_duration(float(s["value"]))
 
 
-def _value(key: str, value: Any) -> str:
-    """A threshold as an operator writes it: 2m0s, imagefs.available<15%, unset."""
-    if value is None:
-        return "unset"
-    if key.endswith("_seconds") and isinstance(value, int | float):
-        return format_go_duration(float(value))
-    if isinstance(value, dict):
-        return ", ".join(f"{k}<{v}" for k, v in sorted(value.items()))
-    return str(value)
-
-
 def _print_finding(f: dict[str, Any], *, with_node: bool) -> None:
     head = f"{f['node']}: " if with_node and f["node"] else ""
     stdout.print(
@@ -178,6 +167,8 @@ def _print_finding(f: dict[str, Any], *, with_node: bool) -> None:
 
 
 def _print_node(doc: dict[str, Any]) -> None:
+    from mlnode.doctor._settings import setting_text
+
     n = doc["nodes"][0]
     stdout.print(
         f"node {n['name']}: kubelet {n['kubelet_version'] or '?'}, {n['runtime'] or 'runtime ?'},"
@@ -194,7 +185,7 @@ def _print_node(doc: dict[str, Any]) -> None:
             markup=False,
         )
     for key, s in n["thresholds"].items():
-        stdout.print(f"    {key} = {_value(key, s['value'])}  ({s['source']})", markup=False)
+        stdout.print(f"    {key} = {setting_text(key, s['value'])}  ({s['source']})", markup=False)
     for f in n["findings"]:
         _print_finding(f, with_node=False)
     for e in n["errors"]:

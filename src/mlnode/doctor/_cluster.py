@@ -24,10 +24,11 @@ from typing import Any
 
 from mlnode.doctor._cluster_node import POOL_LABELS, NodeFacts, analyse_node
 from mlnode.doctor._model import ClusterReport, Finding, FleetImage, NodeReport
+from mlnode.doctor._settings import setting_text
 from mlnode.errors import KubeError, KubeUnavailable
 from mlnode.knowledge.table import kubelet_setting
 from mlnode.ports import ClusterReader
-from mlnode.units import format_bytes, format_go_duration
+from mlnode.units import format_bytes
 
 __all__ = ["ClusterRequest", "diagnose_cluster", "fleet_findings", "parse_selector"]
 
@@ -228,14 +229,6 @@ def _dominant(
     return tuple(images), finding
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return format_go_duration(value)
-    if isinstance(value, Mapping):
-        return ",".join(f"{k}<{v}" for k, v in sorted(value.items()))
-    return str(value)
-
-
 def _pool_differences(reports: Sequence[NodeReport]) -> list[Finding]:
     pools: dict[str, list[NodeReport]] = defaultdict(list)
     for r in reports:
@@ -250,7 +243,7 @@ def _pool_differences(reports: Sequence[NodeReport]) -> list[Finding]:
             values: dict[str, list[str]] = defaultdict(list)
             for m in members:
                 s = m.thresholds.get(key)
-                values[_show(s.value) if s else "unset"].append(m.name)
+                values[setting_text(key, s.value if s else None)].append(m.name)
             if len(values) > 1:
                 out.append(_differs("D403", pool, _field_name(key), values))
         for label, attr in (("kubelet version", "kubelet_version"), ("runtime", "runtime")):

@@ -23,10 +23,10 @@ from mlnode.doctor._classify import event_findings
 from mlnode.doctor._disk import disk_findings, footprint_bytes, headroom_bytes
 from mlnode.doctor._events import runtime_from_node_info
 from mlnode.doctor._model import Finding, ImageFs, NodeReport, Setting
-from mlnode.doctor._settings import THRESHOLD_KEYS, runtime_deadline_default
+from mlnode.doctor._pull_texts import recommended_deadline
+from mlnode.doctor._settings import THRESHOLD_KEYS, configz_values, runtime_deadline_default
 from mlnode.errors import InvalidValue, VersionError
-from mlnode.knowledge.table import KUBELET_SETTINGS, kubelet_setting_by_field
-from mlnode.knowledge.values import parse_field_value
+from mlnode.knowledge.table import KUBELET_SETTINGS, kubelet_setting
 from mlnode.units import parse_bytes
 from mlnode.versions import (
     RuntimeKind,
@@ -41,7 +41,6 @@ __all__ = [
     "analyse_node",
     "node_runtime",
     "pool_of",
-    "recommended_deadline",
 ]
 
 # Where clusters name a node's pool, first match wins (--pool-label overrides).
@@ -104,14 +103,9 @@ def _thresholds(configz: Mapping[str, Any] | None, k8s: Version | None) -> dict[
     live = _get(configz, "kubeletconfig") if configz is not None else None
     out: dict[str, Setting] = {}
     if isinstance(live, Mapping):
-        for name, raw in live.items():
-            row = kubelet_setting_by_field(name)
-            if row is None or row.key not in THRESHOLD_KEYS:
-                continue
-            try:
-                out[row.key] = Setting(parse_field_value(row, raw), f"configz {name}")
-            except (InvalidValue, ValueError, TypeError):
-                continue
+        for key, value in configz_values(live).items():
+            if key in THRESHOLD_KEYS:
+                out[key] = Setting(value, f"configz {kubelet_setting(key).field}")
     for row in KUBELET_SETTINGS:
         if row.key in THRESHOLD_KEYS and row.key not in out and row.default is not None:
             where = f"kubelet {k8s}" if k8s else "the kubelet"
@@ -165,14 +159,6 @@ def _allocatable_ephemeral(node: Mapping[str, Any]) -> int | None:
         return parse_bytes(str(text)) if text is not None else None
     except ValueError:
         return None
-
-
-def recommended_deadline(deadline_seconds: float | None) -> float:
-    """What the doctor proposes after a progress timeout: 3 × the deadline that fired, at
-    least 15 minutes, in whole minutes (``mlnode plan`` fits one to the registry and link)."""
-    base = 3.0 * deadline_seconds if deadline_seconds else 0.0
-    minutes = max(15, int(-(-base // 60)))
-    return float(minutes * 60)
 
 
 def _condition_findings(name: str, node: Mapping[str, Any]) -> list[Finding]:

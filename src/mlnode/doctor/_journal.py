@@ -196,7 +196,10 @@ def _seconds(text: str) -> float | None:
 
 
 def _flag_findings(
-    node: str, entries: Sequence[JournalEntry], kubelet_version: Version | None
+    node: str,
+    entries: Sequence[JournalEntry],
+    kubelet_version: Version | None,
+    fix_command: str | None,
 ) -> list[Finding]:
     by_flag: dict[str, list[JournalEntry]] = {}
     for e in entries:
@@ -220,9 +223,13 @@ def _flag_findings(
                 f" (x{len(items)})",
                 cause=f"{why}; the kubelet exits at once and systemd restarts it in a loop,"
                 " so the node goes NotReady",
-                fix=f"mlnode doctor on the node names the file and line passing --{flag} and,"
-                " where the flag's setting has a home, the exact `mlnode apply"
-                f" --from-kubelet-args` line that moves it there; else {then}",
+                fix=(
+                    f"{fix_command}  (the file and line: the E101/E102/E112 finding)"
+                    if fix_command
+                    else f"mlnode doctor on the node names the file and line passing --{flag}"
+                    " and, where the flag's setting has a home, the exact `mlnode apply"
+                    f" --from-kubelet-args` line that moves it there; else {then}"
+                ),
                 evidence=tuple(_line(e) for e in items[-3:]),
                 node=node,
                 subject=f"--{flag}",
@@ -351,10 +358,13 @@ def journal_findings(
     runtime: RuntimeSpec | None,
     deadline_seconds: float | None,
     kubelet_version: Version | None = None,
+    flag_fix_command: str | None = None,
 ) -> list[Finding]:
-    """D307, D308, D309 and D205 from a node's journal entries (see the module table)."""
+    """D307, D308, D309 and D205 from a node's journal entries (see the module table).
+    ``flag_fix_command``: the exact ``mlnode apply`` line for the flags the node's files
+    pass (the node doctor's lint found them), D307's fix when given."""
     return (
-        _flag_findings(node, entries, kubelet_version)
+        _flag_findings(node, entries, kubelet_version, flag_fix_command)
         + _cancel_findings(node, entries, runtime, deadline_seconds)
         + _gc_findings(node, entries)
         + _disk_findings(node, entries)

@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from mlnode.doctor._disk import disk_findings, headroom_bytes
+from mlnode.doctor._disk import disk_findings, footprint_bytes, headroom_bytes
 from mlnode.doctor._holders import HeldImage, holder_findings
 from mlnode.doctor._model import Finding, ImageFs, NodeReport, PullRow, Setting
+from mlnode.doctor._pull_texts import recommended_deadline
 from mlnode.doctor._settings import (
     apply_line,
+    configured_deadline,
     configz_findings,
     lint_findings,
     lint_node,
@@ -53,14 +55,14 @@ from mlnode.node import (
 from mlnode.ops.inspect import Inspection, StatVfs, inspect_node
 from mlnode.ops.mirror_status import MirrorStatus, MirrorStatusError, fetch_status
 from mlnode.ports import ClusterReader
-from mlnode.units import format_go_duration
 
 __all__ = ["AGENT_STATUS_PATH", "NodeRequest", "diagnose_node", "wired_mirrors"]
 
 AGENT_STATUS_PATH = "/mlnode/v1/agent/status"
 DEFAULT_AGENT_URL = "http://127.0.0.1:9478"  # `mlnode agent status`'s default
 AGENT_UNIT = "mlnode-agent.service"  # deploy/systemd
-_LINT_OF_D307 = "E101/E102/E112"
+# lint codes for a flag the kubelet refuses (their fix is the apply line)
+_FLAG_CODES = frozenset({"E101", "E102", "E112"})
 _HTTP_TIMEOUT_SECONDS = 3.0
 
 
@@ -92,6 +94,7 @@ class _Acc:
     images_count: int | None = None
     mirror: MirrorStatus | None = None
     held: tuple[HeldImage, ...] = ()
+    apply_command: str | None = None  # the node's `mlnode apply --from-kubelet-args` line
 
 
 def _imagefs(root: Path, seen: Inspection) -> ImageFs | None:
@@ -147,14 +150,18 @@ def _configz(req: NodeRequest, node: str, acc: _Acc, lint: LintReport) -> None:
 
 
 def _events(
-    req: NodeRequest, node: str, acc: _Acc, seen: Inspection, deadline: Setting | None
+    req: NodeRequest,
+    node: str,
+    acc: _Acc,
+    seen: Inspection,
+    deadline: Setting | None,
+    configured_seconds: float | None,
 ) -> None:
     """The node's Events (failed pulls, GC failures), classified with the deadline the
     node's own files give its runtime (which the cluster doctor cannot see)."""
     if req.cluster is None:
         return
     from mlnode.doctor._classify import event_findings
-    from mlnode.doctor._cluster_node import recommended_deadline
     from mlnode.doctor._events import parse_event
 
     try:
@@ -163,15 +170,15 @@ def _events(
         acc.errors.append(f"events: {e}")
         return
     events = [ev for ev in (parse_event(o) for o in raw) if ev is not None and ev.node == node]
-    configured = deadline is not None and not deadline.source.startswith("default of")
     seconds = deadline.value if deadline is not None and isinstance(deadline.value, float) else None
     acc.findings.extend(
         event_findings(
             node,
             events,
             runtime=seen.runtime,
-            deadline_seconds=seconds if configured else None,
-            deadline_source=deadline.source if configured and deadline else "",
+            # None: the runtime keeps its version's default, which the classifier looks up
+            deadline_seconds=configured_seconds,
+            deadline_source=deadline.source if configured_seconds is not None and deadline else "",
             recommended_deadline_seconds=recommended_deadline(seconds),
         )
     )
@@ -308,26 +315,18 @@ def _journal(
             return
         text = result.stdout
     seconds = deadline.value if deadline is not None and isinstance(deadline.value, float) else None
-    found = journal_findings(
-        node,
-        parse_journal(text),
-        runtime=seen.runtime,
-        deadline_seconds=seconds,
-        kubelet_version=seen.kubelet_version,
+    # the journal says the kubelet does not start; when the files say why, their apply line
+    flag_fix = acc.apply_command if any(f.code in _FLAG_CODES for f in acc.findings) else None
+    acc.findings.extend(
+        journal_findings(
+            node,
+            parse_journal(text),
+            runtime=seen.runtime,
+            deadline_seconds=seconds,
+            kubelet_version=seen.kubelet_version,
+            flag_fix_command=flag_fix,
+        )
     )
-    # the journal says the kubelet does not start; the files say why, with the apply line
-    apply = next(
-        (
-            f.fix.split("  ")[0]
-            for f in acc.findings
-            if f.code in ("E101", "E102", "E112") and f.fix.startswith("mlnode apply ")
-        ),
-        None,
-    )
-    for f in found:
-        if f.code == "D307" and apply is not None:
-            f = replace(f, fix=f"{apply}  (the file and line: the {_LINT_OF_D307} finding)")
-        acc.findings.append(f)
 
 
 def _node_name(root: Path) -> str:
@@ -362,8 +361,8 @@ def diagnose_node(
     lint = None
     if seen.kubelet_version is not None and seen.runtime is not None:
         lint = lint_node(root, seen.kubelet_version, seen.runtime)
-        command = read_kubelet_command(root, strict=False)
-        acc.findings.extend(lint_findings(lint, node=node, apply_command=apply_line(root, command)))
+        acc.apply_command = apply_line(root, read_kubelet_command(root, strict=False))
+        acc.findings.extend(lint_findings(lint, node=node, apply_command=acc.apply_command))
         limits = thresholds(lint, seen.kubelet_version)
         deadline = pull_deadline(lint, seen.runtime)
     else:
@@ -380,7 +379,7 @@ def diagnose_node(
     gather_runtime(req, node, acc, deadline, seen)
     if lint is not None:
         _configz(req, node, acc, lint)
-    _events(req, node, acc, seen, deadline)
+    _events(req, node, acc, seen, deadline, configured_deadline(lint) if lint else None)
     _agent(req, node, acc)
     _journal(req, node, acc, seen, deadline, runner)
     fs = _imagefs(root, seen)
@@ -398,7 +397,9 @@ def diagnose_node(
         imagefs=fs,
         thresholds=limits,
         largest_image_ref=acc.largest[0] if acc.largest else None,
-        largest_image_bytes=_largest_footprint(acc.largest),
+        largest_image_bytes=(
+            footprint_bytes(acc.largest[1], compressed=acc.largest[2]) if acc.largest else None
+        ),
         headroom_bytes=headroom_bytes(fs, limits) if fs is not None else None,
         images_count=acc.images_count,
         pulls=acc.pulls,
@@ -406,22 +407,8 @@ def diagnose_node(
     )
 
 
-def _largest_footprint(largest: tuple[str, int, bool] | None) -> int | None:
-    from mlnode.doctor._disk import footprint_bytes
-
-    if largest is None:
-        return None
-    return footprint_bytes(largest[1], compressed=largest[2])
-
-
 _ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 def _ordered(findings: list[Finding]) -> tuple[Finding, ...]:
     return tuple(sorted(findings, key=lambda f: (_ORDER[f.severity.value], f.code)))
-
-
-def deadline_text(deadline: Setting | None) -> str:
-    if deadline is None or deadline.value is None:
-        return "none"
-    return "off" if deadline.value == 0 else format_go_duration(float(deadline.value))

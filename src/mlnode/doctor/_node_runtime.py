@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 __all__ = ["gather_runtime"]
 
 
-def _endpoint(req: NodeRequest, acc: _Acc, node: str) -> str | None:
-    if req.runtime_endpoint is not None:
-        return req.runtime_endpoint
-    if req.root != Path("/"):
+def gather_runtime(
+    req: NodeRequest, node: str, acc: _Acc, deadline: Setting | None, seen: Inspection
+) -> None:
+    # an explicit socket, or on the node itself the default one (discover_runtime's)
+    endpoint = req.runtime_endpoint
+    if endpoint is None and req.root != Path("/"):
         acc.findings.append(
             Finding(
                 "D311",
@@ -37,18 +39,9 @@ def _endpoint(req: NodeRequest, acc: _Acc, node: str) -> str | None:
                 node=node,
             )
         )
-        return None
-    return None  # discover_runtime picks the default socket on /
-
-
-def gather_runtime(
-    req: NodeRequest, node: str, acc: _Acc, deadline: Setting | None, seen: Inspection
-) -> None:
-    endpoint = _endpoint(req, acc, node)
-    if endpoint is None and req.root != Path("/"):
         return
-    from mlnode.doctor._layers import layer_findings, read_image_layers
-    from mlnode.doctor._pulls import images_of_layers, pull_findings, sample_pulls
+    from mlnode.doctor._layers import images_of_layers, layer_findings, read_image_layers
+    from mlnode.doctor._pulls import pull_findings, sample_pulls
     from mlnode.ops.images import collect_report
     from mlnode.runtime.containerd import ContainerdClient
     from mlnode.runtime.discovery import discover_runtime

@@ -35,6 +35,7 @@ __all__ = [
     "fix_text",
     "flag_duration",
     "go_duration",
+    "recommended_deadline",
     "runtime_setting_line",
 ]
 
@@ -81,6 +82,14 @@ def flag_duration(seconds: float) -> str:
         if text.endswith(zeros) and len(text) > len(zeros):
             return text[: -len(zeros)] + zeros[0]
     return text
+
+
+def recommended_deadline(deadline_seconds: float | None) -> float:
+    """What the doctor proposes after a progress timeout: 3 × the deadline that fired, at
+    least 15 minutes, in whole minutes (``mlnode plan`` fits one to the registry and link)."""
+    base = 3.0 * deadline_seconds if deadline_seconds else 0.0
+    minutes = max(15, int(-(-base // 60)))
+    return float(minutes * 60)
 
 
 def deadline_row(runtime: RuntimeSpec | None) -> RuntimeSetting | None:

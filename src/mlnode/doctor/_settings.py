@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from mlnode.doctor._model import Finding, Setting
+from mlnode.doctor._pull_texts import deadline_row
 from mlnode.errors import InvalidValue
 from mlnode.formats.base import ParsedDocument
 from mlnode.formats.detect import read_any
 from mlnode.formats.kubelet_argv import parse_kubelet_args
 from mlnode.knowledge.model import Layer, SettingValue
-from mlnode.knowledge.table import kubelet_setting_by_field, runtime_settings_for
+from mlnode.knowledge.table import kubelet_setting_by_field
 from mlnode.knowledge.values import parse_field_value
 from mlnode.lint.engine import LintContext, LintReport, lint_documents
 from mlnode.lint.findings import Finding as LintFinding
@@ -30,11 +31,14 @@ from mlnode.versions import RuntimeSpec, Version
 __all__ = [
     "THRESHOLD_KEYS",
     "apply_line",
+    "configured_deadline",
     "configz_findings",
+    "configz_values",
     "lint_findings",
     "lint_node",
     "pull_deadline",
     "runtime_deadline_default",
+    "setting_text",
     "thresholds",
 ]
 
@@ -137,27 +141,34 @@ def thresholds(report: LintReport, k8s: Version) -> dict[str, Setting]:
 
 def runtime_deadline_default(runtime: RuntimeSpec) -> tuple[float | None, str]:
     """(the runtime's default pull deadline in seconds, or None when this version has none;
-    the source line)."""
-    rows = [r for r in runtime_settings_for(runtime.kind, runtime.version) if r.key == _DEADLINE]
-    if not rows:
+    the source line). The row is the classifier's own (``_pull_texts.deadline_row``)."""
+    row = deadline_row(runtime)
+    if row is None:
         return None, f"{runtime} has no pull progress deadline"
-    row = rows[0]
     since = "/".join(str(v) for v in row.span.since)
     when = f", this default from {since}" if since else ""
     return float(row.default), f"default of {runtime} ({row.name}{when})"
 
 
+def configured_deadline(report: LintReport) -> float | None:
+    """The pull deadline the runtime's config sets, or None when it keeps its default."""
+    sv = report.effective.runtime.get(_DEADLINE)
+    return float(sv.value) if sv is not None and sv.layer is not Layer.DEFAULT else None
+
+
 def pull_deadline(report: LintReport, runtime: RuntimeSpec) -> Setting:
     """The deadline in effect: the runtime's configured value, else its default; value
     None when the runtime has none (containerd 1.6)."""
-    sv = report.effective.runtime.get(_DEADLINE)
-    if sv is not None and sv.layer is not Layer.DEFAULT:
-        return Setting(float(sv.value), _source(sv, str(runtime)))
+    configured = configured_deadline(report)
+    if configured is not None:
+        return Setting(configured, _source(report.effective.runtime[_DEADLINE], str(runtime)))
     value, source = runtime_deadline_default(runtime)
     return Setting(value, source)
 
 
-def _configz_values(kubeletconfig: Mapping[str, Any]) -> dict[str, Any]:
+def configz_values(kubeletconfig: Mapping[str, Any]) -> dict[str, Any]:
+    """The live config's fields that are image settings, by lint's keys, in its units (a
+    field that does not decode is left out)."""
     out: dict[str, Any] = {}
     for field, raw in kubeletconfig.items():
         row = kubelet_setting_by_field(field)
@@ -170,9 +181,14 @@ def _configz_values(kubeletconfig: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _show(key: str, value: Any) -> str:
+def setting_text(key: str, value: Any) -> str:
+    """A setting as an operator writes it: 2m0s, imagefs.available<15%, unset."""
+    if value is None:
+        return "unset"
     if key.endswith("_seconds") and isinstance(value, int | float):
-        return format_go_duration(value)
+        return format_go_duration(float(value))
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}<{v}" for k, v in sorted(value.items()))
     return str(value)
 
 
@@ -192,7 +208,7 @@ def configz_findings(
                 node=node,
             )
         ]
-    live = _configz_values(doc)
+    live = configz_values(doc)
     differ: list[str] = []
     for key in (*THRESHOLD_KEYS, "registry_pull_qps", "registry_burst"):
         sv = report.effective.kubelet.get(key)
@@ -206,8 +222,8 @@ def configz_findings(
         elif want == got:
             continue
         differ.append(
-            f"{key}: files say {_show(key, want)} ({_source(sv, 'the kubelet')}), the running"
-            f" kubelet has {_show(key, got)}"
+            f"{key}: files say {setting_text(key, want)} ({_source(sv, 'the kubelet')}), the"
+            f" running kubelet has {setting_text(key, got)}"
         )
     if not differ:
         return []
