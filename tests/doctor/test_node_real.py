@@ -53,15 +53,11 @@ def bed(
         unavailable(reason)
     work = tmp_path_factory.mktemp("doctor-real")
     reg = testbed.Registry(work / "registry")
-    ctr = testbed.Containerd(work / "containerd")
     try:
         reg.start()
-        ctr.write_config()
-        ctr.trust_registry(reg.host)
-        ctr.start()
-        yield reg, ctr
+        with testbed.running_containerd(work / "containerd", trust=[reg.host]) as ctr:
+            yield reg, ctr
     finally:
-        ctr.stop()
         reg.stop()
 
 

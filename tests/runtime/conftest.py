@@ -51,16 +51,12 @@ def registry(runtime_workdir: Path) -> Iterator[testbed.Registry]:
 
 @pytest.fixture(scope="session")
 def containerd(registry: testbed.Registry, runtime_workdir: Path) -> Iterator[testbed.Containerd]:
-    ctr = testbed.Containerd(
-        runtime_workdir / "containerd", sandbox_image=f"{registry.host}/mlnode/pause:test"
-    )
-    ctr.write_config()
-    ctr.trust_registry(registry.host)
-    try:
-        ctr.start()
+    with testbed.running_containerd(
+        runtime_workdir / "containerd",
+        trust=[registry.host],
+        sandbox_image=f"{registry.host}/mlnode/pause:test",
+    ) as ctr:
         yield ctr
-    finally:
-        ctr.stop()
 
 
 @pytest.fixture

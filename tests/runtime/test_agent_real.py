@@ -36,14 +36,10 @@ Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def agent_containerd(
     registry: testbed.Registry, runtime_workdir: Path
 ) -> Iterator[testbed.Containerd]:
-    ctr = testbed.Containerd(runtime_workdir / "containerd-agent")
-    ctr.write_config()
-    ctr.trust_registry(registry.host)
-    try:
-        ctr.start()
+    with testbed.running_containerd(
+        runtime_workdir / "containerd-agent", trust=[registry.host]
+    ) as ctr:
         yield ctr
-    finally:
-        ctr.stop()
 
 
 @pytest.fixture

@@ -49,14 +49,8 @@ def disk(runtime_workdir: Path, registry: testbed.Registry) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def node_ctr(disk: Path, registry: testbed.Registry) -> Iterator[testbed.Containerd]:
-    ctr = testbed.Containerd(disk / "containerd")
-    ctr.write_config()
-    ctr.trust_registry(registry.host)
-    try:
-        ctr.start()
+    with testbed.running_containerd(disk / "containerd", trust=[registry.host]) as ctr:
         yield ctr
-    finally:
-        ctr.stop()
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +89,36 @@ def stop_process(proc: subprocess.Popen[bytes], *, term_timeout_seconds: float =
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def start_until_healthy(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    health_url: str,
+    what: str,
+    logs: Callable[[], str],
+    timeout_seconds: float,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session, output appended to ``log``, and wait until
+    ``health_url`` answers 200; it exiting first, or the timeout, raise with its logs."""
+    import httpx
+
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(argv), stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited {proc.returncode}: {logs()}")
+        try:
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not come up: {logs()}")
 
 
 def _wait_until(predicate: Callable[[], bool], *, timeout_seconds: float, what: str) -> None:
@@ -610,6 +640,29 @@ disabled_plugins = [
         """Stop with ``sig`` (SIGKILL: like a crash) and start again on the same root."""
         self.stop(sig)
         self.start()
+
+
+@contextlib.contextmanager
+def running_containerd(
+    workdir: Path,
+    *,
+    trust: Sequence[str] = (),
+    sandbox_image: str = "registry.invalid/pause:3.9",
+    root: Path | None = None,
+) -> Iterator[Containerd]:
+    """A started :class:`Containerd` (its config written, ``trust`` registries trusted, its
+    root directory elsewhere when ``root`` is given), stopped by pid at exit."""
+    ctr = Containerd(workdir, sandbox_image=sandbox_image)
+    if root is not None:
+        ctr.root = root
+    ctr.write_config()
+    for host in trust:
+        ctr.trust_registry(host)
+    try:
+        ctr.start()
+        yield ctr
+    finally:
+        ctr.stop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from testbed import free_port, stop_process
+from testbed import free_port, start_until_healthy, stop_process
 
 
 def agent_config(
@@ -120,25 +120,15 @@ class AgentProcess:
 
     def start(self, *, timeout_seconds: float = 30.0) -> AgentProcess:
         """Start it and wait until ``/healthz`` answers (and, with a mirror, the mirror)."""
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv(),
-                stdout=out,
-                stderr=out,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlnode agent exited {self.proc.returncode}: {self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"mlnode agent did not come up: {self.logs()}")
+        self.proc = start_until_healthy(
+            self.argv(),
+            log=self.log,
+            health_url=f"{self.url}/healthz",
+            what="mlnode agent",
+            logs=self.logs,
+            timeout_seconds=timeout_seconds,
+        )
+        return self
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -79,11 +79,7 @@ def containerd_on(
 ) -> Iterator[testbed.Containerd]:
     """A started testbed containerd whose ``root`` is ``mount/containerd-root``; stopped at
     exit (before the disk may be unmounted). Trust registries with ``trust_registry``."""
-    ctr = testbed.Containerd(workdir, sandbox_image=sandbox_image)
-    ctr.root = mount / "containerd-root"
-    ctr.write_config()
-    try:
-        ctr.start()
+    with testbed.running_containerd(
+        workdir, sandbox_image=sandbox_image, root=mount / "containerd-root"
+    ) as ctr:
         yield ctr
-    finally:
-        ctr.stop()

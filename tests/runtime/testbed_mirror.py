@@ -6,12 +6,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from testbed import free_port, stop_process
+from testbed import free_port, start_until_healthy, stop_process
 
 
 class MirrorProcess:
@@ -57,25 +56,15 @@ class MirrorProcess:
 
     def start(self) -> MirrorProcess:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv(),
-                stdout=out,
-                stderr=out,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlnode mirror exited {self.proc.returncode}: {self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"mlnode mirror did not come up: {self.logs()}")
+        self.proc = start_until_healthy(
+            self.argv(),
+            log=self.log,
+            health_url=f"{self.url}/healthz",
+            what="mlnode mirror",
+            logs=self.logs,
+            timeout_seconds=20,
+        )
+        return self
 
     def kill(self) -> None:
         """``kill -9``: no checkpoint, no cleanup."""
