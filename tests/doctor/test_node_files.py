@@ -93,3 +93,38 @@ def test_a_root_that_is_not_a_directory_is_one_line(tmp_path: Path) -> None:
     assert r.stderr.strip().splitlines() == [
         f"mlnode: error: --root: {tmp_path / 'nope'} is not a directory"
     ]
+
+
+def test_a_hostile_tree_is_read_inside_its_root_only(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text('KUBELET_EXTRA_ARGS="--image-gc-high-threshold=99"  # SECRET\n')
+    root = build_kubeadm(tmp_path / "node", extra_args=f'KUBELET_EXTRA_ARGS="{LINE}"\n')
+    # absolute and ../ symlinks out of the root, a loop, a hosts.toml pointing at /etc/passwd
+    (root / "etc/default/kubelet").unlink()
+    (root / "etc/default/kubelet").symlink_to(outside)
+    (root / "var/lib/kubelet/config.yaml").unlink()
+    (root / "var/lib/kubelet/config.yaml").symlink_to("../../../../outside.txt")
+    (root / "etc/hostname").symlink_to("/etc/hostname")
+    hosts = root / "etc/containerd/certs.d/docker.io/hosts.toml"
+    hosts.parent.mkdir(parents=True)
+    hosts.symlink_to("/etc/passwd")
+    before = {p: p.lstat() for p in tmp_path.rglob("*")}
+    r = runner.invoke(app, ["doctor", "--root", str(root), "--no-journal", "-o", "json"])
+    assert r.exit_code in (0, 1), r.output
+    assert "SECRET" not in r.stdout and "root:x:" not in r.stdout
+    doc = json.loads(r.stdout)
+    assert doc["nodes"][0]["name"] == "node"  # the looping /etc/hostname is no name
+    assert doc["nodes"][0]["thresholds"]["image_gc_high_threshold_percent"]["value"] == 85
+    assert {p: p.lstat() for p in tmp_path.rglob("*")} == before  # nothing written
+
+
+def test_a_deeply_nested_node_file_is_one_line(tmp_path: Path) -> None:
+    root = build_kubeadm(tmp_path / "node")
+    deep = "[" * 5000 + "]" * 5000
+    (root / "var/lib/kubelet/config.yaml").write_text(
+        f"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nx: {deep}\n"
+    )
+    r = runner.invoke(app, ["doctor", "--root", str(root), "--no-journal"])
+    assert r.exit_code == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"mlnode: error: {root}/var/lib/kubelet/config.yaml:3: nested")

@@ -42,7 +42,7 @@ from mlnode.doctor._settings import (
     runtime_deadline_default,
     thresholds,
 )
-from mlnode.errors import KubeError
+from mlnode.errors import InputError, KubeError
 from mlnode.lint.engine import LintReport
 from mlnode.node import (
     Runner,
@@ -336,7 +336,10 @@ def _node_name(root: Path) -> str:
     if override:
         return override.strip().lower()
     if root != Path("/"):
-        text = read_text(root, "/etc/hostname", strict=False)
+        try:
+            text = read_text(root, "/etc/hostname", strict=False)
+        except InputError:  # a symlink loop or one that leaves the root: not a name
+            text = None
         if text and text.strip():
             return text.strip().splitlines()[0].lower()
         return root.name
