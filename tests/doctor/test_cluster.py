@@ -258,3 +258,19 @@ def test_a_label_selector_narrows_the_nodes(api: FakeKubeApiServer, tmp_path: Pa
     assert bad.stderr.startswith("mlnode: error: --selector: not a label requirement: 'pool in (a")
     alone = runner.invoke(app, ["doctor", "--root", str(tmp_path), "-l", "a=b"])
     assert alone.exit_code == 2 and "--selector: only with --cluster" in alone.stderr
+
+
+def test_the_fake_api_refuses_an_event_name_it_holds(api: FakeKubeApiServer) -> None:
+    (obj, *_) = pull_story(
+        node="gpu-1",
+        namespace="ml",
+        pod="p",
+        container="c",
+        image=IMAGE,
+        error="x",
+        t0=T0,
+        fail_after_seconds=1,
+    )
+    api.add_event("ml", obj)
+    with pytest.raises(ValueError, match="already exists"):
+        api.add_event("ml", obj)  # the API server answers 409 AlreadyExists
